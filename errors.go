@@ -1,0 +1,42 @@
+package ringo
+
+import (
+	"errors"
+	"syscall"
+)
+
+// ringError is a sentinel error that also matches an errno, so that callers
+// used to the BPF helpers' return codes can test for those.
+type ringError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *ringError) Error() string        { return e.msg }
+func (e *ringError) Is(target error) bool { return target == e.errno }
+
+var (
+	// ErrFull means the ring has no room for the record: bpf_ringbuf_reserve
+	// would return NULL and bpf_ringbuf_output -EAGAIN. It matches
+	// syscall.EAGAIN. Try again once the consumer has caught up.
+	ErrFull error = &ringError{"ringo: ring is full", syscall.EAGAIN}
+
+	// ErrTooLarge means the record can never fit in the ring, however empty:
+	// its size plus the 8-byte header, rounded up to 8, must be below the ring
+	// size. The kernel reports this as a full ring; ringo tells the two
+	// apart because retrying cannot help. It matches syscall.E2BIG.
+	ErrTooLarge error = &ringError{"ringo: record too large for the ring", syscall.E2BIG}
+
+	// ErrNotReserved means Commit or Discard was given a slice that is not
+	// an outstanding reservation of this ring: already committed or
+	// discarded, resliced, or from elsewhere. It matches syscall.EINVAL.
+	ErrNotReserved error = &ringError{"ringo: not an outstanding reservation of this ring", syscall.EINVAL}
+
+	// ErrClosed means the ring or reader was closed.
+	ErrClosed = errors.New("ringo: closed")
+
+	// ErrCorrupt means a ring's memory breaks the format: a position or
+	// header that no correct producer writes. The error that wraps it names
+	// the position. Consuming stops there; nothing past it is delivered.
+	ErrCorrupt = errors.New("ringo: corrupt ring")
+)

@@ -1,0 +1,82 @@
+package ringo
+
+// The ring layout, defined once for every kind of ring ringo handles. These
+// are the kernel's values (include/uapi/linux/bpf.h, kernel/bpf/ringbuf.c).
+const (
+	// HeaderSize is the size of a record header: a u32 length word, then a
+	// u32 page offset.
+	HeaderSize = 8
+
+	// BusyBit in a header's length word marks a record still being written.
+	BusyBit = 1 << 31
+	// DiscardBit in a header's length word marks a discarded record, which
+	// consumers skip.
+	DiscardBit = 1 << 30
+
+	// MaxRecordSize is the largest payload the kernel would ever reserve
+	// (UINT_MAX / 4); a ring's own size limits records further.
+	MaxRecordSize = 1<<32/4 - 1
+
+	// MaxSize is the largest ring: max_entries is a u32 power of two.
+	MaxSize = 1 << 31
+)
+
+// Offsets inside the two position pages.
+const (
+	consumerPosOffset = 0 // u64 consumer_pos, consumer page
+	producerPosOffset = 0 // u64 producer_pos, producer page
+	pendingPosOffset  = 8 // u64 pending_pos, producer page
+
+	// The kernel's struct bpf_ringbuf has one page of its own before the
+	// consumer page, so a header's pg_off counts three pages before the data.
+	pgOffBase = 3
+)
+
+// recordSize returns the bytes a record with an n-byte payload takes in the
+// ring: the header and payload, rounded up to 8.
+func recordSize(n uint64) uint64 { return (n + HeaderSize + 7) &^ 7 }
+
+// payloadLen extracts the payload length from a header's length word.
+func payloadLen(word uint32) uint32 { return word &^ (BusyBit | DiscardBit) }
+
+// Flags of Output, Commit and Discard: BPF_RB_NO_WAKEUP and
+// BPF_RB_FORCE_WAKEUP. With neither, the ring wakes its consumer only if the
+// consumer has caught up with the record being committed.
+const (
+	// NoWakeup commits without waking the consumer.
+	NoWakeup uint64 = 1 << 0
+	// ForceWakeup wakes the consumer whether or not it has caught up.
+	ForceWakeup uint64 = 1 << 1
+
+	wakeupFlags = NoWakeup | ForceWakeup
+)
+
+// Prop names a property for Query: the BPF_RB_* values of bpf_ringbuf_query.
+type Prop uint64
+
+// The properties bpf_ringbuf_query knows.
+const (
+	// AvailData is the number of bytes of records not yet consumed:
+	// producer position minus consumer position.
+	AvailData Prop = 0
+	// RingSize is the size of the data area in bytes.
+	RingSize Prop = 1
+	// ConsumerPos is the consumer's position.
+	ConsumerPos Prop = 2
+	// ProducerPos is the producer's position.
+	ProducerPos Prop = 3
+)
+
+func (p Prop) String() string {
+	switch p {
+	case AvailData:
+		return "BPF_RB_AVAIL_DATA"
+	case RingSize:
+		return "BPF_RB_RING_SIZE"
+	case ConsumerPos:
+		return "BPF_RB_CONS_POS"
+	case ProducerPos:
+		return "BPF_RB_PROD_POS"
+	}
+	return "unknown property"
+}

@@ -1,0 +1,93 @@
+package ringo
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+// memory is the mapped memory of a ring as the consumer and the producers
+// see it, whatever kind of ring it is. This file is the only place where
+// ringo turns mapped bytes into typed atomic words.
+//
+// Every access to a position or a header's length word is atomic. Go's
+// sync/atomic operations are sequentially consistent, so each one is at least
+// the smp_load_acquire / smp_store_release / xchg that the kernel pairs it
+// with, and a store followed by a load of another word is ordered too
+// (the StoreLoad barrier that the wake-up protocol needs: see Reader).
+type memory struct {
+	consumerPos *atomic.Uint64 // consumer page, offset 0
+	producerPos *atomic.Uint64 // producer page, offset 0
+	pendingPos  *atomic.Uint64 // producer page, offset 8
+
+	// data is the data area mapped twice: data[i] and data[i+size] alias.
+	data []byte
+	mask uint64 // size - 1
+
+	pageShift uint
+}
+
+// newMemory describes a mapping with a data area of size bytes.
+func newMemory(m *sys.Mapping, size int) *memory {
+	shift := uint(0)
+	for 1<<shift < sys.PageSize {
+		shift++
+	}
+	return &memory{
+		// The position pages are page-aligned, so the words are aligned.
+		consumerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[consumerPosOffset])),
+		producerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
+		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
+		data:        m.Data[: 2*size : 2*size],
+		mask:        uint64(size - 1),
+		pageShift:   shift,
+	}
+}
+
+// size is the size of the data area in bytes.
+func (m *memory) size() uint64 { return m.mask + 1 }
+
+// lenWord returns the length word of the header at data offset off, which
+// must be a multiple of 8 below size: the data area is page-aligned, so the
+// word is 4-byte aligned, as atomic access requires.
+func (m *memory) lenWord(off uint64) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&m.data[off]))
+}
+
+// writeHeader writes a reserved record's header at data offset off: the
+// length word with BusyBit, and the page offset the kernel computes. The
+// length word is stored atomically because the consumer and other producers'
+// pending-position walks read it concurrently; pg_off is only read by whoever
+// owns the record.
+func (m *memory) writeHeader(off uint64, n uint32) {
+	m.lenWord(off).Store(n | BusyBit)
+	pgOff := uint32(off>>m.pageShift) + pgOffBase
+	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = pgOff
+}
+
+// pgOff reads the page offset of the header at data offset off.
+func (m *memory) pgOff(off uint64) uint32 {
+	return *(*uint32)(unsafe.Pointer(&m.data[off+4]))
+}
+
+// payloadOffset returns the data offset of the payload at b's first byte, if b
+// starts inside the first view of the data area at a record's payload
+// alignment (8 bytes past an 8-aligned header), and false otherwise. It is
+// how Commit and Discard find the header of a view handed out by Reserve, as
+// bpf_ringbuf_commit does with sample - BPF_RINGBUF_HDR_SZ.
+func (m *memory) payloadOffset(b []byte) (uint64, bool) {
+	if cap(b) == 0 {
+		return 0, false
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
+	if p < base+HeaderSize || p >= base+uintptr(m.size())+HeaderSize {
+		return 0, false
+	}
+	off := uint64(p-base) - HeaderSize
+	if off&7 != 0 {
+		return 0, false
+	}
+	return off, true
+}

@@ -1,0 +1,402 @@
+package ringo
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+// A Source is a ring a Reader can consume: its mapped memory (positions and
+// the doubled data area) and a descriptor that polls readable when its
+// producers wake the consumer. *Ring is a Source; so are the kernel and
+// shared rings of this package.
+type Source interface {
+	ringMemory() *memory
+	pollFD() int
+	// attach claims the ring for one consumer; detach releases it.
+	attach() error
+	detach()
+}
+
+// Record is one record handed out by a Reader.
+type Record struct {
+	// Source is the ring the record came from.
+	Source Source
+	// Pos is the position of the record's header in its ring.
+	Pos uint64
+	// Data is the payload. From Consume, Peek and Records it is a view into
+	// the ring's memory, valid only until the callback returns or the loop
+	// moves on; from Read and ReadInto it is a copy.
+	Data []byte
+}
+
+// Reader is the consumer of one or more rings of any kind, waiting on all of
+// them with one epoll instance. It is the single consumer of each ring it
+// holds. Its methods are for one goroutine at a time, except Close, which
+// any goroutine may call to interrupt a blocked Read.
+//
+// The wake-up protocol: a Reader stores consumer_pos after the records it
+// has handled, then loads producer_pos and the next header; a producer
+// commits (swaps the header's length word), then loads consumer_pos and wakes
+// the Reader if it equals the record's position. Both sides use sequentially
+// consistent atomics, so at least one sees the other: a Reader about to
+// sleep on a busy or missing record is always woken by that record's commit.
+type Reader struct {
+	mu     sync.Mutex // held by the consuming goroutine
+	poller *sys.Poller
+	rings  []*readerRing
+	keys   []int
+	turn   int // the ring whose turn it is
+	taken  int // records taken from it in this turn
+	closed atomic.Bool
+	freed  sync.Once
+
+	wakeups atomic.Uint64
+
+	// The context whose cancellation interrupts a blocked wait, registered
+	// once and kept while the same context is passed again, so that a
+	// blocking read does not allocate each time it sleeps.
+	waitCtx  context.Context
+	stopWait func() bool
+}
+
+type readerRing struct {
+	src Source
+	cur cursor
+	// stored is the consumer position last stored to the ring.
+	stored uint64
+	// lap is where the current Consume call started in this ring: one call
+	// takes at most one ring's worth, so that it ends under any load.
+	lap uint64
+}
+
+// batchRecords is how many records a Reader takes from one ring before it
+// turns to the next, so that a flooding ring cannot starve the others.
+const batchRecords = 256
+
+// NewReader returns a Reader over the given rings.
+func NewReader(rings ...Source) (*Reader, error) {
+	p, err := sys.NewPoller()
+	if err != nil {
+		return nil, fmt.Errorf("ringo: new reader: %w", err)
+	}
+	r := &Reader{poller: p}
+	for _, s := range rings {
+		if err := r.Add(s); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// lock takes the consumer's lock and reports false, unlocking, if the Reader
+// is closed.
+func (r *Reader) lock() bool {
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.unlock()
+		return false
+	}
+	return true
+}
+
+// unlock releases the consumer's lock, and the Reader's resources if Close
+// was called meanwhile. Close and unlock each check after their own step
+// (Close: mark closed, then try the lock; unlock: unlock, then check the
+// mark), so one of them always frees.
+func (r *Reader) unlock() {
+	r.mu.Unlock()
+	if r.closed.Load() && r.mu.TryLock() {
+		r.free()
+		r.mu.Unlock()
+	}
+}
+
+// Add adds a ring to the Reader. The Reader becomes its single consumer and
+// continues from its consumer position.
+func (r *Reader) Add(s Source) error {
+	if !r.lock() {
+		return ErrClosed
+	}
+	defer r.unlock()
+	if err := s.attach(); err != nil {
+		return err
+	}
+	m := s.ringMemory()
+	cons := m.consumerPos.Load()
+	rr := &readerRing{src: s, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons}
+	if err := r.poller.Add(s.pollFD(), len(r.rings)); err != nil {
+		s.detach()
+		return fmt.Errorf("ringo: add ring %v to reader: %w", s, err)
+	}
+	r.rings = append(r.rings, rr)
+	return nil
+}
+
+// Close releases the Reader and the rings it holds, which may then be closed
+// or given to another Reader. It never waits: a Read blocked in another
+// goroutine returns ErrClosed, and if a Reader method is running (even the
+// one whose callback called Close) it frees the Reader as it returns.
+func (r *Reader) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.poller.Interrupt()
+	if r.mu.TryLock() {
+		r.free()
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// free releases the rings and the poller, once; called with r.mu held.
+func (r *Reader) free() {
+	r.freed.Do(func() {
+		if r.stopWait != nil {
+			r.stopWait()
+		}
+		for _, rr := range r.rings {
+			rr.commit()
+			rr.src.detach()
+		}
+		r.rings = nil
+		r.poller.Close()
+	})
+}
+
+// Wakeups returns how many times a blocked Reader was woken by its rings.
+func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
+
+// commit stores the cursor's position as the ring's consumer_pos, freeing
+// the space of the records before it. Pairs with the producers' load of
+// consumer_pos in reserve and in the wake-up test.
+func (rr *readerRing) commit() {
+	if rr.stored != rr.cur.pos {
+		rr.stored = rr.cur.pos
+		rr.cur.mem.consumerPos.Store(rr.stored)
+	}
+}
+
+// advance moves past a record of total bytes, storing consumer_pos once a
+// quarter of the ring has been consumed since the last store: often enough
+// that producers never wait long for space, seldom enough that the cache
+// line producers read is not bounced for every record.
+func (rr *readerRing) advance(total uint64) {
+	rr.cur.pos += total
+	if rr.cur.pos-rr.stored >= rr.cur.mem.size()/4 {
+		rr.commit()
+	}
+}
+
+// Consume hands every record available now to fn, without blocking, and
+// returns how many it handed over. Records are views into the ring's memory,
+// valid until fn returns. If fn returns an error, Consume stops and returns
+// it, and that record stays in the ring, to be handed out again. Rings take
+// turns, a batch of records each, and one call takes at most one ring's
+// worth of bytes from each ring, so it returns even while producers flood.
+func (r *Reader) Consume(fn func(Record) error) (int, error) {
+	if !r.lock() {
+		return 0, ErrClosed
+	}
+	defer r.unlock()
+	for _, rr := range r.rings {
+		rr.lap = rr.cur.pos
+	}
+	total := 0
+	for {
+		got := 0
+		for range r.rings {
+			rr := r.rings[r.turn]
+			n, err := rr.consume(fn, batchRecords)
+			total += n
+			got += n
+			if err != nil {
+				return total, err
+			}
+			r.turn = (r.turn + 1) % len(r.rings)
+		}
+		if got == 0 {
+			return total, nil
+		}
+	}
+}
+
+// consume hands up to max records of one ring to fn, then stores the
+// consumer position.
+func (rr *readerRing) consume(fn func(Record) error, max int) (n int, err error) {
+	defer rr.commit()
+	size := rr.cur.mem.size()
+	for n < max && rr.cur.pos-rr.lap < size {
+		data, total, st, err := rr.cur.next()
+		if err != nil || st != stepRecord {
+			return n, err
+		}
+		if err := fn(Record{Source: rr.src, Pos: rr.cur.pos, Data: data}); err != nil {
+			return n, err
+		}
+		rr.advance(total)
+		n++
+	}
+	return n, nil
+}
+
+// Peek hands the records not yet consumed to fn, ring after ring, without
+// consuming them: a later Consume or Read returns them again. It stops when
+// fn returns an error, and returns that error and how many records fn saw.
+func (r *Reader) Peek(fn func(Record) error) (int, error) {
+	if !r.lock() {
+		return 0, ErrClosed
+	}
+	defer r.unlock()
+	n := 0
+	for _, rr := range r.rings {
+		c := rr.cur
+		for {
+			data, total, st, err := c.next()
+			if err != nil {
+				return n, err
+			}
+			if st != stepRecord {
+				break
+			}
+			if err := fn(Record{Source: rr.src, Pos: c.pos, Data: data}); err != nil {
+				return n, err
+			}
+			c.pos += total
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Read waits for the next record and returns a copy of it. It returns
+// ctx.Err() when ctx is done (a deadline applies), and ErrClosed when the
+// Reader is closed. Use ReadInto to reuse a buffer, Consume or Records to
+// avoid the copy.
+func (r *Reader) Read(ctx context.Context) (Record, error) {
+	var rec Record
+	err := r.ReadInto(ctx, &rec)
+	return rec, err
+}
+
+// ReadInto waits for the next record like Read and copies it into rec,
+// reusing rec.Data's memory when it is large enough. It stores the consumer
+// position after each record, as libbpf does.
+func (r *Reader) ReadInto(ctx context.Context, rec *Record) error {
+	if !r.lock() {
+		return ErrClosed
+	}
+	defer r.unlock()
+	rr, data, total, err := r.next(ctx)
+	if err != nil {
+		return err
+	}
+	rec.Source, rec.Pos = rr.src, rr.cur.pos
+	rec.Data = append(rec.Data[:0], data...)
+	rr.cur.pos += total
+	rr.commit()
+	return nil
+}
+
+// Records returns an iterator over records as they arrive, waiting when
+// there are none. Each record is a view into the ring, valid until the loop
+// moves on; it is consumed when the loop moves on or stops. The iterator
+// ends after yielding an error: ctx.Err() when ctx is done, ErrClosed when
+// the Reader is closed, or one wrapping ErrCorrupt.
+func (r *Reader) Records(ctx context.Context) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		if !r.lock() {
+			yield(Record{}, ErrClosed)
+			return
+		}
+		defer r.unlock()
+		for {
+			rr, data, total, err := r.next(ctx)
+			if err != nil {
+				yield(Record{}, err)
+				return
+			}
+			more := yield(Record{Source: rr.src, Pos: rr.cur.pos, Data: data}, nil)
+			rr.advance(total)
+			if !more {
+				rr.commit()
+				return
+			}
+		}
+	}
+}
+
+// next finds the next record, taking rings in turns of batchRecords and
+// sleeping when every ring is empty or busy at its head. Called with r.mu
+// held. The record is not consumed: the caller moves the cursor.
+func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) {
+	for {
+		if r.closed.Load() {
+			return nil, nil, 0, ErrClosed
+		}
+		// One more step than there are rings: the ring whose turn ran out
+		// is looked at again with a fresh turn after all the others.
+		for range len(r.rings) + 1 {
+			rr := r.rings[r.turn]
+			if r.taken < batchRecords {
+				data, total, st, err := rr.cur.next()
+				if err != nil {
+					rr.commit()
+					return nil, nil, 0, err
+				}
+				if st == stepRecord {
+					r.taken++
+					return rr, data, total, nil
+				}
+			}
+			// Free what was consumed before turning away: producers
+			// wake us only once consumer_pos has caught up.
+			rr.commit()
+			r.turn = (r.turn + 1) % len(r.rings)
+			r.taken = 0
+		}
+		if err := r.wait(ctx); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+}
+// wait sleeps until a ring signals, ctx is done or the Reader is closed.
+// Every ring's consumer position has been stored and its head found empty
+// or busy since, so every commit from now on wakes us (see Reader).
+func (r *Reader) wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	timeout := time.Duration(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return context.DeadlineExceeded
+		}
+	}
+	if ctx.Done() != nil && ctx != r.waitCtx {
+		if r.stopWait != nil {
+			r.stopWait()
+		}
+		r.waitCtx, r.stopWait = ctx, context.AfterFunc(ctx, r.poller.Interrupt)
+	}
+	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
+	r.keys = keys[:0]
+	if err != nil {
+		return fmt.Errorf("ringo: wait for records: %w", err)
+	}
+	if len(keys) > 0 {
+		r.wakeups.Add(1)
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+

@@ -1,0 +1,319 @@
+package ringo
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+// Ring is a BPF ring buffer in user space: the memory layout of
+// BPF_MAP_TYPE_RINGBUF to the byte, and the producer side of the BPF helpers
+// for Go code. Any number of goroutines may produce into it at once; one
+// Reader consumes it.
+//
+// After any sequence of Output, Reserve, Commit and Discard calls and
+// consumer advances, the data area and the producer, pending and consumer
+// positions hold exactly what a kernel ring would after the same sequence.
+type Ring struct {
+	mem     *memory
+	mapping *sys.Mapping
+	file    int // the memory file behind the mapping
+	bell    *sys.EventFD
+	name    string
+
+	// mu serialises reservations, like the kernel ring's spin lock. Commits
+	// and discards take no lock.
+	mu     sync.Mutex
+	closed bool // under mu
+
+	open     atomic.Int64 // reservations not yet committed or discarded
+	wakeups  atomic.Uint64
+	attached atomic.Bool // a Reader consumes this ring
+}
+
+// Option configures a ring.
+type Option func(*ringOptions)
+
+type ringOptions struct {
+	name string
+}
+
+// WithName names the ring, for records, errors and /proc/PID/fd listings.
+func WithName(name string) Option {
+	return func(o *ringOptions) { o.name = name }
+}
+
+// New creates a ring with a data area of size bytes: a power of two and a
+// multiple of the page size, as for a kernel ring's max_entries. An invalid
+// size gets an error that wraps syscall.EINVAL and names the nearest valid
+// size.
+func New(size int, opts ...Option) (*Ring, error) {
+	if err := ValidateSize(int64(size)); err != nil {
+		return nil, err
+	}
+	var o ringOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.name == "" {
+		o.name = "ringo"
+	}
+	page := sys.PageSize
+	fd, err := sys.MemFile(o.name, 2*page+size)
+	if err != nil {
+		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
+	}
+	m, err := sys.MapRing(fd, size, sys.ReadWrite, sys.ReadWrite, false)
+	if err != nil {
+		closeFD(fd)
+		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
+	}
+	bell, err := sys.NewEventFD()
+	if err != nil {
+		m.Unmap()
+		closeFD(fd)
+		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
+	}
+	return &Ring{mem: newMemory(m, size), mapping: m, file: fd, bell: bell, name: o.name}, nil
+}
+
+// NewFromSpec creates a ring from BPF map attributes, after validating them
+// as BPF_MAP_CREATE would (see MapSpec.Validate).
+func NewFromSpec(spec MapSpec, opts ...Option) (*Ring, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	return New(int(spec.MaxEntries), opts...)
+}
+
+// Size returns the size of the data area in bytes.
+func (r *Ring) Size() int { return int(r.mem.size()) }
+
+// String returns the ring's name.
+func (r *Ring) String() string { return r.name }
+
+// Close releases the ring's memory. It fails, leaving the ring usable for
+// committing and discarding but closed to new reservations, while
+// reservations are still open or a Reader still consumes the ring: their
+// memory must outlive them.
+func (r *Ring) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mapping == nil {
+		return nil
+	}
+	r.closed = true
+	if n := r.open.Load(); n > 0 {
+		return fmt.Errorf("ringo: close ring %q: %d reservations are still open: commit or discard them first", r.name, n)
+	}
+	if r.attached.Load() {
+		return fmt.Errorf("ringo: close ring %q: a Reader still consumes it: close the Reader first", r.name)
+	}
+	err := r.mapping.Unmap()
+	r.mapping = nil
+	closeFD(r.file)
+	r.bell.Close()
+	return err
+}
+
+// Output copies data into the ring as one record and commits it, like
+// bpf_ringbuf_output. flags are 0, NoWakeup or ForceWakeup; any other bit is
+// an error wrapping syscall.EINVAL. A full ring returns ErrFull, which
+// matches syscall.EAGAIN as the helper's -EAGAIN does.
+func (r *Ring) Output(data []byte, flags uint64) error {
+	if flags&^wakeupFlags != 0 {
+		return badFlags("output", flags)
+	}
+	off, err := r.reserve(uint64(len(data)))
+	if err != nil {
+		return err
+	}
+	copy(r.mem.data[off+HeaderSize:], data)
+	r.finish(off, r.mem.lenWord(off).Load(), flags, false)
+	return nil
+}
+
+// Reserve reserves a record of n bytes and returns it as a slice of exactly
+// n bytes (its capacity is n too) inside the ring's memory, even when the
+// record wraps past the end of the data area. Like bpf_ringbuf_reserve, it
+// does not clear the memory. The caller fills it and then passes the very
+// same slice to Commit or Discard; until then the consumer waits at this
+// record, so keep reservations short.
+//
+// A full ring returns ErrFull; a record that cannot fit even in an empty
+// ring (n > Size()-16) returns ErrTooLarge.
+func (r *Ring) Reserve(n int) ([]byte, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
+	}
+	off, err := r.reserve(uint64(n))
+	if err != nil {
+		return nil, err
+	}
+	p := off + HeaderSize
+	return r.mem.data[p : p+uint64(n) : p+uint64(n)], nil
+}
+
+// reserve is __bpf_ringbuf_reserve: it returns the data offset of a new
+// record's header, marked busy, with producer_pos already published.
+func (r *Ring) reserve(n uint64) (uint64, error) {
+	m := r.mem
+	if n > MaxRecordSize || recordSize(n) > m.mask {
+		return 0, ErrTooLarge
+	}
+	total := recordSize(n)
+	// Loaded before the lock, as the kernel does: a stale (smaller) value
+	// can only make the ring look fuller than it is.
+	cons := m.consumerPos.Load()
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, ErrClosed
+	}
+	pend := m.pendingPos.Load()
+	prod := m.producerPos.Load()
+	// Walk pending_pos over every record that is no longer busy: the
+	// oldest record still being written bounds how far producers may run
+	// ahead, so that a slow producer's reservation is never overwritten.
+	for pend < prod {
+		w := m.lenWord(pend & m.mask).Load()
+		if w&BusyBit != 0 {
+			break
+		}
+		pend += recordSize(uint64(payloadLen(w)))
+	}
+	m.pendingPos.Store(pend)
+
+	newProd := prod + total
+	if newProd-cons > m.mask || newProd-pend > m.mask {
+		r.mu.Unlock()
+		return 0, ErrFull
+	}
+	off := prod & m.mask
+	m.writeHeader(off, uint32(n))
+	// Publishes the busy header with it; pairs with the consumer's load of
+	// producer_pos before it reads headers.
+	m.producerPos.Store(newProd)
+	r.open.Add(1)
+	r.mu.Unlock()
+	return off, nil
+}
+
+// Commit publishes a record obtained from Reserve, like bpf_ringbuf_submit.
+// flags are 0, NoWakeup or ForceWakeup. The kernel ignores other bits;
+// ringo refuses them with an error wrapping syscall.EINVAL and leaves the
+// reservation open, so that a typo surfaces instead of changing wake-ups.
+// A slice that is not an outstanding reservation of this ring (committed or
+// discarded already, resliced, or from elsewhere) returns ErrNotReserved and
+// changes nothing.
+func (r *Ring) Commit(rec []byte, flags uint64) error {
+	return r.commit(rec, flags, false)
+}
+
+// Discard drops a record obtained from Reserve, like bpf_ringbuf_discard:
+// it stays in the ring, marked discarded, and the consumer skips it. Flags
+// and errors are those of Commit.
+func (r *Ring) Discard(rec []byte, flags uint64) error {
+	return r.commit(rec, flags, true)
+}
+
+func (r *Ring) commit(rec []byte, flags uint64, discard bool) error {
+	if flags&^wakeupFlags != 0 {
+		if discard {
+			return badFlags("discard", flags)
+		}
+		return badFlags("commit", flags)
+	}
+	m := r.mem
+	off, ok := m.payloadOffset(rec)
+	if !ok {
+		return fmt.Errorf("%w: the slice does not start at a record of ring %q", ErrNotReserved, r.name)
+	}
+	w := m.lenWord(off).Load()
+	if w&BusyBit == 0 {
+		return fmt.Errorf("%w: the record at offset %d of ring %q was already committed or discarded", ErrNotReserved, off, r.name)
+	}
+	if n := payloadLen(w); uint64(n) != uint64(len(rec)) || w&DiscardBit != 0 {
+		return fmt.Errorf("%w: the slice has %d bytes but the record at offset %d of ring %q has %d: pass the slice Reserve returned", ErrNotReserved, len(rec), off, r.name, n)
+	}
+	// A busy header at off could be a later lap's reservation of the same
+	// length, if this slice was committed and consumed long ago. Every
+	// outstanding reservation lies in [pending_pos, producer_pos), and a
+	// reserver stores pending_pos before the header, so seeing that header
+	// means seeing a pending_pos past the old record.
+	pend := m.pendingPos.Load()
+	pos := pend + (off-pend)&m.mask
+	if pos-pend >= m.producerPos.Load()-pend {
+		return fmt.Errorf("%w: the record at offset %d of ring %q was already committed or discarded", ErrNotReserved, off, r.name)
+	}
+	if !r.finish(off, w, flags, discard) {
+		return fmt.Errorf("%w: the record at offset %d of ring %q was committed or discarded concurrently", ErrNotReserved, off, r.name)
+	}
+	return nil
+}
+
+// finish is bpf_ringbuf_commit: clear the busy bit (and set the discard bit),
+// then wake the consumer if forced, or if it has caught up with this very
+// record and waking is not suppressed. It reports false if the length word
+// was no longer w.
+func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool) bool {
+	m := r.mem
+	nw := w ^ BusyBit
+	if discard {
+		nw |= DiscardBit
+	}
+	// The kernel's xchg; a compare-and-swap so that two goroutines
+	// committing the same slice cannot both succeed. Pairs with the
+	// consumer's load of the length word.
+	if !m.lenWord(off).CompareAndSwap(w, nw) {
+		return false
+	}
+	r.open.Add(-1)
+	// Load after the swap (both sequentially consistent): either the
+	// consumer sees the committed header, or we see its consumer_pos and
+	// wake it. See Reader for its half.
+	cons := m.consumerPos.Load() & m.mask
+	if flags&ForceWakeup != 0 || (cons == off && flags&NoWakeup == 0) {
+		r.wakeups.Add(1)
+		r.bell.Signal()
+	}
+	return true
+}
+
+// Query returns a property of the ring, like bpf_ringbuf_query. The values
+// are a snapshot that producers and the consumer may change at once. An
+// unknown property, for which the helper returns 0, is an error wrapping
+// syscall.EINVAL.
+func (r *Ring) Query(p Prop) (uint64, error) { return r.mem.query(p) }
+
+// Positions returns the consumer, producer and pending positions.
+func (r *Ring) Positions() Positions { return r.mem.positions() }
+
+// Wakeups returns how many times a commit, discard or output decided to wake
+// the consumer, by the kernel's rule: forced, or adaptive (the consumer had
+// caught up with the record) and not suppressed.
+func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
+
+// The Source methods.
+func (r *Ring) ringMemory() *memory { return r.mem }
+func (r *Ring) pollFD() int         { return r.bell.FD() }
+func (r *Ring) attach() error {
+	if !r.attached.CompareAndSwap(false, true) {
+		return fmt.Errorf("ringo: ring %q already has a Reader: a ring has one consumer", r.name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mapping == nil {
+		r.attached.Store(false)
+		return fmt.Errorf("ringo: ring %q: %w", r.name, ErrClosed)
+	}
+	return nil
+}
+func (r *Ring) detach() { r.attached.Store(false) }
+
+func badFlags(op string, flags uint64) error {
+	return invalid("%s flags %#x: only NoWakeup (%#x) and ForceWakeup (%#x) exist", op, flags, NoWakeup, ForceWakeup)
+}

@@ -70,24 +70,3 @@ func (m *memory) writeHeader(off uint64, n uint32) {
 func (m *memory) pgOff(off uint64) uint32 {
 	return *(*uint32)(unsafe.Pointer(&m.data[off+4]))
 }
-
-// payloadOffset returns the data offset of the payload at b's first byte, if b
-// starts inside the first view of the data area at a record's payload
-// alignment (8 bytes past an 8-aligned header), and false otherwise. It is
-// how Commit and Discard find the header of a view handed out by Reserve, as
-// bpf_ringbuf_commit does with sample - BPF_RINGBUF_HDR_SZ.
-func (m *memory) payloadOffset(b []byte) (uint64, bool) {
-	if cap(b) == 0 {
-		return 0, false
-	}
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
-	if p < base+HeaderSize || p >= base+uintptr(m.size())+HeaderSize {
-		return 0, false
-	}
-	off := uint64(p-base) - HeaderSize
-	if off&7 != 0 {
-		return 0, false
-	}
-	return off, true
-}

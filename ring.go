@@ -126,37 +126,54 @@ func (r *Ring) Output(data []byte, flags uint64) error {
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
-	off, err := r.reserve(uint64(len(data)))
+	pos, err := r.reserve(uint64(len(data)))
 	if err != nil {
 		return err
 	}
+	off := pos & r.mem.mask
 	copy(r.mem.data[off+HeaderSize:], data)
-	r.finish(off, r.mem.lenWord(off).Load(), flags, false)
+	r.finish(off, uint32(len(data))|BusyBit, flags, false)
 	return nil
 }
 
-// Reserve reserves a record of n bytes and returns it as a slice of exactly
-// n bytes (its capacity is n too) inside the ring's memory, even when the
-// record wraps past the end of the data area. Like bpf_ringbuf_reserve, it
-// does not clear the memory. The caller fills it and then passes the very
-// same slice to Commit or Discard; until then the consumer waits at this
-// record, so keep reservations short.
+// Reservation is a record reserved in a ring and not yet committed or
+// discarded: the view Reserve returns and Commit or Discard takes back. It
+// is a small value; copying it is fine, but only one Commit or Discard of a
+// reservation succeeds.
+type Reservation struct {
+	ring *Ring
+	pos  uint64 // position of the record's header
+	buf  []byte
+}
+
+// Bytes returns the reserved payload: exactly the reserved number of bytes
+// (capacity too) inside the ring's memory, contiguous even when the record
+// wraps past the end of the data area. It is valid until Commit or Discard.
+func (v Reservation) Bytes() []byte { return v.buf }
+
+// Pos returns the position of the record's header in the ring.
+func (v Reservation) Pos() uint64 { return v.pos }
+
+// Reserve reserves a record of n bytes, like bpf_ringbuf_reserve. Fill its
+// Bytes, then pass it to Commit or Discard; until then the consumer waits at
+// this record, so keep reservations short. Like the helper, Reserve does not
+// clear the memory.
 //
 // A full ring returns ErrFull; a record that cannot fit even in an empty
 // ring (n > Size()-16) returns ErrTooLarge.
-func (r *Ring) Reserve(n int) ([]byte, error) {
+func (r *Ring) Reserve(n int) (Reservation, error) {
 	if n < 0 {
-		return nil, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
+		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
 	}
-	off, err := r.reserve(uint64(n))
+	pos, err := r.reserve(uint64(n))
 	if err != nil {
-		return nil, err
+		return Reservation{}, err
 	}
-	p := off + HeaderSize
-	return r.mem.data[p : p+uint64(n) : p+uint64(n)], nil
+	p := pos&r.mem.mask + HeaderSize
+	return Reservation{ring: r, pos: pos, buf: r.mem.data[p : p+uint64(n) : p+uint64(n)]}, nil
 }
 
-// reserve is __bpf_ringbuf_reserve: it returns the data offset of a new
+// reserve is __bpf_ringbuf_reserve: it returns the position of a new
 // record's header, marked busy, with producer_pos already published.
 func (r *Ring) reserve(n uint64) (uint64, error) {
 	m := r.mem
@@ -192,65 +209,60 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 		r.mu.Unlock()
 		return 0, ErrFull
 	}
-	off := prod & m.mask
-	m.writeHeader(off, uint32(n))
+	m.writeHeader(prod&m.mask, uint32(n))
 	// Publishes the busy header with it; pairs with the consumer's load of
 	// producer_pos before it reads headers.
 	m.producerPos.Store(newProd)
 	r.open.Add(1)
 	r.mu.Unlock()
-	return off, nil
+	return prod, nil
 }
 
-// Commit publishes a record obtained from Reserve, like bpf_ringbuf_submit.
-// flags are 0, NoWakeup or ForceWakeup. The kernel ignores other bits;
-// ringo refuses them with an error wrapping syscall.EINVAL and leaves the
-// reservation open, so that a typo surfaces instead of changing wake-ups.
-// A slice that is not an outstanding reservation of this ring (committed or
-// discarded already, resliced, or from elsewhere) returns ErrNotReserved and
-// changes nothing.
-func (r *Ring) Commit(rec []byte, flags uint64) error {
-	return r.commit(rec, flags, false)
+// Commit publishes a reserved record, like bpf_ringbuf_submit. flags are
+// 0, NoWakeup or ForceWakeup. The kernel ignores other bits; ringo refuses
+// them with an error wrapping syscall.EINVAL and leaves the reservation
+// open, so that a typo surfaces instead of changing wake-ups. A reservation
+// that is not outstanding in this ring (committed or discarded already, even
+// by a copy of it, or from another ring) returns ErrNotReserved and changes
+// nothing.
+func (r *Ring) Commit(v Reservation, flags uint64) error {
+	return r.commit(v, flags, false)
 }
 
-// Discard drops a record obtained from Reserve, like bpf_ringbuf_discard:
-// it stays in the ring, marked discarded, and the consumer skips it. Flags
-// and errors are those of Commit.
-func (r *Ring) Discard(rec []byte, flags uint64) error {
-	return r.commit(rec, flags, true)
+// Discard drops a reserved record, like bpf_ringbuf_discard: it stays in the
+// ring, marked discarded, and the consumer skips it. Flags and errors are
+// those of Commit.
+func (r *Ring) Discard(v Reservation, flags uint64) error {
+	return r.commit(v, flags, true)
 }
 
-func (r *Ring) commit(rec []byte, flags uint64, discard bool) error {
+func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
+	op := "commit"
+	if discard {
+		op = "discard"
+	}
 	if flags&^wakeupFlags != 0 {
-		if discard {
-			return badFlags("discard", flags)
+		return badFlags(op, flags)
+	}
+	if v.ring != r {
+		if v.ring == nil {
+			return fmt.Errorf("%w: %s of a zero Reservation in ring %q", ErrNotReserved, op, r.name)
 		}
-		return badFlags("commit", flags)
+		return fmt.Errorf("%w: %s in ring %q of a reservation of ring %q", ErrNotReserved, op, r.name, v.ring.name)
 	}
 	m := r.mem
-	off, ok := m.payloadOffset(rec)
-	if !ok {
-		return fmt.Errorf("%w: the slice does not start at a record of ring %q", ErrNotReserved, r.name)
-	}
+	off := v.pos & m.mask
 	w := m.lenWord(off).Load()
-	if w&BusyBit == 0 {
-		return fmt.Errorf("%w: the record at offset %d of ring %q was already committed or discarded", ErrNotReserved, off, r.name)
-	}
-	if n := payloadLen(w); uint64(n) != uint64(len(rec)) || w&DiscardBit != 0 {
-		return fmt.Errorf("%w: the slice has %d bytes but the record at offset %d of ring %q has %d: pass the slice Reserve returned", ErrNotReserved, len(rec), off, r.name, n)
-	}
-	// A busy header at off could be a later lap's reservation of the same
-	// length, if this slice was committed and consumed long ago. Every
-	// outstanding reservation lies in [pending_pos, producer_pos), and a
-	// reserver stores pending_pos before the header, so seeing that header
-	// means seeing a pending_pos past the old record.
+	// Outstanding reservations lie in [pending_pos, producer_pos) and are
+	// busy. A reserver stores pending_pos before it writes a header, so a
+	// busy header seen here from a later lap, in the slot of a record
+	// committed long ago, comes with a pending_pos past that record.
 	pend := m.pendingPos.Load()
-	pos := pend + (off-pend)&m.mask
-	if pos-pend >= m.producerPos.Load()-pend {
-		return fmt.Errorf("%w: the record at offset %d of ring %q was already committed or discarded", ErrNotReserved, off, r.name)
+	if w&BusyBit == 0 || v.pos-pend >= m.producerPos.Load()-pend {
+		return fmt.Errorf("%w: %s of the record at position %d of ring %q, which was already committed or discarded", ErrNotReserved, op, v.pos, r.name)
 	}
 	if !r.finish(off, w, flags, discard) {
-		return fmt.Errorf("%w: the record at offset %d of ring %q was committed or discarded concurrently", ErrNotReserved, off, r.name)
+		return fmt.Errorf("%w: the record at position %d of ring %q was committed or discarded concurrently", ErrNotReserved, v.pos, r.name)
 	}
 	return nil
 }

@@ -213,7 +213,7 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 		got := 0
 		for range r.rings {
 			rr := r.rings[r.turn]
-			n, err := rr.consume(fn, batchRecords)
+			n, err := rr.consume(fn, batchRecords, &r.closed)
 			total += n
 			got += n
 			if err != nil {
@@ -228,11 +228,11 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 }
 
 // consume hands up to max records of one ring to fn, then stores the
-// consumer position.
-func (rr *readerRing) consume(fn func(Record) error, max int) (n int, err error) {
+// consumer position. It stops early once closed is set (by fn calling Close).
+func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Bool) (n int, err error) {
 	defer rr.commit()
 	size := rr.cur.mem.size()
-	for n < max && rr.cur.pos-rr.lap < size {
+	for n < max && rr.cur.pos-rr.lap < size && !closed.Load() {
 		data, total, st, err := rr.cur.next()
 		if err != nil || st != stepRecord {
 			return n, err
@@ -366,6 +366,7 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 		}
 	}
 }
+
 // wait sleeps until a ring signals, ctx is done or the Reader is closed.
 // Every ring's consumer position has been stored and its head found empty
 // or busy since, so every commit from now on wakes us (see Reader).
@@ -399,4 +400,3 @@ func (r *Reader) wait(ctx context.Context) error {
 	}
 	return ctx.Err()
 }
-

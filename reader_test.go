@@ -1,0 +1,405 @@
+package ringo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func newReader(t testing.TB, rings ...Source) *Reader {
+	t.Helper()
+	rd, err := NewReader(rings...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return rd
+}
+
+func TestReadBlocksUntilCommit(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	v, err := r.Reserve(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(v.Bytes(), "later")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		r.Commit(v, 0)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The record at the head is busy: Read must sleep, not spin, and wake
+	// on the commit.
+	rec, err := rd.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rec.Data) != "later" || rec.Source != r || rec.Pos != 0 {
+		t.Fatalf("got %+v", rec)
+	}
+	if w := rd.Wakeups(); w < 1 || w > 2 {
+		t.Fatalf("reader woke %d times for one commit", w)
+	}
+}
+
+func TestReadDeadlineAndCancel(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := rd.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read past its deadline: %v", err)
+	}
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Fatalf("Read returned after %v, before its deadline", d)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+	}()
+	if _, err := rd.Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read cancelled: %v", err)
+	}
+	// A record produced meanwhile is still there for the next Read.
+	r.Output([]byte("x"), 0)
+	rec, err := rd.Read(context.Background())
+	if err != nil || string(rec.Data) != "x" {
+		t.Fatalf("Read after cancel: %q, %v", rec.Data, err)
+	}
+}
+
+func TestCloseInterruptsRead(t *testing.T) {
+	r := newRing(t, 4096)
+	rd, err := NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := rd.Read(context.Background())
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	rd.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Read after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not interrupt Read")
+	}
+	// The reader let go of the ring: another may take it.
+	rd2 := newReader(t, r)
+	if _, err := rd2.Consume(func(Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Consume(func(Record) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Consume on a closed reader: %v", err)
+	}
+}
+
+func TestCloseFromCallback(t *testing.T) {
+	r := newRing(t, 4096)
+	rd, err := NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Output([]byte("a"), 0)
+	r.Output([]byte("b"), 0)
+	n, err := rd.Consume(func(Record) error { return rd.Close() })
+	if n != 1 || err != nil {
+		t.Fatalf("Consume = %d, %v", n, err)
+	}
+	// Freed on the way out: the ring is free for another reader.
+	rd2 := newReader(t, r)
+	got := 0
+	rd2.Consume(func(Record) error { got++; return nil })
+	if got != 1 {
+		t.Fatalf("%d records left, want 1", got)
+	}
+}
+
+func TestOneReaderPerRing(t *testing.T) {
+	r := newRing(t, 4096)
+	newReader(t, r)
+	if _, err := NewReader(r); err == nil {
+		t.Fatal("a second Reader took the same ring")
+	}
+}
+
+func TestConsumeErrorKeepsRecord(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	for i := 0; i < 5; i++ {
+		r.Output([]byte{byte(i)}, 0)
+	}
+	stop := errors.New("stop")
+	var seen []byte
+	n, err := rd.Consume(func(rec Record) error {
+		if rec.Data[0] == 2 {
+			return stop
+		}
+		seen = append(seen, rec.Data[0])
+		return nil
+	})
+	if n != 2 || err != stop || !bytes.Equal(seen, []byte{0, 1}) {
+		t.Fatalf("Consume = %d, %v, saw %v", n, err, seen)
+	}
+	if p := r.Positions(); p.Consumer != 32 {
+		t.Fatalf("consumer_pos = %d, want 32 (two records)", p.Consumer)
+	}
+	seen = nil
+	n, err = rd.Consume(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
+	if n != 3 || err != nil || !bytes.Equal(seen, []byte{2, 3, 4}) {
+		t.Fatalf("second Consume = %d, %v, saw %v", n, err, seen)
+	}
+}
+
+func TestPeekDoesNotConsume(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	for i := 0; i < 3; i++ {
+		r.Output([]byte{byte(i)}, 0)
+	}
+	for round := 0; round < 2; round++ {
+		var seen []byte
+		n, err := rd.Peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
+		if n != 3 || err != nil || !bytes.Equal(seen, []byte{0, 1, 2}) {
+			t.Fatalf("Peek = %d, %v, %v", n, err, seen)
+		}
+		if p := r.Positions(); p.Consumer != 0 {
+			t.Fatalf("Peek moved consumer_pos to %d", p.Consumer)
+		}
+	}
+	rec, _ := rd.Read(context.Background())
+	var seen []byte
+	rd.Peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
+	if rec.Data[0] != 0 || !bytes.Equal(seen, []byte{1, 2}) {
+		t.Fatalf("after one Read, Peek saw %v", seen)
+	}
+}
+
+func TestRecordsIterator(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	go func() {
+		for i := 0; i < 100; i++ {
+			for r.Output([]byte(fmt.Sprint(i)), 0) != nil {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	i := 0
+	for rec, err := range rd.Records(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(rec.Data) != fmt.Sprint(i) {
+			t.Fatalf("record %d is %q", i, rec.Data)
+		}
+		i++
+		if i == 60 {
+			break
+		}
+	}
+	// Breaking consumed the records seen, the 60th included.
+	for rec, err := range rd.Records(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(rec.Data) != fmt.Sprint(i) {
+			t.Fatalf("after break, record %d is %q", i, rec.Data)
+		}
+		if i++; i == 100 {
+			break
+		}
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	for _, err := range rd.Records(short) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("iterator on an empty ring ended with %v", err)
+		}
+	}
+}
+
+// A flooding ring does not starve the others: rings take turns.
+func TestReaderIsFairBetweenRings(t *testing.T) {
+	flood := newRing(t, 1<<20)
+	quiet := newRing(t, 4096)
+	rd := newReader(t, flood, quiet)
+	for flood.Output(make([]byte, 8), 0) == nil {
+	}
+	quiet.Output([]byte("quiet"), 0)
+	ctx := context.Background()
+	var rec Record
+	for i := 0; ; i++ {
+		if err := rd.ReadInto(ctx, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Source == quiet {
+			if i > batchRecords {
+				t.Fatalf("the quiet ring's record came after %d flood records", i)
+			}
+			break
+		}
+		if i > 10000 {
+			t.Fatal("the quiet ring starved")
+		}
+	}
+	// Consume interleaves too, and one call ends even though the flood
+	// ring holds far more than one batch.
+	quiet.Output([]byte("again"), 0)
+	var order []Source
+	n, err := rd.Consume(func(rec Record) error {
+		if len(order) == 0 || order[len(order)-1] != rec.Source {
+			order = append(order, rec.Source)
+		}
+		return nil
+	})
+	if err != nil || n < batchRecords {
+		t.Fatalf("Consume = %d, %v", n, err)
+	}
+	if len(order) < 2 {
+		t.Fatalf("Consume took only from %v", order)
+	}
+}
+
+func TestReaderOverManyRings(t *testing.T) {
+	var rings []*Ring
+	var srcs []Source
+	for i := 0; i < 5; i++ {
+		r := newRing(t, 4096)
+		rings = append(rings, r)
+		srcs = append(srcs, r)
+	}
+	rd := newReader(t, srcs[:2]...)
+	for _, s := range srcs[2:] {
+		if err := rd.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for i := 0; i < 50; i++ {
+			time.Sleep(time.Millisecond)
+			rings[i%5].Output([]byte{byte(i)}, 0)
+		}
+	}()
+	count := map[Source]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 50; i++ {
+		rec, err := rd.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(rec.Data[0])%5 != indexOf(rings, rec.Source) {
+			t.Fatalf("record %d tagged with ring %v", rec.Data[0], rec.Source)
+		}
+		count[rec.Source]++
+	}
+	for _, r := range rings {
+		if count[r] != 10 {
+			t.Fatalf("ring %v delivered %d records, want 10", r, count[r])
+		}
+	}
+}
+
+func indexOf(rings []*Ring, s Source) int {
+	for i, r := range rings {
+		if r == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestCorruptRingIsAnError(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	r.Output(make([]byte, 16), 0)
+	// A header claiming more than was published.
+	r.mem.lenWord(0).Store(1000)
+	_, err := rd.Consume(func(Record) error { return nil })
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Consume of a corrupt header: %v", err)
+	}
+	t.Log(err)
+	_, err = rd.Read(context.Background())
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read of a corrupt header: %v", err)
+	}
+}
+
+func TestZeroAllocationsPerRecord(t *testing.T) {
+	r := newRing(t, 1<<16)
+	rd := newReader(t, r)
+	payload := make([]byte, 64)
+	ctx := context.Background()
+	sink := 0
+	count := func(rec Record) error { sink += len(rec.Data); return nil }
+
+	if a := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 100; i++ {
+			r.Output(payload, 0)
+		}
+		rd.Consume(count)
+	}); a != 0 {
+		t.Errorf("Output + Consume: %v allocations per 100 records", a)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 100; i++ {
+			v, _ := r.Reserve(64)
+			copy(v.Bytes(), payload)
+			r.Commit(v, 0)
+		}
+		rd.Consume(count)
+	}); a != 0 {
+		t.Errorf("Reserve + Commit + Consume: %v allocations per 100 records", a)
+	}
+	var rec Record
+	if a := testing.AllocsPerRun(1000, func() {
+		r.Output(payload, 0)
+		rd.ReadInto(ctx, &rec)
+	}); a != 0 {
+		t.Errorf("Output + ReadInto: %v allocations per record", a)
+	}
+	// A blocking wait with a cancellable context registers it once.
+	// AllocsPerRun runs its function once more than asked: 1001 ReadInto
+	// calls, then twice 500 records from Records.
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	go func() {
+		for i := 0; i < 1001+2*500; i++ {
+			for r.Output(payload, 0) != nil {
+			}
+		}
+	}()
+	if a := testing.AllocsPerRun(1000, func() { rd.ReadInto(cctx, &rec) }); a != 0 {
+		t.Errorf("blocking ReadInto: %v allocations per record", a)
+	}
+	if a := testing.AllocsPerRun(1, func() {
+		n := 0
+		for _, err := range rd.Records(cctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n++; n == 500 {
+				break
+			}
+		}
+	}); a > 2 {
+		t.Errorf("Records: %v allocations for 500 records", a)
+	}
+	_ = sink
+}

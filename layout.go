@@ -27,6 +27,10 @@ const (
 	producerPosOffset = 0 // u64 producer_pos, producer page
 	pendingPosOffset  = 8 // u64 pending_pos, producer page
 
+	// ringo's own: u32 consumer-is-waiting word of user-space rings, in the
+	// consumer page but a cache line away from consumer_pos.
+	waiterOffset = 64
+
 	// The kernel's struct bpf_ringbuf has one page of its own before the
 	// consumer page, so a header's pg_off counts three pages before the data.
 	pgOffBase = 3

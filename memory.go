@@ -21,6 +21,12 @@ type memory struct {
 	producerPos *atomic.Uint64 // producer page, offset 0
 	pendingPos  *atomic.Uint64 // producer page, offset 8
 
+	// waiter, in the consumer page, is ringo's own word (the kernel has no
+	// such thing; nil for kernel rings): non-zero while the consumer sleeps
+	// or is about to, so that producers make the wake-up system call only
+	// when someone waits for it. See Reader.wait.
+	waiter *atomic.Uint32
+
 	// data is the data area mapped twice: data[i] and data[i+size] alias.
 	data []byte
 	mask uint64 // size - 1
@@ -39,6 +45,7 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		consumerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[consumerPosOffset])),
 		producerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
 		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
+		waiter:      (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
 		data:        m.Data[: 2*size : 2*size],
 		mask:        uint64(size - 1),
 		pageShift:   shift,
@@ -56,14 +63,13 @@ func (m *memory) lenWord(off uint64) *atomic.Uint32 {
 }
 
 // writeHeader writes a reserved record's header at data offset off: the
-// length word with BusyBit, and the page offset the kernel computes. The
-// length word is stored atomically because the consumer and other producers'
-// pending-position walks read it concurrently; pg_off is only read by whoever
-// owns the record.
+// length word with BusyBit, and the page offset the kernel computes. Plain
+// stores, as in the kernel: the header lies past producer_pos, where no
+// consumer reads, until the reserver's store of producer_pos publishes it,
+// and other producers read it only under the reservation lock.
 func (m *memory) writeHeader(off uint64, n uint32) {
-	m.lenWord(off).Store(n | BusyBit)
-	pgOff := uint32(off>>m.pageShift) + pgOffBase
-	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = pgOff
+	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | BusyBit
+	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = uint32(off>>m.pageShift) + pgOffBase
 }
 
 // pgOff reads the page offset of the header at data offset off.

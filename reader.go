@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,10 @@ type readerRing struct {
 	// takes at most one ring's worth, so that it ends under any load.
 	lap uint64
 }
+
+// spinRounds is how many times a Reader looks at its rings again, yielding
+// in between, before it sleeps.
+const spinRounds = 50
 
 // batchRecords is how many records a Reader takes from one ring before it
 // turns to the next, so that a flooding ring cannot starve the others.
@@ -387,7 +392,25 @@ func (r *Reader) wait(ctx context.Context) error {
 		}
 		r.waitCtx, r.stopWait = ctx, context.AfterFunc(ctx, r.poller.Interrupt)
 	}
+	// Waking a sleeping Reader costs two system calls and a trip through
+	// the scheduler, far more than a record: first look again for a few
+	// microseconds, yielding to other goroutines (a producer may be one).
+	for range spinRounds {
+		runtime.Gosched()
+		if r.ready() {
+			return nil
+		}
+	}
+	// Announce the wait to the producers of user-space rings, then look
+	// once more: a commit that this look misses sees the announcement
+	// (both sequentially consistent) and makes the wake-up system call.
+	r.announce(1)
+	if r.ready() {
+		r.announce(0)
+		return nil
+	}
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
+	r.announce(0)
 	r.keys = keys[:0]
 	if err != nil {
 		return fmt.Errorf("ringo: wait for records: %w", err)
@@ -399,4 +422,25 @@ func (r *Reader) wait(ctx context.Context) error {
 		return ErrClosed
 	}
 	return ctx.Err()
+}
+
+// announce sets the waiter word of every ring that has one.
+func (r *Reader) announce(v uint32) {
+	for _, rr := range r.rings {
+		if w := rr.cur.mem.waiter; w != nil {
+			w.Store(v)
+		}
+	}
+}
+
+// ready reports whether some ring has a record (or an error) at its cursor,
+// without moving any cursor.
+func (r *Reader) ready() bool {
+	for _, rr := range r.rings {
+		c := rr.cur
+		if _, _, st, err := c.next(); err != nil || st == stepRecord {
+			return true
+		}
+	}
+	return false
 }

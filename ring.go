@@ -28,7 +28,6 @@ type Ring struct {
 	mu     sync.Mutex
 	closed bool // under mu
 
-	open     atomic.Int64 // reservations not yet committed or discarded
 	wakeups  atomic.Uint64
 	attached atomic.Bool // a Reader consumes this ring
 }
@@ -105,7 +104,7 @@ func (r *Ring) Close() error {
 		return nil
 	}
 	r.closed = true
-	if n := r.open.Load(); n > 0 {
+	if n := r.openReservations(); n > 0 {
 		return fmt.Errorf("ringo: close ring %q: %d reservations are still open: commit or discard them first", r.name, n)
 	}
 	if r.attached.Load() {
@@ -202,7 +201,9 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 		}
 		pend += recordSize(uint64(payloadLen(w)))
 	}
-	m.pendingPos.Store(pend)
+	if pend != m.pendingPos.Load() {
+		m.pendingPos.Store(pend)
+	}
 
 	newProd := prod + total
 	if newProd-cons > m.mask || newProd-pend > m.mask {
@@ -213,7 +214,6 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	// Publishes the busy header with it; pairs with the consumer's load of
 	// producer_pos before it reads headers.
 	m.producerPos.Store(newProd)
-	r.open.Add(1)
 	r.mu.Unlock()
 	return prod, nil
 }
@@ -283,16 +283,40 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool) bool {
 	if !m.lenWord(off).CompareAndSwap(w, nw) {
 		return false
 	}
-	r.open.Add(-1)
 	// Load after the swap (both sequentially consistent): either the
 	// consumer sees the committed header, or we see its consumer_pos and
 	// wake it. See Reader for its half.
 	cons := m.consumerPos.Load() & m.mask
 	if flags&ForceWakeup != 0 || (cons == off && flags&NoWakeup == 0) {
 		r.wakeups.Add(1)
-		r.bell.Signal()
+		// The kernel queues irq_work that wakes whoever waits; the
+		// system call is only worth making if the Reader announced that
+		// it waits. Loaded after the swap: pairs with the Reader's store
+		// of waiter before its last look at the ring.
+		if m.waiter.Load() != 0 && m.waiter.Swap(0) != 0 {
+			r.bell.Signal()
+		}
 	}
 	return true
+}
+
+// openReservations counts the busy records between pending_pos and
+// producer_pos: reservations not yet committed or discarded. Called with
+// r.mu held, so that no reservation is being made.
+func (r *Ring) openReservations() int {
+	m := r.mem
+	n := 0
+	pend, prod := m.pendingPos.Load(), m.producerPos.Load()
+	// Compared as distances from pend, so that a header corrupted to
+	// claim too much ends the walk instead of skipping past prod.
+	for pos := pend; pos-pend < prod-pend; {
+		w := m.lenWord(pos & m.mask).Load()
+		if w&BusyBit != 0 {
+			n++
+		}
+		pos += recordSize(uint64(payloadLen(w)))
+	}
+	return n
 }
 
 // Query returns a property of the ring, like bpf_ringbuf_query. The values

@@ -433,13 +433,22 @@ func (r *Reader) announce(v uint32) {
 	}
 }
 
-// ready reports whether some ring has a record (or an error) at its cursor,
-// without moving any cursor.
+// ready reports whether some ring has a record (or an error) at its cursor.
+// It moves cursors past discarded records and stores the consumer positions
+// before its last look at each ring: a producer decides to wake the Reader
+// by comparing consumer_pos with its record's position, so before sleeping
+// consumer_pos must be the position the Reader waits at, not an earlier
+// discarded record's.
 func (r *Reader) ready() bool {
 	for _, rr := range r.rings {
-		c := rr.cur
-		if _, _, st, err := c.next(); err != nil || st == stepRecord {
-			return true
+		for {
+			if _, _, st, err := rr.cur.next(); err != nil || st == stepRecord {
+				return true
+			}
+			if rr.stored == rr.cur.pos {
+				break
+			}
+			rr.commit() // then look again: store before load
 		}
 	}
 	return false

@@ -31,6 +31,11 @@ const (
 	// consumer page but a cache line away from consumer_pos.
 	waiterOffset = 64
 
+	// ringo's own: u32 reservation lock of user-space rings, in the
+	// producer page, a cache line away from the positions the consumer
+	// reads (and from overwrite_pos at 16, which mainline kernels add).
+	lockOffset = 64
+
 	// The kernel's struct bpf_ringbuf has one page of its own before the
 	// consumer page, so a header's pg_off counts three pages before the data.
 	pgOffBase = 3

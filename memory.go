@@ -27,6 +27,12 @@ type memory struct {
 	// when someone waits for it. See Reader.wait.
 	waiter *atomic.Uint32
 
+	// lockWord, in the producer page, is ringo's own reservation lock for
+	// user-space rings (the kernel's spin lock lives in its private page):
+	// 0 free, 1 held. nil for kernel rings, which user space never
+	// reserves in.
+	lockWord *atomic.Uint32
+
 	// data is the data area mapped twice: data[i] and data[i+size] alias.
 	data []byte
 	mask uint64 // size - 1
@@ -46,6 +52,7 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		producerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
 		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
 		waiter:      (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
+		lockWord:    (*atomic.Uint32)(unsafe.Pointer(&m.Producer[lockOffset])),
 		data:        m.Data[: 2*size : 2*size],
 		mask:        uint64(size - 1),
 		pageShift:   shift,

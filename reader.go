@@ -397,6 +397,7 @@ func (r *Reader) wait(ctx context.Context) error {
 	// microseconds, yielding to other goroutines (a producer may be one).
 	for range spinRounds {
 		runtime.Gosched()
+		pause()
 		if r.ready() {
 			return nil
 		}
@@ -453,3 +454,20 @@ func (r *Reader) ready() bool {
 	}
 	return false
 }
+
+// pauseSink is what pause reads: a word of the Reader's own, so that pausing
+// touches no cache line that producers write.
+var pauseSink atomic.Uint32
+
+// pause waits about a microsecond without a system call. Polling a ring the
+// moment its consumer has caught up would chase the producer record by
+// record, moving every header's cache line between the two cores twice;
+// letting records gather for a moment turns that into one pass over a
+// batch.
+func pause() {
+	for range pauseLoads {
+		pauseSink.Load()
+	}
+}
+
+const pauseLoads = 500

@@ -23,10 +23,11 @@ type Ring struct {
 	bell    *sys.EventFD
 	name    string
 
-	// mu serialises reservations, like the kernel ring's spin lock. Commits
-	// and discards take no lock.
+	// mu guards closing. Reservations are serialised by the spin lock in
+	// the ring's memory (lock.go), like the kernel ring's; commits and
+	// discards take no lock.
 	mu     sync.Mutex
-	closed bool // under mu
+	closed atomic.Bool
 
 	wakeups  atomic.Uint64
 	attached atomic.Bool // a Reader consumes this ring
@@ -103,8 +104,12 @@ func (r *Ring) Close() error {
 	if r.mapping == nil {
 		return nil
 	}
-	r.closed = true
-	if n := r.openReservations(); n > 0 {
+	r.closed.Store(true)
+	// A reservation that saw closed unset may still be under way.
+	r.mem.lock()
+	n := r.openReservations()
+	r.mem.unlock()
+	if n > 0 {
 		return fmt.Errorf("ringo: close ring %q: %d reservations are still open: commit or discard them first", r.name, n)
 	}
 	if r.attached.Load() {
@@ -184,11 +189,10 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	// can only make the ring look fuller than it is.
 	cons := m.consumerPos.Load()
 
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	if r.closed.Load() {
 		return 0, ErrClosed
 	}
+	m.lock()
 	pend := m.pendingPos.Load()
 	prod := m.producerPos.Load()
 	// Walk pending_pos over every record that is no longer busy: the
@@ -202,19 +206,20 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 		pend += recordSize(uint64(payloadLen(w)))
 	}
 	if pend != m.pendingPos.Load() {
-		m.pendingPos.Store(pend)
+		// Before the header and producer_pos below: see commit.
+		storeRelease(m.pendingPos, pend)
 	}
 
 	newProd := prod + total
 	if newProd-cons > m.mask || newProd-pend > m.mask {
-		r.mu.Unlock()
+		m.unlock()
 		return 0, ErrFull
 	}
 	m.writeHeader(prod&m.mask, uint32(n))
 	// Publishes the busy header with it; pairs with the consumer's load of
 	// producer_pos before it reads headers.
-	m.producerPos.Store(newProd)
-	r.mu.Unlock()
+	storeRelease(m.producerPos, newProd)
+	m.unlock()
 	return prod, nil
 }
 
@@ -302,7 +307,7 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool) bool {
 
 // openReservations counts the busy records between pending_pos and
 // producer_pos: reservations not yet committed or discarded. Called with
-// r.mu held, so that no reservation is being made.
+// the reservation lock held.
 func (r *Ring) openReservations() int {
 	m := r.mem
 	n := 0

@@ -2,6 +2,7 @@ package ringo
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -115,11 +116,24 @@ func (r *Ring) Close() error {
 	if r.attached.Load() {
 		return fmt.Errorf("ringo: close ring %q: a Reader still consumes it: close the Reader first", r.name)
 	}
-	err := r.mapping.Unmap()
-	r.mapping = nil
+	// A producer that passed its closed check just before may still be on
+	// its way into the memory (Output copies and commits after the lock).
+	// Rather than unmap under it, swap the ring's pages for blank
+	// anonymous ones: the memory is freed, a late access is harmless, and
+	// the address range and the doorbell go back to the system once the
+	// Ring itself is garbage.
+	err := r.mapping.Retire()
 	closeFD(r.file)
-	r.bell.Close()
-	return err
+	m, bell := r.mapping, r.bell
+	r.mapping = nil
+	runtime.SetFinalizer(r, func(*Ring) {
+		m.Unmap()
+		bell.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("ringo: close ring %q: %w", r.name, err)
+	}
+	return nil
 }
 
 // Output copies data into the ring as one record and commits it, like
@@ -193,6 +207,12 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 		return 0, ErrClosed
 	}
 	m.lock()
+	if r.closed.Load() {
+		// Close took the lock after our first look: it counts on no
+		// reservation starting once it has.
+		m.unlock()
+		return 0, ErrClosed
+	}
 	pend := m.pendingPos.Load()
 	prod := m.producerPos.Load()
 	// Walk pending_pos over every record that is no longer busy: the

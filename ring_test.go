@@ -561,3 +561,50 @@ func TestClose(t *testing.T) {
 		t.Fatalf("NewReader on a closed ring: %v", err)
 	}
 }
+
+// Closing a ring while producers still call Output must not crash them:
+// they get ErrClosed, and a late access lands in blank memory.
+func TestCloseWhileProducing(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		r, err := New(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		done := make(chan error, 4)
+		for p := 0; p < 4; p++ {
+			go func() {
+				for {
+					err := r.Output(make([]byte, 40), 0)
+					if errors.Is(err, ErrClosed) {
+						done <- nil
+						return
+					}
+					if err != nil && !errors.Is(err, ErrFull) {
+						done <- err
+						return
+					}
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					// Keep the ring from staying full: consume by hand.
+					r.mem.consumerPos.Store(r.mem.producerPos.Load())
+				}
+			}()
+		}
+		for r.Close() != nil {
+		}
+		close(stop)
+		for p := 0; p < 4; p++ {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Output(nil, 0); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Output after Close: %v", err)
+		}
+	}
+}

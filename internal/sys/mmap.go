@@ -83,6 +83,22 @@ func (m *Mapping) Unmap() error {
 	return err
 }
 
+// Retire replaces every page of the mapping with blank private anonymous
+// memory, releasing the file's pages while keeping the addresses valid, so
+// that a late access by another goroutine reads zeros instead of faulting.
+// Unmap still releases the addresses.
+func (m *Mapping) Retire() error {
+	if m == nil || m.region == nil {
+		return nil
+	}
+	err := mmapFixed(addr(m.region), len(m.region), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE, -1, 0)
+	if err != nil {
+		return fmt.Errorf("retire ring mapping: %w", err)
+	}
+	return nil
+}
+
 // MemFile creates an anonymous memory file of the given length, for a ring
 // that lives in this process only.
 func MemFile(name string, length int) (int, error) {

@@ -455,19 +455,13 @@ func (r *Reader) ready() bool {
 	return false
 }
 
-// pauseSink is what pause reads: a word of the Reader's own, so that pausing
-// touches no cache line that producers write.
-var pauseSink atomic.Uint32
-
 // pause waits about a microsecond without a system call. Polling a ring the
 // moment its consumer has caught up would chase the producer record by
 // record, moving every header's cache line between the two cores twice;
 // letting records gather for a moment turns that into one pass over a
 // batch.
-func pause() {
-	for range pauseLoads {
-		pauseSink.Load()
-	}
-}
+func pause() { cpuPause(pauseSteps) }
 
-const pauseLoads = 500
+// pauseSteps is how many PAUSE instructions make that moment (each takes
+// tens of cycles on current x86 cores).
+const pauseSteps = 64

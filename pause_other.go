@@ -1,0 +1,16 @@
+//go:build !amd64
+
+package ringo
+
+import "sync/atomic"
+
+// pauseSink is what cpuPause reads: a word of its own, so that pausing
+// touches no cache line that producers write.
+var pauseSink atomic.Uint32
+
+// cpuPause waits for about n spin-wait steps.
+func cpuPause(n uint32) {
+	for range n * 8 {
+		pauseSink.Load()
+	}
+}

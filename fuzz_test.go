@@ -442,6 +442,9 @@ func (m *ringModel) consumedTo(t *testing.T, how string, lo, pos uint64) {
 	for i < len(m.recs) && m.recs[i].pos != pos {
 		i++
 	}
+	if i == len(m.recs) && pos != m.prod {
+		t.Fatalf("%s: consumer_pos %d is not a record boundary", how, pos)
+	}
 	m.consIdx, m.cons = i, pos
 }
 
@@ -453,6 +456,22 @@ func (m *ringModel) consumedTo(t *testing.T, how string, lo, pos uint64) {
 // (ErrFull, ErrTooLarge, ErrNotReserved, EINVAL for bad flags), the three
 // positions, each header's length word and page offset, the records handed
 // out, and which commits wake the consumer.
+//
+// The input is read a byte at a time: an operation byte, whose value mod 8
+// picks the operation, then its arguments (missing bytes read as 0):
+//
+//	0 n0 n1      Reserve(n), n = (n0 | n1<<8) % 4200 (over 4080: ErrTooLarge)
+//	1 n0 n1 fl   Output of n bytes with flags fl%5: 0, NoWakeup, ForceWakeup,
+//	             both, or an unknown bit (EINVAL)
+//	2 sel fl     Commit the open reservation sel%len(open) with flags fl%5
+//	3 sel fl     Discard likewise
+//	4 k          Consume k%9 records, stopping with an error at the next one
+//	             (8: all of them)
+//	5 sel        with op&16: the consumer jumps ahead to a record boundary
+//	             (a new Reader starts there); else Commit (op&8 == 0) or
+//	             Discard the finished reservation sel%len: ErrNotReserved
+//	6            Peek
+//	7            ReadInto with a cancelled context: a record, or Canceled
 func FuzzProducerConsumer(f *testing.F) {
 	f.Add(uint64(0), []byte{0, 10, 0, 0, 200, 0, 2, 0, 0, 4, 9})
 	f.Add(uint64(4000), []byte{1, 0xf0, 0x0f, 0, 1, 0xf0, 0x0f, 1, 4, 9, 1, 0xf0, 0x0f, 2, 4, 9})
@@ -460,6 +479,9 @@ func FuzzProducerConsumer(f *testing.F) {
 	f.Add(uint64(8), []byte{0, 0xf0, 0x07, 0, 0xf0, 0x07, 0, 0xf0, 0x07, 3, 1, 2, 2, 0, 0, 1, 0, 0, 6, 7, 4, 1, 4, 9, 0, 0x68, 0x10})
 	f.Add(uint64(0), bytes.Repeat([]byte{1, 100, 0, 0}, 50))
 	f.Add(uint64(24), []byte{1, 4, 0, 4, 0, 8, 0, 2, 0, 2, 0x30, 0x10, 4})
+	// A busy record, committed ones after it, the consumer jumping past
+	// them all, then producers filling the ring up to the busy record.
+	f.Add(uint64(0), append([]byte{0, 0, 4, 1, 0, 4, 0, 1, 0, 4, 0, 21, 3}, bytes.Repeat([]byte{1, 0xf0, 1, 0}, 10)...))
 
 	r, err := New(fuzzSize)
 	if err != nil {
@@ -689,8 +711,30 @@ func FuzzProducerConsumer(f *testing.F) {
 				}
 				take(step, "Consume", got)
 				check(step, "consume")
-			case 5: // Commit or Discard a reservation already finished
-				sel, discard := next(), op&8 != 0
+			case 5:
+				sel := next()
+				if op&16 != 0 {
+					// A consumer jumps ahead, past records busy or not, as
+					// a buggy or hostile one may: the Reader is replaced
+					// by one starting at a later record boundary. The
+					// records skipped are never handed out, and producers
+					// must not overwrite the busy ones (pending_pos).
+					j := model.consIdx + sel%(len(model.recs)-model.consIdx+1)
+					pos := model.prod
+					if j < len(model.recs) {
+						pos = model.recs[j].pos
+					}
+					rd.Close()
+					mem.consumerPos.Store(pos)
+					if rd, err = NewReader(r); err != nil {
+						t.Fatal(err)
+					}
+					model.consIdx, model.cons = j, pos
+					check(step, "jump")
+					break
+				}
+				// Commit or Discard a reservation already finished.
+				discard := op&8 != 0
 				if len(model.finished) == 0 {
 					break
 				}

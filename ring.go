@@ -218,7 +218,9 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	// Walk pending_pos over every record that is no longer busy: the
 	// oldest record still being written bounds how far producers may run
 	// ahead, so that a slow producer's reservation is never overwritten.
-	for pend < prod {
+	// The kernel writes pend < prod; compared as a signed distance here,
+	// so that positions near 2^64 wrap as the spec requires.
+	for int64(prod-pend) > 0 {
 		w := m.lenWord(pend & m.mask).Load()
 		if w&BusyBit != 0 {
 			break
@@ -334,7 +336,7 @@ func (r *Ring) openReservations() int {
 	pend, prod := m.pendingPos.Load(), m.producerPos.Load()
 	// Compared as distances from pend, so that a header corrupted to
 	// claim too much ends the walk instead of skipping past prod.
-	for pos := pend; pos-pend < prod-pend; {
+	for pos, steps := pend, uint64(0); pos-pend < prod-pend && steps <= m.size()/HeaderSize; steps++ {
 		w := m.lenWord(pos & m.mask).Load()
 		if w&BusyBit != 0 {
 			n++

@@ -21,6 +21,11 @@ import (
 // records never arrive, and that no wake-up is lost (a lost wake-up shows up
 // as a consumer blocked until the safety-net deadline).
 //
+// The race detector only watches Go's own memory: accesses to the ring's
+// mapping (positions, headers, payloads) are invisible to it, so it checks
+// the Go-side state (Reader, Ring, contexts) only. The ring's memory
+// ordering is checked by the payload and order checks here instead.
+//
 // Record payloads. A record of 16 bytes or more is
 //
 //	u32 producer id | u64 sequence number | u32 payload length | pattern

@@ -31,6 +31,16 @@ const (
 	// consumer page but a cache line away from consumer_pos.
 	waiterOffset = 64
 
+	// ringo's own: the identity and counters of user-space rings, in the
+	// consumer page, past everything the kernel uses. Shared rings are
+	// checked against them when opened.
+	identOffset     = 2048 // u64 magic, u32 version, u32 page size, u64 data size
+	droppedOffset   = 2112 // u64 reservations refused because the ring was full
+	abandonedOffset = 2176 // u64 records abandoned by dead producers
+
+	ringMagic   = 0x00474e4952 // "RING" and a NUL, little-endian
+	ringVersion = 1
+
 	// ringo's own: u32 reservation lock of user-space rings, in the
 	// producer page, a cache line away from the positions the consumer
 	// reads (and from overwrite_pos at 16, which mainline kernels add).

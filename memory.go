@@ -33,6 +33,11 @@ type memory struct {
 	// reserves in.
 	lockWord *atomic.Uint32
 
+	// dropped and abandoned are ringo's counters of user-space rings, in
+	// the consumer page (nil for kernel rings).
+	dropped   *atomic.Uint64
+	abandoned *atomic.Uint64
+
 	// data is the data area mapped twice: data[i] and data[i+size] alias.
 	data []byte
 	mask uint64 // size - 1
@@ -53,6 +58,8 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
 		waiter:      (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
 		lockWord:    (*atomic.Uint32)(unsafe.Pointer(&m.Producer[lockOffset])),
+		dropped:     (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[droppedOffset])),
+		abandoned:   (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[abandonedOffset])),
 		data:        m.Data[: 2*size : 2*size],
 		mask:        uint64(size - 1),
 		pageShift:   shift,
@@ -82,4 +89,19 @@ func (m *memory) writeHeader(off uint64, n uint32) {
 // pgOff reads the page offset of the header at data offset off.
 func (m *memory) pgOff(off uint64) uint32 {
 	return *(*uint32)(unsafe.Pointer(&m.data[off+4]))
+}
+
+// ident is the identity block of a user-space ring's consumer page.
+type ident struct {
+	magic    uint64
+	version  uint32
+	pageSize uint32
+	size     uint64
+}
+
+// identity returns a pointer to the identity block of a mapping. The block
+// is written once, when the ring is created, before any other process can
+// open it, and only read afterwards.
+func identity(m *sys.Mapping) *ident {
+	return (*ident)(unsafe.Pointer(&m.Consumer[identOffset]))
 }

@@ -19,6 +19,8 @@ import (
 type Source interface {
 	ringMemory() *memory
 	pollFD() int
+	// notified is called after the poll descriptor reported a wake-up.
+	notified()
 	// attach claims the ring for one consumer; detach releases it.
 	attach() error
 	detach()
@@ -418,6 +420,11 @@ func (r *Reader) wait(ctx context.Context) error {
 	}
 	if len(keys) > 0 {
 		r.wakeups.Add(1)
+	}
+	for _, k := range keys {
+		if k < len(r.rings) {
+			r.rings[k].src.notified()
+		}
 	}
 	if r.closed.Load() {
 		return ErrClosed

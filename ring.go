@@ -21,8 +21,9 @@ type Ring struct {
 	mem     *memory
 	mapping *sys.Mapping
 	file    int // the memory file behind the mapping
-	bell    *sys.EventFD
+	bell    doorbell
 	name    string
+	path    string // the file of a shared ring; empty for an in-process one
 
 	// mu guards closing. Reservations are serialised by the spin lock in
 	// the ring's memory (lock.go), like the kernel ring's; commits and
@@ -61,23 +62,44 @@ func New(size int, opts ...Option) (*Ring, error) {
 	if o.name == "" {
 		o.name = "ringo"
 	}
-	page := sys.PageSize
-	fd, err := sys.MemFile(o.name, 2*page+size)
+	fd, err := sys.MemFile(o.name, fileSize(size))
 	if err != nil {
-		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
-	}
-	m, err := sys.MapRing(fd, size, sys.ReadWrite, sys.ReadWrite, false)
-	if err != nil {
-		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
 	}
 	bell, err := sys.NewEventFD()
 	if err != nil {
-		m.Unmap()
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
 	}
-	return &Ring{mem: newMemory(m, size), mapping: m, file: fd, bell: bell, name: o.name}, nil
+	r, err := mapRing(fd, size, o.name, bell)
+	if err != nil {
+		bell.Close()
+		closeFD(fd)
+		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
+	}
+	*identity(r.mapping) = ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	return r, nil
+}
+
+// fileSize is the length of the file behind a ring of size data bytes.
+func fileSize(size int) int { return 2*sys.PageSize + size }
+
+// mapRing maps the ring file fd with a data area of size bytes.
+func mapRing(fd, size int, name string, bell doorbell) (*Ring, error) {
+	m, err := sys.MapRing(fd, size, sys.ReadWrite, sys.ReadWrite, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Ring{mem: newMemory(m, size), mapping: m, file: fd, bell: bell, name: name}, nil
+}
+
+// doorbell is how producers wake a ring's consumer: an eventfd in one
+// process, a named pipe between processes.
+type doorbell interface {
+	Signal() error
+	Drain() error
+	FD() int
+	Close() error
 }
 
 // NewFromSpec creates a ring from BPF map attributes, after validating them
@@ -235,6 +257,7 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	newProd := prod + total
 	if newProd-cons > m.mask || newProd-pend > m.mask {
 		m.unlock()
+		m.dropped.Add(1)
 		return 0, ErrFull
 	}
 	m.writeHeader(prod&m.mask, uint32(n))
@@ -360,9 +383,15 @@ func (r *Ring) Positions() Positions { return r.mem.positions() }
 // caught up with the record) and not suppressed.
 func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 
+// Dropped returns how many reservations and outputs the ring refused
+// because it was full, over its whole life (for a shared ring, by every
+// process). The kernel keeps no such count.
+func (r *Ring) Dropped() uint64 { return r.mem.dropped.Load() }
+
 // The Source methods.
 func (r *Ring) ringMemory() *memory { return r.mem }
 func (r *Ring) pollFD() int         { return r.bell.FD() }
+func (r *Ring) notified()           { r.bell.Drain() }
 func (r *Ring) attach() error {
 	if !r.attached.CompareAndSwap(false, true) {
 		return fmt.Errorf("ringo: ring %q already has a Reader: a ring has one consumer", r.name)

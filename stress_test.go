@@ -465,18 +465,17 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), stressWait)
+	// A cancellation, not a deadline: a Reader woken by its deadline
+	// would look again and find the records a lost wake-up left behind,
+	// hiding the bug; a cancelled one returns at once.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer time.AfterFunc(stressWait, cancel).Stop()
 	if err := consume(ctx, rd, check); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) {
 			t.Fatalf("consumer blocked for %v (lost wake-up?) after %d records: %s", stressWait, c.records, stressState(r))
 		}
 		t.Fatalf("consumer: %v (%s)", err, stressState(r))
-	}
-	if d := time.Since(start); d > stressWait/2 {
-		// A Reader woken by its deadline may still find records and go on
-		// (the context's timer can fire after epoll times out).
-		t.Fatalf("consumer took %v (slept through a lost wake-up until its deadline?) for %d records: %s", d, c.records, stressState(r))
 	}
 	if !c.sentinel {
 		t.Fatal("consumer returned before the end-of-run record")
@@ -699,8 +698,10 @@ func TestDiscardAtHeadWhileReaderGoesToSleep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Cancelled rather than timed out: see TestStressManyProducers.
+	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer time.AfterFunc(10*time.Second, cancel).Stop()
 	ctx := &hookCtx{Context: base, hook: func() {
 		if err := r.Discard(x, 0); err != nil {
 			t.Error(err)
@@ -711,16 +712,12 @@ func TestDiscardAtHeadWhileReaderGoesToSleep(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // long enough for the Reader to sleep
 		committed <- r.Commit(y, 0)
 	}()
-	start := time.Now()
 	rec, err := rd.Read(ctx)
 	if err := <-committed; err != nil {
 		t.Fatal(err)
 	}
-	// Woken only by its deadline, the Reader may still find the record
-	// (the context's timer can fire after epoll times out), so the time
-	// taken is the test.
-	if d := time.Since(start); err != nil || d > 2*time.Second {
-		t.Fatalf("Read: %v after %v (positions %+v): the commit of the record after the discarded one did not wake the Reader", err, d, r.Positions())
+	if err != nil {
+		t.Fatalf("Read: %v (positions %+v): the commit of the record after the discarded one did not wake the Reader", err, r.Positions())
 	}
 	if rec.Pos != 16 {
 		t.Fatalf("Read returned the record at %d, want 16", rec.Pos)

@@ -41,10 +41,21 @@ const (
 	ringMagic   = 0x00474e4952 // "RING" and a NUL, little-endian
 	ringVersion = 1
 
-	// ringo's own: u32 reservation lock of user-space rings, in the
+	// ringo's own: u64 reservation lock of user-space rings, in the
 	// producer page, a cache line away from the positions the consumer
 	// reads (and from overwrite_pos at 16, which mainline kernels add).
+	// It holds the process token of its holder (internal/sys.SelfToken).
 	lockOffset = 64
+
+	// ringo's own: the owners of open reservations of shared rings, from
+	// producer page offset 256 to its end: slots of {u64 pos, u64 owner
+	// process token}, owner 0 meaning free.
+	slotsOffset = 256
+	slotSize    = 16
+
+	// ringo's own: u64 token of the process whose Reader consumes a shared
+	// ring, in the consumer page.
+	consumerOwnerOffset = 128
 
 	// The kernel's struct bpf_ringbuf has one page of its own before the
 	// consumer page, so a header's pg_off counts three pages before the data.

@@ -31,7 +31,14 @@ type memory struct {
 	// user-space rings (the kernel's spin lock lives in its private page):
 	// 0 free, 1 held. nil for kernel rings, which user space never
 	// reserves in.
-	lockWord *atomic.Uint32
+	lockWord *atomic.Uint64
+
+	// slots records which process owns each open reservation of a shared
+	// ring, so that the records of a process that died can be recovered;
+	// nil for in-process rings, whose goroutines cannot die alone.
+	slots []slot
+	// consumerOwner is the token of the process consuming a shared ring.
+	consumerOwner *atomic.Uint64
 
 	// dropped and abandoned are ringo's counters of user-space rings, in
 	// the consumer page (nil for kernel rings).
@@ -57,13 +64,28 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		producerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
 		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
 		waiter:      (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
-		lockWord:    (*atomic.Uint32)(unsafe.Pointer(&m.Producer[lockOffset])),
+		lockWord:    (*atomic.Uint64)(unsafe.Pointer(&m.Producer[lockOffset])),
 		dropped:     (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[droppedOffset])),
 		abandoned:   (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[abandonedOffset])),
 		data:        m.Data[: 2*size : 2*size],
 		mask:        uint64(size - 1),
 		pageShift:   shift,
 	}
+}
+
+// slot is one entry of a shared ring's reservation owner table.
+type slot struct {
+	pos   atomic.Uint64 // position of the reservation's header
+	owner atomic.Uint64 // process token of its owner; 0: free
+}
+
+// trackOwners turns on the reservation owner table and the consumer owner
+// word of a shared ring: the producer page from slotsOffset on, and a word
+// of the consumer page, both page-aligned memory of the mapping.
+func (m *memory) trackOwners(mp *sys.Mapping) {
+	n := (len(mp.Producer) - slotsOffset) / slotSize
+	m.slots = unsafe.Slice((*slot)(unsafe.Pointer(&mp.Producer[slotsOffset])), n)
+	m.consumerOwner = (*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[consumerOwnerOffset]))
 }
 
 // size is the size of the data area in bytes.

@@ -21,6 +21,10 @@ type Source interface {
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.
 	notified()
+	// recoverHead is called when the record at pos, the head, has been
+	// busy for a while; it reports whether the ring recovered it (its
+	// producer died) so the head should be looked at again.
+	recoverHead(pos uint64) bool
 	// attach claims the ring for one consumer; detach releases it.
 	attach() error
 	detach()
@@ -412,9 +416,22 @@ func (r *Reader) wait(ctx context.Context) error {
 		r.announce(0)
 		return nil
 	}
+	// A busy head of a shared ring may belong to a process that died:
+	// wake up now and then to check (Ring.recoverHead).
+	stalled := r.stalledShared()
+	if stalled && (timeout < 0 || timeout > deadOwnerCheck) {
+		timeout = deadOwnerCheck
+	}
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
 	r.announce(0)
 	r.keys = keys[:0]
+	if stalled && len(keys) == 0 {
+		for _, rr := range r.rings {
+			if rr.cur.mem.slots != nil && rr.busyHead() {
+				rr.src.recoverHead(rr.cur.pos)
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("ringo: wait for records: %w", err)
 	}
@@ -472,3 +489,20 @@ func pause() { cpuPause(pauseSteps) }
 // pauseSteps is how many PAUSE instructions make that moment (each takes
 // tens of cycles on current x86 cores).
 const pauseSteps = 64
+
+// stalledShared reports whether a ring that can recover dead producers'
+// records (a shared ring) is busy at its head.
+func (r *Reader) stalledShared() bool {
+	for _, rr := range r.rings {
+		if rr.cur.mem.slots != nil && rr.busyHead() {
+			return true
+		}
+	}
+	return false
+}
+
+// busyHead reports whether the record at the cursor is still being written.
+func (rr *readerRing) busyHead() bool {
+	_, _, st, err := rr.cur.next()
+	return err == nil && st == stepBusy
+}

@@ -166,13 +166,13 @@ func (r *Ring) Output(data []byte, flags uint64) error {
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
-	pos, err := r.reserve(uint64(len(data)))
+	pos, slot, err := r.reserve(uint64(len(data)))
 	if err != nil {
 		return err
 	}
 	off := pos & r.mem.mask
 	copy(r.mem.data[off+HeaderSize:], data)
-	r.finish(off, uint32(len(data))|BusyBit, flags, false)
+	r.finish(off, uint32(len(data))|BusyBit, flags, false, slot)
 	return nil
 }
 
@@ -184,6 +184,7 @@ type Reservation struct {
 	ring *Ring
 	pos  uint64 // position of the record's header
 	buf  []byte
+	slot int // index in a shared ring's owner table, or -1
 }
 
 // Bytes returns the reserved payload: exactly the reserved number of bytes
@@ -205,20 +206,27 @@ func (r *Ring) Reserve(n int) (Reservation, error) {
 	if n < 0 {
 		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
 	}
-	pos, err := r.reserve(uint64(n))
+	pos, slot, err := r.reserve(uint64(n))
 	if err != nil {
 		return Reservation{}, err
 	}
 	p := pos&r.mem.mask + HeaderSize
-	return Reservation{ring: r, pos: pos, buf: r.mem.data[p : p+uint64(n) : p+uint64(n)]}, nil
+	return Reservation{ring: r, pos: pos, buf: r.mem.data[p : p+uint64(n) : p+uint64(n)], slot: slot}, nil
 }
 
 // reserve is __bpf_ringbuf_reserve: it returns the position of a new
-// record's header, marked busy, with producer_pos already published.
-func (r *Ring) reserve(n uint64) (uint64, error) {
+// record's header, marked busy, with producer_pos already published, and
+// for a shared ring the index of the owner slot it took (else -1).
+//
+// Wherever a process dies in here, holding the lock, the ring stays
+// consistent for whoever takes the lock over: pending_pos only ever moves
+// to a record boundary at or before the oldest busy record, the header is
+// written past producer_pos where nobody reads it, the owner slot is
+// written before producer_pos publishes the record, and producer_pos last.
+func (r *Ring) reserve(n uint64) (uint64, int, error) {
 	m := r.mem
 	if n > MaxRecordSize || recordSize(n) > m.mask {
-		return 0, ErrTooLarge
+		return 0, -1, ErrTooLarge
 	}
 	total := recordSize(n)
 	// Loaded before the lock, as the kernel does: a stale (smaller) value
@@ -226,14 +234,14 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	cons := m.consumerPos.Load()
 
 	if r.closed.Load() {
-		return 0, ErrClosed
+		return 0, -1, ErrClosed
 	}
 	m.lock()
 	if r.closed.Load() {
 		// Close took the lock after our first look: it counts on no
 		// reservation starting once it has.
 		m.unlock()
-		return 0, ErrClosed
+		return 0, -1, ErrClosed
 	}
 	pend := m.pendingPos.Load()
 	prod := m.producerPos.Load()
@@ -258,14 +266,22 @@ func (r *Ring) reserve(n uint64) (uint64, error) {
 	if newProd-cons > m.mask || newProd-pend > m.mask {
 		m.unlock()
 		m.dropped.Add(1)
-		return 0, ErrFull
+		return 0, -1, ErrFull
+	}
+	slot := -1
+	if m.slots != nil {
+		if slot = m.claimSlot(prod); slot < 0 {
+			m.unlock()
+			m.dropped.Add(1)
+			return 0, -1, ErrFull
+		}
 	}
 	m.writeHeader(prod&m.mask, uint32(n))
 	// Publishes the busy header with it; pairs with the consumer's load of
 	// producer_pos before it reads headers.
 	storeRelease(m.producerPos, newProd)
 	m.unlock()
-	return prod, nil
+	return prod, slot, nil
 }
 
 // Commit publishes a reserved record, like bpf_ringbuf_submit. flags are
@@ -311,7 +327,7 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
 	if w&BusyBit == 0 || v.pos-pend >= m.producerPos.Load()-pend {
 		return fmt.Errorf("%w: %s of the record at position %d of ring %q, which was already committed or discarded", ErrNotReserved, op, v.pos, r.name)
 	}
-	if !r.finish(off, w, flags, discard) {
+	if !r.finish(off, w, flags, discard, v.slot) {
 		return fmt.Errorf("%w: the record at position %d of ring %q was committed or discarded concurrently", ErrNotReserved, v.pos, r.name)
 	}
 	return nil
@@ -321,7 +337,7 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
 // then wake the consumer if forced, or if it has caught up with this very
 // record and waking is not suppressed. It reports false if the length word
 // was no longer w.
-func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool) bool {
+func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int) bool {
 	m := r.mem
 	nw := w ^ BusyBit
 	if discard {
@@ -332,6 +348,10 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool) bool {
 	// consumer's load of the length word.
 	if !m.lenWord(off).CompareAndSwap(w, nw) {
 		return false
+	}
+	if slot >= 0 {
+		// After the swap: a record whose slot is free is never busy.
+		m.slots[slot].owner.Store(0)
 	}
 	// Load after the swap (both sequentially consistent): either the
 	// consumer sees the committed header, or we see its consumer_pos and
@@ -402,9 +422,16 @@ func (r *Ring) attach() error {
 		r.attached.Store(false)
 		return fmt.Errorf("ringo: ring %q: %w", r.name, ErrClosed)
 	}
+	if err := r.claimConsumer(); err != nil {
+		r.attached.Store(false)
+		return err
+	}
 	return nil
 }
-func (r *Ring) detach() { r.attached.Store(false) }
+func (r *Ring) detach() {
+	r.releaseConsumer()
+	r.attached.Store(false)
+}
 
 func badFlags(op string, flags uint64) error {
 	return invalid("%s flags %#x: only NoWakeup (%#x) and ForceWakeup (%#x) exist", op, flags, NoWakeup, ForceWakeup)

@@ -105,6 +105,7 @@ func Create(name string, size int, opts ...SharedOption) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
 	}
+	r.mem.trackOwners(r.mapping)
 	*identity(r.mapping) = ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
 	if err := os.Link(tmp, path); err != nil {
 		r.Close()
@@ -146,6 +147,7 @@ func Open(name string, opts ...SharedOption) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: open ring %q: %w", name, err)
 	}
+	r.mem.trackOwners(r.mapping)
 	r.path = path
 	return r, nil
 }

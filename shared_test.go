@@ -19,6 +19,13 @@ import (
 // TestMain lets the test binary act as a producer process for the
 // cross-process tests: see runChild.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("RINGO_TEST_HOLD"); spec != "" {
+		if err := runHold(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv("RINGO_TEST_CHILD"); spec != "" {
 		if err := runChild(spec); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)

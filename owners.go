@@ -1,0 +1,114 @@
+package ringo
+
+import (
+	"fmt"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+// Crash safety of shared rings. A process may die at any instant: holding
+// the reservation lock (lock.go takes a dead holder's lock over), between a
+// reservation and its commit (its record would stay busy and stall the
+// consumer forever), or while consuming. Each open reservation of a shared
+// ring records its owner's process token in the producer page; a consumer
+// that finds a busy record at its head for a while checks that owner, and
+// discards the record if the owner is gone, counting it as abandoned.
+
+// claimSlot takes a free owner slot for a reservation at pos, with the
+// reservation lock held, and returns its index, or -1 if every slot belongs
+// to a live process. Slots of dead processes are freed on the way.
+func (m *memory) claimSlot(pos uint64) int {
+	n := len(m.slots)
+	start := int(pos/8) % n
+	for pass := 0; pass < 2; pass++ {
+		for k := 0; k < n; k++ {
+			i := (start + k) % n
+			s := &m.slots[i]
+			owner := s.owner.Load()
+			if owner != 0 && pass == 1 && !sys.Alive(owner) {
+				// Left by a process that died after its commit or
+				// before its reservation was published; a busy record
+				// of a dead owner is the consumer's to recover, and a
+				// slot freed here only loses it a name, not a record.
+				if s.owner.CompareAndSwap(owner, 0) {
+					owner = 0
+				}
+			}
+			if owner == 0 {
+				// pos before owner: a slot with an owner always has
+				// the right position.
+				s.pos.Store(pos)
+				s.owner.Store(sys.SelfToken())
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// recoverHead is called by a Reader whose head record, at pos, has been busy
+// for a while. If the record's owner process is gone, the record is
+// discarded (its bytes were never complete), counted as abandoned, and
+// recoverHead reports true: the Reader looks at the head again.
+func (r *Ring) recoverHead(pos uint64) bool {
+	m := r.mem
+	if m.slots == nil {
+		return false // in-process: a goroutine cannot die without its process
+	}
+	var owner uint64
+	slot := -1
+	for i := range m.slots {
+		s := &m.slots[i]
+		if o := s.owner.Load(); o != 0 && s.pos.Load() == pos {
+			owner, slot = o, i
+			break
+		}
+	}
+	if slot >= 0 && sys.Alive(owner) {
+		return false
+	}
+	// No live owner. Every reservation claims its slot before it is
+	// published, so a busy record without one lost its owner before it
+	// could be recorded, or the slot was freed after the owner died.
+	w := m.lenWord(pos & m.mask).Load()
+	if w&BusyBit == 0 {
+		return true // committed meanwhile
+	}
+	if m.lenWord(pos&m.mask).CompareAndSwap(w, payloadLen(w)|DiscardBit) {
+		m.abandoned.Add(1)
+		if slot >= 0 {
+			m.slots[slot].owner.CompareAndSwap(owner, 0)
+		}
+	}
+	return true
+}
+
+// Abandoned returns how many records of a shared ring were discarded because
+// the process that reserved them died before committing them.
+func (r *Ring) Abandoned() uint64 { return r.mem.abandoned.Load() }
+
+// claimConsumer makes this process the consumer of a shared ring, taking
+// the place of a consumer process that died.
+func (r *Ring) claimConsumer() error {
+	m := r.mem
+	if m.consumerOwner == nil {
+		return nil
+	}
+	me := sys.SelfToken()
+	for {
+		owner := m.consumerOwner.Load()
+		if owner != 0 && sys.Alive(owner) {
+			return fmt.Errorf("ringo: ring %q is consumed by process %d already: a ring has one consumer", r.name, owner>>32)
+		}
+		if m.consumerOwner.CompareAndSwap(owner, me) {
+			return nil
+		}
+	}
+}
+
+// releaseConsumer gives up the consumer role of a shared ring.
+func (r *Ring) releaseConsumer() {
+	if m := r.mem; m.consumerOwner != nil {
+		m.consumerOwner.CompareAndSwap(sys.SelfToken(), 0)
+	}
+}

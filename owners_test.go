@@ -1,0 +1,184 @@
+package ringo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// deadToken returns the token of a process that ran and is gone: a child
+// started, killed and reaped.
+func deadToken(t *testing.T) uint64 {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	cmd.Process.Kill()
+	cmd.Wait()
+	return uint64(cmd.Process.Pid)<<32 | uint64(uint32(start))
+}
+
+func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
+	r, err := Create("lock", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mem.lockWord.Store(deadToken(t))
+	start := time.Now()
+	if err := r.Output([]byte("after"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lock of a dead process taken over after %v", time.Since(start))
+}
+
+func TestRecordOfDeadProcessIsAbandoned(t *testing.T) {
+	r, err := Create("abandon", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd := newReader(t, r)
+	res, err := r.Reserve(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Output([]byte("after the dead one"), 0)
+	// The reservation's owner dies.
+	r.mem.slots[res.slot].owner.Store(deadToken(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	rec, err := rd.Read(ctx)
+	if err != nil {
+		t.Fatalf("Read: %v (positions %+v)", err, r.Positions())
+	}
+	t.Logf("record of a dead process abandoned after %v", time.Since(start))
+	if string(rec.Data) != "after the dead one" {
+		t.Fatalf("got %q", rec.Data)
+	}
+	if r.Abandoned() != 1 {
+		t.Fatalf("Abandoned() = %d", r.Abandoned())
+	}
+	// The owner's late commit (it was not dead after all) is refused.
+	if err := r.Commit(res, 0); !errors.Is(err, ErrNotReserved) {
+		t.Fatalf("commit of an abandoned record: %v", err)
+	}
+	// A live owner's busy record is left alone.
+	live, _ := r.Reserve(8)
+	if r.recoverHead(live.pos) {
+		t.Fatal("recovered the record of a live process")
+	}
+	r.Commit(live, 0)
+}
+
+func TestOneConsumerProcess(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create("cons", 4096, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	other, err := Open("cons", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	rd := newReader(t, r)
+	if _, err := NewReader(other); err == nil || !strings.Contains(err.Error(), "consumed by process") {
+		t.Fatalf("second consumer: %v", err)
+	}
+	rd.Close()
+	rd2, err := NewReader(other)
+	if err != nil {
+		t.Fatalf("after the first reader closed: %v", err)
+	}
+	rd2.Close()
+	// A consumer that died leaves its claim behind; the next one takes it.
+	r.mem.consumerOwner.Store(deadToken(t))
+	rd3, err := NewReader(r)
+	if err != nil {
+		t.Fatalf("after the consumer died: %v", err)
+	}
+	rd3.Close()
+}
+
+// Real processes killed with SIGKILL while holding the lock and while
+// holding a reservation: the ring goes on.
+func TestKilledProducerProcesses(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r, err := Create("killed", 8192, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd := newReader(t, r)
+	for _, mode := range []string{"hold-lock", "hold-reservation"} {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), "RINGO_TEST_HOLD="+dir+"|killed|"+mode)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || line != "holding\n" {
+			t.Fatalf("%s child: %q %v", mode, line, err)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		start := time.Now()
+		if err := r.Output([]byte(mode), 0); err != nil {
+			t.Fatalf("after a child killed in %s: %v", mode, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rec, err := rd.Read(ctx)
+		cancel()
+		if err != nil || string(rec.Data) != mode {
+			t.Fatalf("after a child killed in %s: %q, %v (positions %+v)", mode, rec.Data, err, r.Positions())
+		}
+		t.Logf("%s: ring going again %v after the kill", mode, time.Since(start))
+	}
+	if r.Abandoned() != 1 {
+		t.Fatalf("Abandoned() = %d, want 1", r.Abandoned())
+	}
+}
+
+// runHold is the child side of TestKilledProducerProcesses: it takes the
+// lock or a reservation of a shared ring, says so, and waits to be killed.
+func runHold(spec string) error {
+	f := strings.Split(spec, "|")
+	r, err := Open(f[1], WithDir(f[0]))
+	if err != nil {
+		return err
+	}
+	switch f[2] {
+	case "hold-lock":
+		r.mem.lock()
+	case "hold-reservation":
+		res, err := r.Reserve(100)
+		if err != nil {
+			return err
+		}
+		copy(res.Bytes(), "half-writ")
+	}
+	os.Stdout.WriteString("holding\n")
+	time.Sleep(time.Minute)
+	return errors.New("not killed")
+}

@@ -19,6 +19,18 @@ import (
 // TestMain lets the test binary act as a producer process for the
 // cross-process tests: see runChild.
 func TestMain(m *testing.M) {
+	for env, child := range map[string]func(string) error{
+		"RINGO_TEST_CHAOS_PRODUCER": runChaosProducer,
+		"RINGO_TEST_CHAOS_CONSUMER": runChaosConsumer,
+	} {
+		if spec := os.Getenv(env); spec != "" {
+			if err := child(spec); err != nil {
+				fmt.Fprintln(os.Stderr, "child:", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		}
+	}
 	if spec := os.Getenv("RINGO_TEST_HOLD"); spec != "" {
 		if err := runHold(spec); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -181,4 +182,24 @@ func runHold(spec string) error {
 	os.Stdout.WriteString("holding\n")
 	time.Sleep(time.Minute)
 	return errors.New("not killed")
+}
+
+// A process with write access that scribbles over the producer page must
+// not make producers walk or write outside the ring.
+func TestProducersRefuseGarbagePositions(t *testing.T) {
+	r, err := Create("garbage", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mem.producerPos.Store(1 << 40)
+	if err := r.Output([]byte("x"), 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Output on garbage positions: %v", err)
+	}
+	if _, err := r.Reserve(1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Reserve on garbage positions: %v", err)
+	}
+	if !strings.Contains(fmt.Sprint(r.Output(nil, 0)), "producer position 1099511627776") {
+		t.Fatal("the error does not name the bad position")
+	}
 }

@@ -245,6 +245,13 @@ func (r *Ring) reserve(n uint64) (uint64, int, error) {
 	}
 	pend := m.pendingPos.Load()
 	prod := m.producerPos.Load()
+	if prod-pend > m.mask {
+		// Reservations keep producer_pos within size-1 of pending_pos,
+		// which only grows: only a process writing garbage into a shared
+		// ring gets here. Refuse rather than walk or write on its word.
+		m.unlock()
+		return 0, -1, fmt.Errorf("%w: producer position %d is more than the ring size past pending position %d", ErrCorrupt, prod, pend)
+	}
 	// Walk pending_pos over every record that is no longer busy: the
 	// oldest record still being written bounds how far producers may run
 	// ahead, so that a slow producer's reservation is never overwritten.

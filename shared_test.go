@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 	for env, child := range map[string]func(string) error{
 		"RINGO_TEST_CHAOS_PRODUCER": runChaosProducer,
 		"RINGO_TEST_CHAOS_CONSUMER": runChaosConsumer,
+		"RINGO_BENCH_PRODUCER":      runBenchProducer,
 	} {
 		if spec := os.Getenv(env); spec != "" {
 			if err := child(spec); err != nil {

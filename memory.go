@@ -73,6 +73,14 @@ func newMemory(m *sys.Mapping, size int) *memory {
 	}
 }
 
+// newKernelMemory describes the mapping of a kernel ring: the kernel's
+// words only, none of ringo's own.
+func newKernelMemory(m *sys.Mapping, size int) *memory {
+	mem := newMemory(m, size)
+	mem.waiter, mem.lockWord, mem.dropped, mem.abandoned = nil, nil, nil, nil
+	return mem
+}
+
 // slot is one entry of a shared ring's reservation owner table.
 type slot struct {
 	pos   atomic.Uint64 // position of the reservation's header

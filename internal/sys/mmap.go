@@ -21,8 +21,10 @@ type Mapping struct {
 	// byte of memory.
 	Data []byte
 
-	// region is the whole reservation, released by Unmap.
+	// region is the whole reservation, released by Unmap; a kernel ring
+	// has a second mapping of its own, extra.
 	region []byte
+	extra  []byte
 }
 
 // Protections of a ring's pages. A kernel RINGBUF lets user space write only
@@ -79,7 +81,12 @@ func (m *Mapping) Unmap() error {
 		return nil
 	}
 	err := unix.Munmap(m.region)
-	m.region, m.Consumer, m.Producer, m.Data = nil, nil, nil, nil
+	if m.extra != nil {
+		if err2 := unix.Munmap(m.extra); err == nil {
+			err = err2
+		}
+	}
+	m.region, m.extra, m.Consumer, m.Producer, m.Data = nil, nil, nil, nil, nil
 	return err
 }
 

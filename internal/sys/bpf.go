@@ -1,0 +1,237 @@
+package sys
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The few bpf(2) commands ringo needs, with their attribute layouts from
+// include/uapi/linux/bpf.h. Each attribute struct is passed by address to
+// the system call and read by the kernel only during it. Fields the kernel
+// declares as __aligned_u64 pointers are unsafe.Pointer here (8 bytes on
+// the 64-bit machines ringo supports), so that the garbage collector keeps
+// what they point to alive and up to date if a stack moves.
+
+const (
+	bpfMapCreate      = 0
+	bpfProgLoad       = 5
+	bpfObjPin         = 6
+	bpfObjGet         = 7
+	bpfProgTestRun    = 10
+	bpfMapGetNextID   = 12
+	bpfMapGetFDByID   = 14
+	bpfObjGetInfoByFD = 15
+)
+
+func bpf(cmd uintptr, attr unsafe.Pointer, size uintptr) (uintptr, error) {
+	r, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
+	if errno != 0 {
+		return 0, errno
+	}
+	return r, nil
+}
+
+type mapCreateAttr struct {
+	mapType    uint32
+	keySize    uint32
+	valueSize  uint32
+	maxEntries uint32
+	mapFlags   uint32
+	innerMapFD uint32
+	numaNode   uint32
+	mapName    [16]byte
+	_          [64]byte // ifindex, BTF ids, map_extra...: zero
+}
+
+// MapCreate creates a BPF map and returns its fd.
+func MapCreate(typ, keySize, valueSize, maxEntries, flags uint32, name string) (int, error) {
+	attr := mapCreateAttr{mapType: typ, keySize: keySize, valueSize: valueSize, maxEntries: maxEntries, mapFlags: flags}
+	copy(attr.mapName[:15], name)
+	fd, err := bpf(bpfMapCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, err
+	}
+	return int(fd), nil
+}
+
+type objAttr struct {
+	pathname  unsafe.Pointer
+	bpfFD     uint32
+	fileFlags uint32
+}
+
+// ObjGet opens the BPF object pinned at path.
+func ObjGet(path string) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return -1, err
+	}
+	attr := objAttr{pathname: unsafe.Pointer(p)}
+	fd, err := bpf(bpfObjGet, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, err
+	}
+	return int(fd), nil
+}
+
+// ObjPin pins the BPF object fd at path, inside a BPF file system.
+func ObjPin(fd int, path string) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	attr := objAttr{pathname: unsafe.Pointer(p), bpfFD: uint32(fd)}
+	_, err = bpf(bpfObjPin, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
+}
+
+type idAttr struct {
+	id        uint32
+	nextID    uint32
+	openFlags uint32
+}
+
+// MapFDByID opens the map with the given ID.
+func MapFDByID(id uint32) (int, error) {
+	attr := idAttr{id: id}
+	fd, err := bpf(bpfMapGetFDByID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, err
+	}
+	return int(fd), nil
+}
+
+// NextMapID returns the ID of the first map after id; ENOENT after the last.
+func NextMapID(id uint32) (uint32, error) {
+	attr := idAttr{id: id}
+	_, err := bpf(bpfMapGetNextID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return attr.nextID, err
+}
+
+// MapInfo is what BPF_OBJ_GET_INFO_BY_FD says of a map.
+type MapInfo struct {
+	Type       uint32
+	ID         uint32
+	KeySize    uint32
+	ValueSize  uint32
+	MaxEntries uint32
+	Flags      uint32
+	Name       string
+}
+
+type mapInfo struct {
+	typ        uint32
+	id         uint32
+	keySize    uint32
+	valueSize  uint32
+	maxEntries uint32
+	mapFlags   uint32
+	name       [16]byte
+	_          [64]byte // ifindex, netns, BTF ids, map_extra...
+}
+
+type infoAttr struct {
+	bpfFD   uint32
+	infoLen uint32
+	info    unsafe.Pointer
+}
+
+// GetMapInfo describes the map behind fd. It fails with an error naming
+// the object if fd is not a map.
+func GetMapInfo(fd int) (MapInfo, error) {
+	var info mapInfo
+	attr := infoAttr{bpfFD: uint32(fd), infoLen: uint32(unsafe.Sizeof(info)), info: unsafe.Pointer(&info)}
+	if _, err := bpf(bpfObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return MapInfo{}, err
+	}
+	n := 0
+	for n < len(info.name) && info.name[n] != 0 {
+		n++
+	}
+	return MapInfo{Type: info.typ, ID: info.id, KeySize: info.keySize, ValueSize: info.valueSize,
+		MaxEntries: info.maxEntries, Flags: info.mapFlags, Name: string(info.name[:n])}, nil
+}
+
+// Instruction is one eBPF instruction.
+type Instruction struct {
+	Op     uint8
+	Regs   uint8 // dst in the low nibble, src in the high one
+	Offset int16
+	Imm    int32
+}
+
+type progLoadAttr struct {
+	progType    uint32
+	insnCnt     uint32
+	insns       unsafe.Pointer
+	license     unsafe.Pointer
+	logLevel    uint32
+	logSize     uint32
+	logBuf      unsafe.Pointer
+	kernVersion uint32
+	progFlags   uint32
+	_           [96]byte // names, attach types, BTF...: zero
+}
+
+// ProgLoad loads a program of the given type; on a verifier refusal the
+// error carries the verifier's log.
+func ProgLoad(typ uint32, insns []Instruction, license string) (int, error) {
+	lic, err := unix.BytePtrFromString(license)
+	if err != nil {
+		return -1, err
+	}
+	log := make([]byte, 1<<16)
+	attr := progLoadAttr{
+		progType: typ, insnCnt: uint32(len(insns)),
+		insns:    unsafe.Pointer(&insns[0]),
+		license:  unsafe.Pointer(lic),
+		logLevel: 1, logSize: uint32(len(log)), logBuf: unsafe.Pointer(&log[0]),
+	}
+	// The verifier gives up with EAGAIN when a signal is pending, and the
+	// Go runtime signals its threads to preempt goroutines: try again.
+	fd, err := bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	for tries := 0; err == unix.EAGAIN && tries < 10; tries++ {
+		fd, err = bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	}
+	if err != nil {
+		n := 0
+		for n < len(log) && log[n] != 0 {
+			n++
+		}
+		return -1, fmt.Errorf("%w: verifier log: %s", err, log[:n])
+	}
+	return int(fd), nil
+}
+
+type testRunAttr struct {
+	progFD      uint32
+	retval      uint32
+	dataSizeIn  uint32
+	dataSizeOut uint32
+	dataIn      unsafe.Pointer
+	dataOut     unsafe.Pointer
+	repeat      uint32
+	duration    uint32
+	ctxSizeIn   uint32
+	ctxSizeOut  uint32
+	ctxIn       unsafe.Pointer
+	ctxOut      unsafe.Pointer
+	flags       uint32
+	cpu         uint32
+	batchSize   uint32
+	_           uint32
+}
+
+// ProgTestRun runs a program repeat times over data with BPF_PROG_TEST_RUN
+// and returns its last return value. With repeat above 1 a pending signal
+// can stop it part way with EINTR, after an unknown number of runs.
+func ProgTestRun(fd int, data []byte, repeat uint32) (uint32, error) {
+	attr := testRunAttr{progFD: uint32(fd), dataSizeIn: uint32(len(data)), repeat: repeat}
+	if len(data) > 0 {
+		attr.dataIn = unsafe.Pointer(&data[0])
+	}
+	_, err := bpf(bpfProgTestRun, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return attr.retval, err
+}

@@ -1,0 +1,154 @@
+package ringo
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+// requireKernel skips a test that needs BPF when the kernel refuses it (no
+// privileges, no BPF), unless RINGO_REQUIRE_KERNEL=1, under which it fails:
+// CI sets it so that kernel tests can never pass by skipping.
+func requireKernel(t testing.TB) {
+	t.Helper()
+	fd, err := sys.MapCreate(uint32(RingBuf), 0, 0, uint32(sys.PageSize), 0, "probe")
+	if err == nil {
+		closeFD(fd)
+		return
+	}
+	msg := "BPF ring buffers are not available here (" + bpfError(err).Error() + ")"
+	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+		t.Fatal(msg + " and RINGO_REQUIRE_KERNEL=1")
+	}
+	t.Skip(msg + "; run as root, or set RINGO_REQUIRE_KERNEL=1 to make this a failure")
+}
+
+// BPF instructions for the hand-assembled test programs, so kernel tests
+// need no clang.
+const (
+	opLdImm64 = 0x18 // BPF_LD | BPF_DW | BPF_IMM
+	opMovImm  = 0xb7 // BPF_ALU64 | BPF_MOV | BPF_K
+	opMovReg  = 0xbf // BPF_ALU64 | BPF_MOV | BPF_X
+	opAddImm  = 0x07 // BPF_ALU64 | BPF_ADD | BPF_K
+	opStxDW   = 0x7b // BPF_STX | BPF_MEM | BPF_DW
+	opJeqImm  = 0x15 // BPF_JMP | BPF_JEQ | BPF_K
+	opCall    = 0x85
+	opExit    = 0x95
+
+	pseudoMapFD = 1
+
+	helperRingbufOutput  = 130
+	helperRingbufReserve = 131
+	helperRingbufSubmit  = 132
+	helperRingbufDiscard = 133
+	helperRingbufQuery   = 134
+
+	progTypeSocketFilter = 1
+)
+
+func insn(op uint8, dst, src uint8, off int16, imm int32) sys.Instruction {
+	return sys.Instruction{Op: op, Regs: dst | src<<4, Offset: off, Imm: imm}
+}
+
+func ldMap(dst uint8, fd int) []sys.Instruction {
+	return []sys.Instruction{insn(opLdImm64, dst, pseudoMapFD, 0, int32(fd)), {}}
+}
+
+func join(parts ...[]sys.Instruction) []sys.Instruction {
+	var all []sys.Instruction
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	return all
+}
+
+// outputProgram writes one 8-byte record with bpf_ringbuf_output: the
+// ring's producer position before it (from bpf_ringbuf_query), so that
+// every record is distinct. It returns the helper's result.
+func outputProgram(mapFD int, flags int32) []sys.Instruction {
+	return join(
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovImm, 2, 0, 0, int32(ProducerPos)),
+			insn(opCall, 0, 0, 0, helperRingbufQuery),
+			insn(opStxDW, 10, 0, -8, 0),
+		},
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovReg, 2, 10, 0, 0),
+			insn(opAddImm, 2, 0, 0, -8),
+			insn(opMovImm, 3, 0, 0, 8),
+			insn(opMovImm, 4, 0, 0, flags),
+			insn(opCall, 0, 0, 0, helperRingbufOutput),
+			insn(opExit, 0, 0, 0, 0),
+		},
+	)
+}
+
+// reserveProgram reserves a size-byte record, writes the producer position
+// after the reservation into its first 8 bytes, and submits or discards it
+// with flags. It returns 0, or 1 when the reservation failed.
+func reserveProgram(mapFD int, size int32, discard bool, flags int32) []sys.Instruction {
+	finish := int32(helperRingbufSubmit)
+	if discard {
+		finish = helperRingbufDiscard
+	}
+	body := join(
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovImm, 2, 0, 0, size),
+			insn(opMovImm, 3, 0, 0, 0),
+			insn(opCall, 0, 0, 0, helperRingbufReserve),
+		},
+	)
+	rest := join(
+		[]sys.Instruction{insn(opMovReg, 6, 0, 0, 0)},
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovImm, 2, 0, 0, int32(ProducerPos)),
+			insn(opCall, 0, 0, 0, helperRingbufQuery),
+			insn(opStxDW, 6, 0, 0, 0),
+			insn(opMovReg, 1, 6, 0, 0),
+			insn(opMovImm, 2, 0, 0, flags),
+			insn(opCall, 0, 0, 0, finish),
+			insn(opMovImm, 0, 0, 0, 0),
+			insn(opExit, 0, 0, 0, 0),
+		},
+	)
+	failed := []sys.Instruction{insn(opMovImm, 0, 0, 0, 1), insn(opExit, 0, 0, 0, 0)}
+	return join(body, []sys.Instruction{insn(opJeqImm, 0, 0, int16(len(rest)), 0)}, rest, failed)
+}
+
+// prog is a loaded test program.
+type prog struct {
+	t  testing.TB
+	fd int
+}
+
+func loadProg(t testing.TB, insns []sys.Instruction) *prog {
+	t.Helper()
+	fd, err := sys.ProgLoad(progTypeSocketFilter, insns, "GPL")
+	if err != nil {
+		t.Fatalf("load test program: %v", err)
+	}
+	t.Cleanup(func() { closeFD(fd) })
+	return &prog{t, fd}
+}
+
+// run runs the program once and returns its return value as a signed int.
+func (p *prog) run() int32 {
+	p.t.Helper()
+	ret, err := sys.ProgTestRun(p.fd, make([]byte, 64), 1)
+	if err != nil {
+		p.t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
+	}
+	return int32(ret)
+}
+
+func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+// newRand returns a seeded generator, so that a failing sequence replays.
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x7269_6e67)) }

@@ -1,0 +1,342 @@
+package ringo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+)
+
+func newKernelRing(t testing.TB, size int) *KernelRing {
+	t.Helper()
+	requireKernel(t)
+	k, err := CreateKernelRing(size, "ringo_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k.Close(); err != nil {
+			t.Errorf("close kernel ring: %v", err)
+		}
+	})
+	return k
+}
+
+func TestKernelRingOutputAndConsume(t *testing.T) {
+	k := newKernelRing(t, 4096)
+	out := loadProg(t, outputProgram(k.FD(), 0))
+	for i := 0; i < 5; i++ {
+		if ret := out.run(); ret != 0 {
+			t.Fatalf("bpf_ringbuf_output returned %d", ret)
+		}
+	}
+	// Five 8-byte records of 16 bytes each; headers len 8, pg_off 3.
+	if p := k.Positions(); p != (Positions{Consumer: 0, Producer: 80, Pending: 64}) {
+		t.Fatalf("positions %+v", p)
+	}
+	if l, pg := binary.NativeEndian.Uint32(k.mapping.Data), binary.NativeEndian.Uint32(k.mapping.Data[4:]); l != 8 || pg != 3 {
+		t.Fatalf("kernel header len %d pg_off %d", l, pg)
+	}
+	rd := newReader(t, k)
+	var got []uint64
+	n, err := rd.Peek(func(rec Record) error { got = append(got, le64(rec.Data)); return nil })
+	if err != nil || n != 5 || k.Positions().Consumer != 0 {
+		t.Fatalf("Peek: %d, %v", n, err)
+	}
+	got = got[:0]
+	n, err = rd.Consume(func(rec Record) error {
+		if rec.Source != k {
+			t.Errorf("record from %v", rec.Source)
+		}
+		got = append(got, le64(rec.Data))
+		return nil
+	})
+	if err != nil || n != 5 {
+		t.Fatalf("Consume: %d, %v", n, err)
+	}
+	for i, v := range got {
+		if v != uint64(16*i) {
+			t.Fatalf("record %d carries %d, want %d", i, v, 16*i)
+		}
+	}
+	if avail, _ := k.Query(AvailData); avail != 0 {
+		t.Fatalf("avail after consuming: %d", avail)
+	}
+}
+
+func TestKernelRingOpenEveryWay(t *testing.T) {
+	k := newKernelRing(t, 8192)
+	out := loadProg(t, outputProgram(k.FD(), 0))
+	out.run()
+
+	check := func(name string, r *KernelRing, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		defer r.Close()
+		if r.Size() != 8192 || r.ID() != k.ID() || r.Name() != "ringo_test" {
+			t.Fatalf("%s: size %d id %d name %q", name, r.Size(), r.ID(), r.Name())
+		}
+		if p := r.Positions(); p.Producer != 16 {
+			t.Fatalf("%s: positions %+v", name, p)
+		}
+	}
+	r, err := OpenMapFD(k.FD())
+	check("fd", r, err)
+	r, err = OpenMap(k)
+	check("FDer", r, err)
+	r, err = OpenMapID(k.ID())
+	check("id", r, err)
+
+	dir := bpffsDir(t)
+	pin := filepath.Join(dir, "ring")
+	if err := k.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	r, err = OpenPinned(pin)
+	check("pinned", r, err)
+}
+
+// bpffsDir returns a fresh directory in the BPF file system, removed with
+// everything in it at the end of the test.
+func bpffsDir(t testing.TB) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/sys/fs/bpf", &st); err != nil || st.Type != 0xcafe4a11 {
+		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+			t.Fatal("no BPF file system at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf")
+		}
+		t.Skip("no BPF file system at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
+	}
+	dir, err := os.MkdirTemp("/sys/fs/bpf", "ringo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestKernelRingErrors(t *testing.T) {
+	requireKernel(t)
+	fd, err := sys.MapCreate(2, 4, 8, 16, 0, "not_a_ring") // BPF_MAP_TYPE_ARRAY
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD(fd)
+	_, err = OpenMapFD(fd)
+	if err == nil || !strings.Contains(err.Error(), "is a array map, not a ringbuf") {
+		t.Fatalf("array map: %v", err)
+	}
+	ufd, err := sys.MapCreate(uint32(UserRingBuf), 0, 0, 4096, 0, "user_ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD(ufd)
+	if _, err := OpenMapFD(ufd); err == nil || !strings.Contains(err.Error(), "user_ringbuf") {
+		t.Fatalf("user ring: %v", err)
+	}
+	if _, err := OpenMapID(0xfffffff0); err == nil || !strings.Contains(err.Error(), "no such map") {
+		t.Fatalf("missing id: %v", err)
+	}
+	if _, err := OpenPinned("/sys/fs/bpf/ringo-no-such-pin"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("missing pin: %v", err)
+	}
+	if _, err := CreateKernelRing(5000, "bad"); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "power of two") {
+		t.Fatalf("bad size: %v", err)
+	}
+	// The kernel's own answer to a bad size, and the message ringo adds to EPERM.
+	if _, err := sys.MapCreate(uint32(RingBuf), 0, 0, 5000, 0, "bad"); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("kernel accepted size 5000: %v", err)
+	}
+	if e := bpfError(syscall.EPERM); !strings.Contains(e.Error(), "CAP_BPF") {
+		t.Fatalf("EPERM explained as %q", e)
+	}
+}
+
+// A Reader blocked on an empty kernel ring is woken by a BPF program's
+// commit, with kernel and user-space rings in one epoll.
+func TestKernelRingWakesReaderWithUserRing(t *testing.T) {
+	k := newKernelRing(t, 4096)
+	u := newRing(t, 4096)
+	rd := newReader(t, k, u)
+	out := loadProg(t, outputProgram(k.FD(), 0))
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		out.run()
+		time.Sleep(30 * time.Millisecond)
+		u.Output([]byte("user"), 0)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer time.AfterFunc(10*time.Second, cancel).Stop()
+	rec, err := rd.Read(ctx)
+	if err != nil || rec.Source != k || le64(rec.Data) != 0 {
+		t.Fatalf("first record: %v from %v (%v)", rec.Data, rec.Source, err)
+	}
+	rec, err = rd.Read(ctx)
+	if err != nil || rec.Source != u || string(rec.Data) != "user" {
+		t.Fatalf("second record: %q from %v (%v)", rec.Data, rec.Source, err)
+	}
+	if rd.Wakeups() < 2 {
+		t.Fatalf("reader woken %d times for two records it slept for", rd.Wakeups())
+	}
+}
+
+// The kernel's answers, from a BPF program: a full ring makes output
+// return -EAGAIN and reserve fail, unknown output flags are -EINVAL.
+func TestKernelRingFullAndFlags(t *testing.T) {
+	k := newKernelRing(t, 4096)
+	bad := loadProg(t, outputProgram(k.FD(), 4))
+	if ret := bad.run(); ret != -int32(syscall.EINVAL) {
+		t.Fatalf("output with flags 4 returned %d", ret)
+	}
+	out := loadProg(t, outputProgram(k.FD(), 0))
+	n := 0
+	for out.run() == 0 {
+		n++
+	}
+	// 16 bytes a record, at most size-1 bytes: 255 records.
+	if n != 255 {
+		t.Fatalf("%d records fit in a 4096-byte kernel ring, want 255", n)
+	}
+	if ret := out.run(); ret != -int32(syscall.EAGAIN) {
+		t.Fatalf("output into a full ring returned %d", ret)
+	}
+	res := loadProg(t, reserveProgram(k.FD(), 8, false, 0))
+	if ret := res.run(); ret != 1 {
+		t.Fatalf("reserve in a full ring: %d", ret)
+	}
+}
+
+// Conformance: the same seeded sequence of outputs, reserve+submit and
+// reserve+discard with every wake-up flag, applied by BPF programs to a
+// kernel ring and by Go code to a user-space ring, with the consumer
+// advancing at the same points, leaves the same bytes and positions after
+// every step, and both consumers deliver the same records.
+func TestKernelConformance(t *testing.T) {
+	seeds := 20
+	if testing.Short() {
+		seeds = 4
+	}
+	if os.Getenv("RINGO_CONFORMANCE_LONG") != "" {
+		seeds = 500
+	}
+	for seed := 0; seed < seeds; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { conformance(t, uint64(seed), 600) })
+	}
+}
+
+func conformance(t *testing.T, seed uint64, steps int) {
+	const size = 4096
+	k := newKernelRing(t, size)
+	u := newRing(t, size)
+	kr, ur := newReader(t, k), newReader(t, u)
+
+	// Programs for each operation and flag; sizes 8..4000 for reserve.
+	type op struct {
+		kind  string // output, submit, discard
+		size  int
+		flags uint64
+	}
+	progs := map[op]*prog{}
+	get := func(o op) *prog {
+		if p, ok := progs[o]; ok {
+			return p
+		}
+		var insns []sys.Instruction
+		if o.kind == "output" {
+			insns = outputProgram(k.FD(), int32(o.flags))
+		} else {
+			insns = reserveProgram(k.FD(), int32(o.size), o.kind == "discard", int32(o.flags))
+		}
+		p := loadProg(t, insns)
+		progs[o] = p
+		return p
+	}
+	sizes := []int{8, 16, 24, 100, 504, 1000, 2040, 4000}
+	flags := []uint64{0, NoWakeup, ForceWakeup}
+	rng := newRand(seed)
+	var kRecs, uRecs [][]byte
+	collect := func(dst *[][]byte) func(Record) error {
+		return func(rec Record) error { *dst = append(*dst, bytes.Clone(rec.Data)); return nil }
+	}
+	fullSeen := 0
+	for step := 0; step < steps; step++ {
+		var o op
+		switch r := rng.IntN(10); {
+		case r < 4:
+			o = op{"output", 8, flags[rng.IntN(3)]}
+		case r < 8:
+			o = op{"submit", sizes[rng.IntN(len(sizes))], flags[rng.IntN(3)]}
+		default:
+			o = op{"discard", sizes[rng.IntN(len(sizes))], flags[rng.IntN(3)]}
+		}
+		kret := get(o).run()
+		var uerr error
+		switch o.kind {
+		case "output":
+			pos, _ := u.Query(ProducerPos)
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], pos)
+			uerr = u.Output(b[:], o.flags)
+		default:
+			res, err := u.Reserve(o.size)
+			uerr = err
+			if err == nil {
+				pos, _ := u.Query(ProducerPos)
+				binary.LittleEndian.PutUint64(res.Bytes(), pos)
+				if o.kind == "discard" {
+					u.Discard(res, o.flags)
+				} else {
+					u.Commit(res, o.flags)
+				}
+			}
+		}
+		if kerr := kret != 0; kerr != (uerr != nil) {
+			t.Fatalf("step %d %+v: kernel returned %d, ringo %v", step, o, kret, uerr)
+		}
+		if uerr != nil {
+			fullSeen++
+		}
+		// The consumer advances at the same points in both.
+		if rng.IntN(8) == 0 {
+			kr.Consume(collect(&kRecs))
+			ur.Consume(collect(&uRecs))
+		}
+		if kp, up := k.Positions(), u.Positions(); kp != up {
+			t.Fatalf("step %d %+v: kernel positions %+v, ringo %+v", step, o, kp, up)
+		}
+		if !bytes.Equal(k.mapping.Data[:size], u.mapping.Data[:size]) {
+			i := 0
+			for k.mapping.Data[i] == u.mapping.Data[i] {
+				i++
+			}
+			t.Fatalf("step %d %+v: data differs first at offset %d: kernel %x, ringo %x", step, o, i,
+				k.mapping.Data[i&^7:i&^7+8], u.mapping.Data[i&^7:i&^7+8])
+		}
+	}
+	kr.Consume(collect(&kRecs))
+	ur.Consume(collect(&uRecs))
+	if len(kRecs) != len(uRecs) {
+		t.Fatalf("kernel delivered %d records, ringo %d", len(kRecs), len(uRecs))
+	}
+	for i := range kRecs {
+		if !bytes.Equal(kRecs[i], uRecs[i]) {
+			t.Fatalf("record %d: kernel %x, ringo %x", i, kRecs[i], uRecs[i])
+		}
+	}
+	laps := k.Positions().Producer / size
+	if laps < 3 || fullSeen == 0 {
+		t.Fatalf("sequence too tame: %d laps, %d full-ring refusals", laps, fullSeen)
+	}
+}

@@ -152,3 +152,110 @@ func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
 // newRand returns a seeded generator, so that a failing sequence replays.
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x7269_6e67)) }
+
+const (
+	opJneImm         = 0x55 // BPF_JMP | BPF_JNE | BPF_K
+	pseudoFunc       = 4    // ld_imm64 src: address of a subprogram
+	helperDynptrRead = 201
+	helperUserDrain  = 209
+)
+
+// drainProgram calls bpf_user_ringbuf_drain on the user ring userFD with
+// flags, and returns what it returns. Its callback copies the first 16
+// bytes of each sample (samples shorter than that are skipped) into the
+// kernel ring outFD with bpf_ringbuf_output, for the test to read.
+func drainProgram(userFD, outFD int, flags int32) []sys.Instruction {
+	main := join(
+		ldMap(1, userFD),
+		[]sys.Instruction{insn(opLdImm64, 2, pseudoFunc, 0, 0), {}}, // patched below
+		[]sys.Instruction{
+			insn(opMovImm, 3, 0, 0, 0),
+			insn(opMovImm, 4, 0, 0, flags),
+			insn(opCall, 0, 0, 0, helperUserDrain),
+			insn(opExit, 0, 0, 0, 0),
+		},
+	)
+	out := join(
+		ldMap(1, outFD),
+		[]sys.Instruction{
+			insn(opMovReg, 2, 10, 0, 0),
+			insn(opAddImm, 2, 0, 0, -16),
+			insn(opMovImm, 3, 0, 0, 16),
+			insn(opMovImm, 4, 0, 0, 0),
+			insn(opCall, 0, 0, 0, helperRingbufOutput),
+		},
+	)
+	callback := join(
+		[]sys.Instruction{
+			insn(opMovReg, 6, 1, 0, 0), // the sample's dynptr
+			insn(opMovReg, 1, 10, 0, 0),
+			insn(opAddImm, 1, 0, 0, -16),
+			insn(opMovImm, 2, 0, 0, 16),
+			insn(opMovReg, 3, 6, 0, 0),
+			insn(opMovImm, 4, 0, 0, 0),
+			insn(opMovImm, 5, 0, 0, 0),
+			insn(opCall, 0, 0, 0, helperDynptrRead),
+			insn(opJneImm, 0, 0, int16(len(out)), 0),
+		},
+		out,
+		[]sys.Instruction{insn(opMovImm, 0, 0, 0, 0), insn(opExit, 0, 0, 0, 0)},
+	)
+	// The callback starts right after main; ld_imm64's immediate is its
+	// offset from the instruction after the ld_imm64.
+	main[2].Imm = int32(len(main) - 3)
+	return join(main, callback)
+}
+
+// funcBTF returns a BTF blob describing n functions int f(void), types 3 to
+// n+2, for the func_info of programs with callbacks. The kernel checks the
+// types of global functions only; these are static.
+func funcBTF(n int) []byte {
+	strs := []byte("\x00int\x00f\x00")
+	var types []byte
+	u32 := func(v uint32) { types = binary.LittleEndian.AppendUint32(types, v) }
+	// [1] INT "int": 4 bytes, signed, 32 bits.
+	u32(1)
+	u32(1 << 24)
+	u32(4)
+	u32(1<<24 | 32)
+	// [2] FUNC_PROTO int (void)
+	u32(0)
+	u32(13 << 24)
+	u32(1)
+	// [3..] FUNC "f", static
+	for i := 0; i < n; i++ {
+		u32(5)
+		u32(12 << 24)
+		u32(2)
+	}
+	var b []byte
+	b = binary.LittleEndian.AppendUint16(b, 0xeb9f)
+	b = append(b, 1, 0)
+	b = binary.LittleEndian.AppendUint32(b, 24)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(types)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(types)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(strs)))
+	return append(append(b, types...), strs...)
+}
+
+// loadProgFuncs loads a program whose functions start at the given
+// instructions (the first at 0).
+func loadProgFuncs(t testing.TB, insns []sys.Instruction, starts ...uint32) *prog {
+	t.Helper()
+	btf, err := sys.BTFLoad(funcBTF(len(starts)))
+	if err != nil {
+		t.Fatalf("load BTF: %v", err)
+	}
+	defer closeFD(btf)
+	var funcs []sys.FuncInfo
+	for i, s := range starts {
+		funcs = append(funcs, sys.FuncInfo{InsnOff: s, TypeID: uint32(3 + i)})
+	}
+	fd, err := sys.ProgLoadBTF(progTypeSocketFilter, insns, "GPL", btf, funcs)
+	if err != nil {
+		t.Fatalf("load test program: %v", err)
+	}
+	t.Cleanup(func() { closeFD(fd) })
+	return &prog{t, fd}
+}

@@ -116,6 +116,14 @@ func (m *memory) writeHeader(off uint64, n uint32) {
 	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = uint32(off>>m.pageShift) + pgOffBase
 }
 
+// writeUserHeader writes a user ring record's header as libbpf does: the
+// length word with BusyBit and a zero pad word. Plain stores, published by
+// the store of producer_pos that follows.
+func (m *memory) writeUserHeader(off uint64, n uint32) {
+	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | BusyBit
+	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = 0
+}
+
 // pgOff reads the page offset of the header at data offset off.
 func (m *memory) pgOff(off uint64) uint32 {
 	return *(*uint32)(unsafe.Pointer(&m.data[off+4]))

@@ -23,6 +23,7 @@ const (
 	bpfMapGetNextID   = 12
 	bpfMapGetFDByID   = 14
 	bpfObjGetInfoByFD = 15
+	bpfBTFLoad        = 18
 )
 
 func bpf(cmd uintptr, attr unsafe.Pointer, size uintptr) (uintptr, error) {
@@ -163,21 +164,42 @@ type Instruction struct {
 }
 
 type progLoadAttr struct {
-	progType    uint32
-	insnCnt     uint32
-	insns       unsafe.Pointer
-	license     unsafe.Pointer
-	logLevel    uint32
-	logSize     uint32
-	logBuf      unsafe.Pointer
-	kernVersion uint32
-	progFlags   uint32
-	_           [96]byte // names, attach types, BTF...: zero
+	progType           uint32
+	insnCnt            uint32
+	insns              unsafe.Pointer
+	license            unsafe.Pointer
+	logLevel           uint32
+	logSize            uint32
+	logBuf             unsafe.Pointer
+	kernVersion        uint32
+	progFlags          uint32
+	progName           [16]byte
+	progIfindex        uint32
+	expectedAttachType uint32
+	progBTFFD          uint32
+	funcInfoRecSize    uint32
+	funcInfo           unsafe.Pointer
+	funcInfoCnt        uint32
+	_                  [60]byte // line info, attach targets...: zero
+}
+
+// FuncInfo names the BTF type of the function starting at an instruction:
+// the kernel wants one for each function of a program with subprograms
+// used as callbacks.
+type FuncInfo struct {
+	InsnOff uint32
+	TypeID  uint32
 }
 
 // ProgLoad loads a program of the given type; on a verifier refusal the
 // error carries the verifier's log.
 func ProgLoad(typ uint32, insns []Instruction, license string) (int, error) {
+	return ProgLoadBTF(typ, insns, license, -1, nil)
+}
+
+// ProgLoadBTF loads a program with BTF function information from the BTF
+// object btfFD.
+func ProgLoadBTF(typ uint32, insns []Instruction, license string, btfFD int, funcs []FuncInfo) (int, error) {
 	lic, err := unix.BytePtrFromString(license)
 	if err != nil {
 		return -1, err
@@ -188,6 +210,12 @@ func ProgLoad(typ uint32, insns []Instruction, license string) (int, error) {
 		insns:    unsafe.Pointer(&insns[0]),
 		license:  unsafe.Pointer(lic),
 		logLevel: 1, logSize: uint32(len(log)), logBuf: unsafe.Pointer(&log[0]),
+	}
+	if len(funcs) > 0 {
+		attr.progBTFFD = uint32(btfFD)
+		attr.funcInfoRecSize = uint32(unsafe.Sizeof(FuncInfo{}))
+		attr.funcInfo = unsafe.Pointer(&funcs[0])
+		attr.funcInfoCnt = uint32(len(funcs))
 	}
 	// The verifier gives up with EAGAIN when a signal is pending, and the
 	// Go runtime signals its threads to preempt goroutines: try again.
@@ -201,6 +229,31 @@ func ProgLoad(typ uint32, insns []Instruction, license string) (int, error) {
 			n++
 		}
 		return -1, fmt.Errorf("%w: verifier log: %s", err, log[:n])
+	}
+	return int(fd), nil
+}
+
+type btfLoadAttr struct {
+	btf      unsafe.Pointer
+	logBuf   unsafe.Pointer
+	btfSize  uint32
+	logSize  uint32
+	logLevel uint32
+	_        [20]byte
+}
+
+// BTFLoad loads a BTF blob and returns its fd.
+func BTFLoad(blob []byte) (int, error) {
+	log := make([]byte, 1<<14)
+	attr := btfLoadAttr{btf: unsafe.Pointer(&blob[0]), btfSize: uint32(len(blob)),
+		logBuf: unsafe.Pointer(&log[0]), logSize: uint32(len(log)), logLevel: 1}
+	fd, err := bpf(bpfBTFLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		n := 0
+		for n < len(log) && log[n] != 0 {
+			n++
+		}
+		return -1, fmt.Errorf("%w: BTF log: %s", err, log[:n])
 	}
 	return int(fd), nil
 }

@@ -259,3 +259,76 @@ func loadProgFuncs(t testing.TB, insns []sys.Instruction, starts ...uint32) *pro
 	t.Cleanup(func() { closeFD(fd) })
 	return &prog{t, fd}
 }
+
+const (
+	helperReserveDynptr = 198
+	helperSubmitDynptr  = 199
+	helperDiscardDynptr = 200
+	helperDynptrWrite   = 202
+)
+
+// dynptrProgram is reserveProgram with the dynptr helpers:
+// bpf_ringbuf_reserve_dynptr, bpf_dynptr_write of the producer position
+// after the reservation, then bpf_ringbuf_submit_dynptr or
+// bpf_ringbuf_discard_dynptr (which the verifier demands even when the
+// reservation failed). It returns the reservation's result.
+func dynptrProgram(mapFD int, size int32, discard bool, flags int32) []sys.Instruction {
+	finish := int32(helperSubmitDynptr)
+	if discard {
+		finish = helperDiscardDynptr
+	}
+	return join(
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovImm, 2, 0, 0, size),
+			insn(opMovImm, 3, 0, 0, 0),
+			insn(opMovReg, 4, 10, 0, 0),
+			insn(opAddImm, 4, 0, 0, -16),
+			insn(opCall, 0, 0, 0, helperReserveDynptr),
+			insn(opMovReg, 6, 0, 0, 0),
+		},
+		ldMap(1, mapFD),
+		[]sys.Instruction{
+			insn(opMovImm, 2, 0, 0, int32(ProducerPos)),
+			insn(opCall, 0, 0, 0, helperRingbufQuery),
+			insn(opStxDW, 10, 0, -24, 0),
+			insn(opMovReg, 1, 10, 0, 0),
+			insn(opAddImm, 1, 0, 0, -16),
+			insn(opMovImm, 2, 0, 0, 0),
+			insn(opMovReg, 3, 10, 0, 0),
+			insn(opAddImm, 3, 0, 0, -24),
+			insn(opMovImm, 4, 0, 0, 8),
+			insn(opMovImm, 5, 0, 0, 0),
+			insn(opCall, 0, 0, 0, helperDynptrWrite),
+			insn(opMovReg, 1, 10, 0, 0),
+			insn(opAddImm, 1, 0, 0, -16),
+			insn(opMovImm, 2, 0, 0, flags),
+			insn(opCall, 0, 0, 0, finish),
+			insn(opMovReg, 0, 6, 0, 0),
+			insn(opExit, 0, 0, 0, 0),
+		},
+	)
+}
+
+// queryProgram writes one 32-byte record holding what bpf_ringbuf_query
+// returned for the four properties, in order, before the record.
+func queryProgram(mapFD int) []sys.Instruction {
+	var insns []sys.Instruction
+	for p := 0; p < 4; p++ {
+		insns = append(insns, ldMap(1, mapFD)...)
+		insns = append(insns,
+			insn(opMovImm, 2, 0, 0, int32(p)),
+			insn(opCall, 0, 0, 0, helperRingbufQuery),
+			insn(opStxDW, 10, 0, int16(-32+8*p), 0),
+		)
+	}
+	insns = append(insns, ldMap(1, mapFD)...)
+	return append(insns,
+		insn(opMovReg, 2, 10, 0, 0),
+		insn(opAddImm, 2, 0, 0, -32),
+		insn(opMovImm, 3, 0, 0, 32),
+		insn(opMovImm, 4, 0, 0, 0),
+		insn(opCall, 0, 0, 0, helperRingbufOutput),
+		insn(opExit, 0, 0, 0, 0),
+	)
+}

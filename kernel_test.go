@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -413,5 +415,40 @@ func TestKernelRingDynptr(t *testing.T) {
 	big := loadProg(t, dynptrProgram(k.FD(), 8000, false, 0))
 	if ret := big.run(); ret >= 0 {
 		t.Fatalf("dynptr reservation of 8000 bytes in a 4096-byte ring returned %d", ret)
+	}
+}
+
+// A ring ringo creates and pins is what bpftool, the ecosystem's tool, calls
+// a ringbuf of that size and name. CI installs bpftool.
+func TestBpftoolSeesPinnedRing(t *testing.T) {
+	bpftool, err := exec.LookPath("bpftool")
+	if err != nil {
+		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+			t.Fatal("bpftool is not installed (apt-get install bpftool)")
+		}
+		t.Skip("bpftool is not installed")
+	}
+	k := newKernelRing(t, 1<<16)
+	pin := filepath.Join(bpffsDir(t), "ring")
+	if err := k.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bpftool, "--json", "map", "show", "pinned", pin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bpftool: %v: %s", err, out)
+	}
+	var m struct {
+		ID         uint32 `json:"id"`
+		Type       string `json:"type"`
+		Name       string `json:"name"`
+		MaxEntries uint32 `json:"max_entries"`
+		BytesKey   uint32 `json:"bytes_key"`
+		BytesValue uint32 `json:"bytes_value"`
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("bpftool output %s: %v", out, err)
+	}
+	if m.ID != k.ID() || m.Type != "ringbuf" || m.Name != "ringo_test" || m.MaxEntries != 1<<16 || m.BytesKey != 0 || m.BytesValue != 0 {
+		t.Fatalf("bpftool says %+v", m)
 	}
 }

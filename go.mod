@@ -1,5 +1,9 @@
 module github.com/ringo-bpf/ringo
 
-go 1.26.0
+go 1.25.0
 
-require golang.org/x/sys v0.50.0
+require golang.org/x/sys v0.43.0
+
+require github.com/cilium/ebpf v0.22.0
+
+tool github.com/cilium/ebpf/cmd/bpf2go

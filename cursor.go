@@ -16,6 +16,10 @@ type cursor struct {
 	prod uint64 // producer_pos as last loaded
 }
 
+// paceBytes is how much new data a cursor wants to find before it goes on
+// without pausing: about two records of 64 bytes.
+const paceBytes = 160
+
 // step is what next found at the cursor.
 type step int
 
@@ -37,6 +41,15 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			c.prod = m.producerPos.Load()
 			if c.pos == c.prod {
 				return nil, 0, stepEmpty, nil
+			}
+			if c.prod-c.pos < paceBytes {
+				// Only a record or two: the consumer is right behind a
+				// producer that is still writing. Taking them now
+				// would chase it record by record, every header's
+				// cache line crossing between the cores twice; a
+				// moment's pause lets a batch gather.
+				pause()
+				c.prod = m.producerPos.Load()
 			}
 		}
 		avail := c.prod - c.pos

@@ -4,3 +4,10 @@ package ringo
 //
 //go:noescape
 func cpuPause(n uint32)
+
+// prefetchWrite asks for the cache line at p in the exclusive state, ready
+// to be written (PREFETCHW). It is a hint: it never faults, even on an
+// address that is not mapped, and changes no memory.
+//
+//go:noescape
+func prefetchWrite(p *byte)

@@ -10,3 +10,10 @@ again:
 	DECL AX
 	JNZ again
 	RET
+
+// func prefetchWrite(p *byte)
+// PREFETCHW, spelled in bytes (0F 0D /1) for assemblers that lack it.
+TEXT ·prefetchWrite(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	BYTE $0x0F; BYTE $0x0D; BYTE $0x08 // PREFETCHW (AX)
+	RET

@@ -14,3 +14,6 @@ func cpuPause(n uint32) {
 		pauseSink.Load()
 	}
 }
+
+// prefetchWrite is a hint that only amd64 implements.
+func prefetchWrite(p *byte) {}

@@ -288,8 +288,17 @@ func (r *Ring) reserve(n uint64) (uint64, int, error) {
 	// producer_pos before it reads headers.
 	storeRelease(m.producerPos, newProd)
 	m.unlock()
+	// Ask for the cache line a few records ahead now, while this record
+	// is written: the consumer read it last, and a store that still
+	// waits for it would stall the commit's locked instruction below.
+	prefetchWrite(&m.data[(newProd+prefetchAhead)&m.mask])
 	return prod, slot, nil
 }
+
+// prefetchAhead is how far past its record a producer asks for the next
+// cache lines: a few 64-byte records, measured best of 256, 1024 and 4096
+// in BenchmarkTransfer.
+const prefetchAhead = 256
 
 // Commit publishes a reserved record, like bpf_ringbuf_submit. flags are
 // 0, NoWakeup or ForceWakeup. The kernel ignores other bits; ringo refuses

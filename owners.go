@@ -46,6 +46,19 @@ func (m *memory) claimSlot(pos uint64) int {
 	return -1
 }
 
+// ownedReservations counts the owner slots this process holds: its open
+// reservations of a shared ring. (Several Rings opened on one shared ring in
+// one process count each other's too.)
+func (m *memory) ownedReservations() int {
+	self, n := sys.SelfToken(), 0
+	for i := range m.slots {
+		if m.slots[i].owner.Load() == self {
+			n++
+		}
+	}
+	return n
+}
+
 // recoverHead is called by a Reader whose head record, at pos, has been busy
 // for a while. If the record's owner process is gone, the record is
 // discarded (its bytes were never complete), counted as abandoned, and

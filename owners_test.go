@@ -185,6 +185,53 @@ func runHold(spec string) error {
 	return errors.New("not killed")
 }
 
+// A producer process closes its handle of a shared ring while another
+// process holds a reservation: the other's reservation is not its own, so
+// Close succeeds (it used to refuse, counting every busy record), and its
+// own open reservations still stop it.
+func TestCloseCountsOwnReservationsOnly(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r, err := Create("closing", 8192, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "RINGO_TEST_HOLD="+dir+"|closing|hold-reservation")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "holding\n" {
+		t.Fatalf("child: %q %v", line, err)
+	}
+	p, err := Open("closing", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Output([]byte("mine"), 0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Reserve(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err == nil || !strings.Contains(err.Error(), "1 reservations") {
+		t.Fatalf("Close with its own open reservation: %v", err)
+	}
+	if err := p.Commit(res, 0); err != nil {
+		t.Fatalf("Commit after a refused Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close while another process holds a reservation: %v", err)
+	}
+}
+
 // A process with write access that scribbles over the producer page must
 // not make producers walk or write outside the ring.
 func TestProducersRefuseGarbagePositions(t *testing.T) {

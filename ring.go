@@ -130,7 +130,14 @@ func (r *Ring) Close() error {
 	r.closed.Store(true)
 	// A reservation that saw closed unset may still be under way.
 	r.mem.lock()
-	n := r.openReservations()
+	var n int
+	if r.mem.slots != nil {
+		// Other processes' reservations of a shared ring are theirs
+		// to finish; only this process's stop it closing.
+		n = r.mem.ownedReservations()
+	} else {
+		n = r.openReservations()
+	}
 	r.mem.unlock()
 	if n > 0 {
 		return fmt.Errorf("ringo: close ring %q: %d reservations are still open: commit or discard them first", r.name, n)

@@ -1,0 +1,160 @@
+package ringo
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Inspectable is any ring of this package: *Ring (in-process or shared),
+// *KernelRing and *UserRing. Peek and Meter look at its memory without
+// consuming, so they work beside a running consumer, even one in another
+// process or in the kernel.
+type Inspectable interface {
+	Positions() Positions
+	Size() int
+	ringMemory() *memory
+}
+
+func (u *UserRing) ringMemory() *memory { return u.mem }
+
+// errStopPeek ends a walk early without an error for the caller.
+var errStopPeek = errors.New("stop")
+
+// Peek hands fn a copy of each committed record of ring that its consumer
+// has not consumed yet, oldest first, up to the producer position it finds
+// when it starts. It consumes nothing and does not take the consumer's
+// place, so it may run while a consumer reads the ring: records that the
+// consumer takes meanwhile end the walk (their bytes may already be
+// overwritten), and each record handed to fn was checked to be intact
+// after it was copied. Peek stops at a record still being written. It
+// returns how many records fn saw and the first error fn returned.
+//
+// Record.Source is the ring for *Ring and *KernelRing, and nil for a
+// *UserRing, which no Reader can consume.
+func Peek(ring Inspectable, fn func(Record) error) (int, error) {
+	m := ring.ringMemory()
+	src, _ := ring.(Source)
+	c := cursor{mem: m, pos: m.consumerPos.Load()}
+	end := m.producerPos.Load()
+	c.prod = end
+	var buf []byte
+	n := 0
+	for c.pos != end {
+		data, total, st, err := c.next()
+		if err != nil {
+			if consumedPast(m, c.pos) {
+				return n, nil // the consumer moved on while we looked
+			}
+			return n, err
+		}
+		if st != stepRecord {
+			return n, nil
+		}
+		buf = append(buf[:0], data...)
+		if consumedPast(m, c.pos) {
+			return n, nil
+		}
+		n++
+		if err := fn(Record{Source: src, Pos: c.pos, Data: buf[:len(buf):len(buf)]}); err != nil {
+			if err == errStopPeek {
+				return n, nil
+			}
+			return n, err
+		}
+		buf = nil // fn may keep the copy
+		c.pos += total
+	}
+	return n, nil
+}
+
+// consumedPast reports whether the consumer has moved past pos, so that the
+// record there may have been overwritten by producers.
+func consumedPast(m *memory, pos uint64) bool {
+	return int64(m.consumerPos.Load()-pos) > 0
+}
+
+// A Meter counts the records and payload bytes that producers publish to a
+// ring, by walking the headers between one look at producer_pos and the
+// next. It never consumes and needs no consumer. The zero Meter is not
+// usable; make one with NewMeter.
+type Meter struct {
+	mem *memory
+	pos uint64 // position of the next header to count
+}
+
+// Traffic is what a Meter counted since its last sample.
+type Traffic struct {
+	// Records and Bytes count committed records and their payload bytes;
+	// discarded records are not counted.
+	Records, Bytes uint64
+	// Estimated is true when producers wrote faster than the Meter looked
+	// and overwrote headers it had not counted yet: Records then includes
+	// an estimate for those bytes, at the average record size seen.
+	Estimated bool
+	// Positions are the ring's positions at the sample.
+	Positions Positions
+}
+
+// NewMeter returns a Meter that counts from ring's current producer
+// position on.
+func NewMeter(ring Inspectable) *Meter {
+	m := ring.ringMemory()
+	return &Meter{mem: m, pos: m.producerPos.Load()}
+}
+
+// Sample counts what producers published since the last sample (or since
+// NewMeter). A record still being written is counted by a later sample.
+func (mt *Meter) Sample() Traffic {
+	m := mt.mem
+	var t Traffic
+	c := cursor{mem: m, pos: mt.pos}
+	end := m.producerPos.Load()
+	c.prod = end
+	for c.pos != end {
+		data, total, st, err := c.next()
+		if err == nil && m.producerPos.Load()-c.pos > m.size() {
+			// Overwritten since producer_pos passed it: what was read
+			// may be payload, not a header.
+			err = errors.New("lapped")
+		}
+		if err != nil {
+			// Producers lapped the meter: estimate the rest.
+			rest := end - c.pos
+			if int64(rest) < 0 {
+				rest = 0
+			}
+			avg := recordSize(64)
+			if t.Records > 0 {
+				avg = recordSize(t.Bytes / t.Records)
+			}
+			t.Records += rest / avg
+			t.Bytes += rest / avg * (avg - HeaderSize)
+			t.Estimated = true
+			c.pos = end
+			break
+		}
+		if st == stepBusy {
+			break
+		}
+		if st == stepEmpty {
+			// Only discarded records were left, and the cursor moved
+			// past them.
+			break
+		}
+		t.Records++
+		t.Bytes += uint64(len(data))
+		c.pos += total
+	}
+	mt.pos = c.pos
+	t.Positions = m.positions()
+	return t
+}
+
+// String describes t for people.
+func (t Traffic) String() string {
+	s := fmt.Sprintf("%d records, %d bytes", t.Records, t.Bytes)
+	if t.Estimated {
+		s += " (estimated)"
+	}
+	return s
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +213,18 @@ func TestListKernelAndPinned(t *testing.T) {
 	}
 	if pins[k.ID()] != filepath.Join(dir, "k") || len(pins) != 1 {
 		t.Fatalf("PinnedMaps = %v", pins)
+	}
+	if mi, err := LookupMap(u.ID()); err != nil || mi.Type != UserRingBuf || mi.Type.String() != "user_ringbuf" || u.Name() != "ringo_ulist" {
+		t.Fatalf("LookupMap(user ring) = %+v, %v", mi, err)
+	}
+	if mi, err := LookupPinned(filepath.Join(dir, "k")); err != nil || mi.ID != k.ID() || mi.Type != RingBuf {
+		t.Fatalf("LookupPinned = %+v, %v", mi, err)
+	}
+	if _, err := LookupMap(0x7fffffff); err == nil || !strings.Contains(err.Error(), "no map with id") {
+		t.Fatalf("LookupMap of a missing ID: %v", err)
+	}
+	if MapType(1).String() != "hash" {
+		t.Fatalf("MapType(1) = %q", MapType(1))
 	}
 	if p, err := PinnedMaps(filepath.Join(dir, "none")); err != nil || len(p) != 0 {
 		t.Fatalf("PinnedMaps of a missing dir = %v, %v", p, err)

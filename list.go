@@ -17,7 +17,7 @@ import (
 type MapInfo struct {
 	ID   uint32
 	Name string
-	Type MapType // RingBuf or UserRingBuf
+	Type MapType // RingBuf or UserRingBuf in KernelRings' results
 	Size int     // bytes of the data area (max_entries)
 }
 
@@ -51,6 +51,41 @@ func KernelRings() ([]MapInfo, error) {
 			out = append(out, MapInfo{ID: info.ID, Name: info.Name, Type: t, Size: int(info.MaxEntries)})
 		}
 	}
+}
+
+// LookupMap describes the map with the given ID, whatever its type, so
+// that a caller can tell a ringbuf from a user_ringbuf before opening it.
+func LookupMap(id uint32) (MapInfo, error) {
+	fd, err := sys.MapFDByID(id)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return MapInfo{}, fmt.Errorf("ringo: no map with id %d (bpftool map list shows the maps): %w", id, err)
+		}
+		return MapInfo{}, fmt.Errorf("ringo: open map id %d: %w", id, bpfError(err))
+	}
+	defer closeFD(fd)
+	return describeMap(fd, fmt.Sprintf("map id %d", id))
+}
+
+// LookupPinned describes the map pinned at path, whatever its type.
+func LookupPinned(path string) (MapInfo, error) {
+	fd, err := sys.ObjGet(path)
+	if err != nil {
+		return MapInfo{}, fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+	}
+	defer closeFD(fd)
+	return describeMap(fd, path)
+}
+
+func describeMap(fd int, what string) (MapInfo, error) {
+	info, err := sys.GetMapInfo(fd)
+	if errors.Is(err, unix.EINVAL) {
+		return MapInfo{}, fmt.Errorf("ringo: %s is not a BPF map: %w", what, err)
+	}
+	if err != nil {
+		return MapInfo{}, fmt.Errorf("ringo: %s: read map info: %w", what, bpfError(err))
+	}
+	return MapInfo{ID: info.ID, Name: info.Name, Type: MapType(info.Type), Size: int(info.MaxEntries)}, nil
 }
 
 // PinnedMaps walks the BPF file system under dir (usually /sys/fs/bpf)

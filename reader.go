@@ -389,7 +389,12 @@ func (r *Reader) wait(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 		if timeout <= 0 {
-			return context.DeadlineExceeded
+			// ctx's own timer fires at the deadline, perhaps a moment
+			// after this clock says it passed: wait for it, so that
+			// the error returned is always ctx.Err(), never while
+			// ctx.Err() is still nil.
+			<-ctx.Done()
+			return ctx.Err()
 		}
 	}
 	if ctx.Done() != nil && ctx != r.waitCtx {

@@ -403,3 +403,22 @@ func TestZeroAllocationsPerRecord(t *testing.T) {
 	}
 	_ = sink
 }
+
+// A Reader returns a deadline's error only once ctx says so: code that
+// tells an interruption from a failure by ctx.Err() (as ringo snoop does)
+// must never see a deadline error while ctx.Err() is still nil.
+func TestDeadlineErrorIsCtxErr(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	for i := range 300 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*100*time.Microsecond)
+		_, err := rd.Read(ctx)
+		if err == nil {
+			t.Fatal("Read of an empty ring returned a record")
+		}
+		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			t.Fatalf("Read returned %v while ctx.Err() = %v", err, ctx.Err())
+		}
+		cancel()
+	}
+}

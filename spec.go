@@ -21,15 +21,8 @@ const (
 	UserRingBuf MapType = 31
 )
 
-func (t MapType) String() string {
-	switch t {
-	case RingBuf:
-		return "ringbuf"
-	case UserRingBuf:
-		return "user_ringbuf"
-	}
-	return fmt.Sprintf("map type %d", uint32(t))
-}
+// String names the type as bpftool does: "ringbuf", "user_ringbuf", "hash".
+func (t MapType) String() string { return mapTypeName(uint32(t)) }
 
 // Map flags a ring buffer accepts. The kernel's RINGBUF_CREATE_FLAG_MASK is
 // BPF_F_NUMA_NODE alone (checked on Linux 6.18: every other bit is refused).

@@ -146,6 +146,9 @@ func (u *UserRing) Size() int { return int(u.mem.size()) }
 // positions; a user ring has no pending position, it reads 0.
 func (u *UserRing) Positions() Positions { return u.mem.positions() }
 
+// Name returns the map's name.
+func (u *UserRing) Name() string { return u.info.Name }
+
 // Query returns a property of the ring, as for a ring the kernel produces into.
 func (u *UserRing) Query(p Prop) (uint64, error) { return u.mem.query(p) }
 

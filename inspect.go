@@ -80,6 +80,7 @@ func consumedPast(m *memory, pos uint64) bool {
 type Meter struct {
 	mem *memory
 	pos uint64 // position of the next header to count
+	avg uint64 // record size (header included) seen last, for estimates
 }
 
 // Traffic is what a Meter counted since its last sample.
@@ -112,20 +113,17 @@ func (mt *Meter) Sample() Traffic {
 	c.prod = end
 	for c.pos != end {
 		data, total, st, err := c.next()
-		if err == nil && m.producerPos.Load()-c.pos > m.size() {
-			// Overwritten since producer_pos passed it: what was read
-			// may be payload, not a header.
-			err = errors.New("lapped")
+		if err == nil && lapped(m, c.pos) {
+			err = errLapped
 		}
 		if err != nil {
-			// Producers lapped the meter: estimate the rest.
+			// Producers overwrote headers the meter had not read:
+			// estimate the bytes from there to end at the average
+			// record size of what they write now.
+			avg := mt.recentRecordSize(t)
 			rest := end - c.pos
 			if int64(rest) < 0 {
 				rest = 0
-			}
-			avg := recordSize(64)
-			if t.Records > 0 {
-				avg = recordSize(t.Bytes / t.Records)
 			}
 			t.Records += rest / avg
 			t.Bytes += rest / avg * (avg - HeaderSize)
@@ -133,21 +131,54 @@ func (mt *Meter) Sample() Traffic {
 			c.pos = end
 			break
 		}
-		if st == stepBusy {
-			break
-		}
-		if st == stepEmpty {
-			// Only discarded records were left, and the cursor moved
-			// past them.
-			break
+		if st != stepRecord {
+			break // busy: counted next time; or only discards were left
 		}
 		t.Records++
 		t.Bytes += uint64(len(data))
 		c.pos += total
 	}
+	if t.Records > 0 && !t.Estimated {
+		mt.avg = recordSize(t.Bytes / t.Records)
+	}
 	mt.pos = c.pos
 	t.Positions = m.positions()
 	return t
+}
+
+var errLapped = errors.New("lapped")
+
+// lapped reports whether producers have reserved past pos+size, so that
+// what was read at pos may already be a newer record's bytes.
+func lapped(m *memory, pos uint64) bool { return m.producerPos.Load()-pos > m.size() }
+
+// recentRecordSize is the average size (header included) of the records
+// counted in t, else of those counted before, else of the records now in
+// the ring between the consumer and the producer, else 72 (64-byte
+// payloads).
+func (mt *Meter) recentRecordSize(t Traffic) uint64 {
+	if t.Records > 0 {
+		return recordSize(t.Bytes / t.Records)
+	}
+	if mt.avg != 0 {
+		return mt.avg
+	}
+	m := mt.mem
+	c := cursor{mem: m, pos: m.consumerPos.Load()}
+	c.prod = m.producerPos.Load()
+	var n, bytes uint64
+	for n < 64 && c.pos != c.prod {
+		data, total, st, err := c.next()
+		if err != nil || st != stepRecord || lapped(m, c.pos) {
+			break
+		}
+		n, bytes = n+1, bytes+uint64(len(data))
+		c.pos += total
+	}
+	if n == 0 {
+		return recordSize(64)
+	}
+	return recordSize(bytes / n)
 }
 
 // String describes t for people.

@@ -1,0 +1,618 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/ringo-bpf/ringo"
+)
+
+// ringoBin is the command under test, built once by TestMain.
+var ringoBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ringo-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ringoBin = filepath.Join(dir, "ringo")
+	build := exec.Command("go", "build", "-o", ringoBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ringo:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what a run of the command gave.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// ringoCmd prepares a run of the built command with RINGO_DIR set to dir.
+func ringoCmd(dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command(ringoBin, args...)
+	cmd.Env = append(os.Environ(), "RINGO_DIR="+dir)
+	return cmd
+}
+
+// run runs the command and returns its output and exit status.
+func runRingo(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	return runCmd(t, ringoCmd(dir, args...))
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", cmd.Args, err)
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// ok runs the command and fails the test unless it succeeds.
+func ok(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	r := runRingo(t, dir, args...)
+	if r.code != 0 {
+		t.Fatalf("ringo %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// fails runs the command and checks it fails with code and one line on
+// stderr that contains want.
+func fails(t *testing.T, dir string, code int, want string, args ...string) {
+	t.Helper()
+	r := runRingo(t, dir, args...)
+	if r.code != code {
+		t.Fatalf("ringo %s: exit %d, want %d (stderr %q)", strings.Join(args, " "), r.code, code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Fatalf("ringo %s: stderr %q does not say %q", strings.Join(args, " "), r.stderr, want)
+	}
+	if code == 1 && strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("ringo %s: want one line of error, got %q", strings.Join(args, " "), r.stderr)
+	}
+}
+
+func decode[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("bad JSON %q: %v", s, err)
+	}
+	return v
+}
+
+// lines decodes one JSON object per line.
+func lines[T any](t *testing.T, s string) []T {
+	t.Helper()
+	var out []T
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l != "" {
+			out = append(out, decode[T](t, l))
+		}
+	}
+	return out
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	dir := t.TempDir()
+	out := ok(t, dir, "help")
+	for _, c := range commands {
+		if !strings.Contains(out, "  "+c.name+" ") {
+			t.Errorf("ringo help does not list %s", c.name)
+		}
+		h := ok(t, dir, c.name, "--help")
+		if !strings.Contains(h, "usage: ringo "+c.name) || !strings.Contains(h, "-json") {
+			t.Errorf("ringo %s --help:\n%s", c.name, h)
+		}
+		if h2 := ok(t, dir, "help", c.name); h2 != h {
+			t.Errorf("ringo help %s differs from ringo %s --help", c.name, c.name)
+		}
+	}
+	if h := ok(t, dir, "dump", "--help"); !strings.Contains(h, "MOVES the consumer position") {
+		t.Errorf("dump's help does not warn that it consumes:\n%s", h)
+	}
+	fails(t, dir, 2, "no command", "frobnicate")
+	fails(t, dir, 2, "usage: ringo COMMAND")
+	fails(t, dir, 2, "missing TARGET", "show")
+	fails(t, dir, 2, "flag provided but not defined: -bogus", "show", "x", "--bogus")
+	fails(t, dir, 2, "one TARGET only", "show", "a", "b")
+	fails(t, dir, 2, "choose one of --json, --hex and --raw", "peek", "x", "--json", "--hex")
+	fails(t, dir, 2, "not a byte count", "create", "x", "--size", "12Q")
+	fails(t, dir, 2, "missing --size", "create", "x")
+	fails(t, dir, 2, "give --count N", "produce", "x")
+	fails(t, dir, 2, "-n must be 0 or more", "dump", "x", "-n", "-1")
+	fails(t, dir, 2, "bad target", "show", "id:zero")
+	fails(t, dir, 2, "--interval must be", "stat", "x", "--interval", "1ms")
+}
+
+// ringJSON mirrors the list and show contract.
+type ringJSON struct {
+	ID          *uint32 `json:"id"`
+	Name        string  `json:"name"`
+	Type        string  `json:"type"`
+	Size        int     `json:"size"`
+	AvailData   uint64  `json:"avail_data"`
+	ConsumerPos uint64  `json:"consumer_pos"`
+	ProducerPos uint64  `json:"producer_pos"`
+	PendingPos  uint64  `json:"pending_pos"`
+	Path        string  `json:"path"`
+	Dropped     *uint64 `json:"dropped"`
+	Abandoned   *uint64 `json:"abandoned"`
+}
+
+type recJSON struct {
+	Pos  uint64 `json:"pos"`
+	Len  int    `json:"len"`
+	Data string `json:"data"`
+}
+
+func TestSharedRingCommands(t *testing.T) {
+	dir := t.TempDir()
+	created := decode[ringJSON](t, ok(t, dir, "create", "events", "--size", "16K", "--json"))
+	if created.Name != "events" || created.Type != "shared" || created.Size != 16384 || created.Path != filepath.Join(dir, "events") || created.ID != nil {
+		t.Fatalf("create --json: %+v", created)
+	}
+	fails(t, dir, 1, "nearest valid size is 4096", "create", "odd", "--size", "5000")
+	fails(t, dir, 1, "exists", "create", "events", "--size", "4K")
+
+	if out := ok(t, dir, "produce", "events", "--count", "5", "--size", "16"); !strings.Contains(out, "wrote 5 records (80 bytes)") {
+		t.Fatalf("produce: %q", out)
+	}
+	prod := ringoCmd(dir, "produce", "events", "--stdin", "--json")
+	prod.Stdin = strings.NewReader("hello\nworld\n")
+	if r := runCmd(t, prod); r.code != 0 || !strings.Contains(r.stdout, `"records":2`) {
+		t.Fatalf("produce --stdin: %+v", r)
+	}
+
+	list := decode[[]ringJSON](t, ok(t, dir, "list", "--json"))
+	var found *ringJSON
+	for i := range list {
+		if list[i].Type == "shared" && list[i].Name == "events" {
+			found = &list[i]
+		}
+	}
+	// 5 records of 16+8 bytes, two of 5+8 rounded to 16.
+	if found == nil || found.ProducerPos != 5*24+2*16 || found.AvailData != 152 || found.ConsumerPos != 0 || found.Size != 16384 {
+		t.Fatalf("list --json: %+v", list)
+	}
+	if !strings.Contains(ok(t, dir, "list"), "shared") {
+		t.Fatal("list does not show the shared ring")
+	}
+
+	// peek: everything, nothing consumed.
+	peeked := lines[recJSON](t, ok(t, dir, "peek", "events", "--json"))
+	if len(peeked) != 7 || peeked[1].Pos != 24 || peeked[1].Len != 16 || peeked[1].Data != "0100000000000000"+"08090a0b0c0d0e0f" || peeked[6].Data != hex.EncodeToString([]byte("world")) {
+		t.Fatalf("peek --json: %+v", peeked)
+	}
+	if n := len(lines[recJSON](t, ok(t, dir, "peek", "events", "--json", "-n", "2"))); n != 2 {
+		t.Fatalf("peek -n 2 printed %d records", n)
+	}
+	show := decode[ringJSON](t, ok(t, dir, "show", "events", "--json"))
+	if show.ConsumerPos != 0 || show.Dropped == nil || show.Abandoned == nil || *show.Dropped != 0 {
+		t.Fatalf("show after peek: %+v", show)
+	}
+
+	// dump: consumes.
+	dumped := lines[recJSON](t, ok(t, dir, "dump", "events", "-n", "2", "--json"))
+	if len(dumped) != 2 || dumped[0].Pos != 0 || dumped[1].Pos != 24 {
+		t.Fatalf("dump -n 2: %+v", dumped)
+	}
+	if show := decode[ringJSON](t, ok(t, dir, "show", "--json", "events")); show.ConsumerPos != 48 {
+		t.Fatalf("dump -n 2 left consumer_pos at %d, want 48", show.ConsumerPos)
+	}
+	if h := ok(t, dir, "peek", "events", "--hex", "-n", "1"); !strings.HasPrefix(h, "pos 48 len 16\n00000000  02 00 00 00") {
+		t.Fatalf("peek --hex:\n%s", h)
+	}
+	// --raw: length-prefixed payloads, the rest of the ring.
+	raw := []byte(ok(t, dir, "dump", "events", "--raw"))
+	var payloads []string
+	for len(raw) >= 4 {
+		n := binary.LittleEndian.Uint32(raw)
+		payloads = append(payloads, string(raw[4:4+n]))
+		raw = raw[4+n:]
+	}
+	if len(payloads) != 5 || payloads[3] != "hello" || payloads[4] != "world" || len(raw) != 0 {
+		t.Fatalf("dump --raw: %q", payloads)
+	}
+	if out := ok(t, dir, "dump", "events"); out != "" {
+		t.Fatalf("dump of an empty ring printed %q", out)
+	}
+	if text := ok(t, dir, "show", "events"); !strings.Contains(text, "consumer_pos: 152") {
+		t.Fatalf("show:\n%s", text)
+	}
+
+	// A second consumer is refused while dump --follow consumes.
+	follow := ringoCmd(dir, "dump", "events", "--follow", "--json", "-n", "3")
+	stdout, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	ok(t, dir, "produce", "events", "--count", "1", "--size", "8")
+	if !sc.Scan() {
+		t.Fatal("dump --follow printed nothing")
+	}
+	fails(t, dir, 1, "consum", "dump", "events")
+	ok(t, dir, "produce", "events", "--count", "2", "--size", "8")
+	got := 1
+	for sc.Scan() {
+		got++
+	}
+	if err := follow.Wait(); err != nil || got != 3 {
+		t.Fatalf("dump --follow -n 3: %d records, %v", got, err)
+	}
+
+	ok(t, dir, "rm", "events")
+	fails(t, dir, 1, `no shared ring named "events"`, "show", "events")
+	fails(t, dir, 1, "remove ring", "rm", "events")
+}
+
+func TestStat(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, dir, "create", "busy", "--size", "64K")
+	r, err := ringo.Open("busy", ringo.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := ringo.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for range 100 {
+				r.Output(make([]byte, 40), 0)
+			}
+			rd.Consume(func(ringo.Record) error { return nil })
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	out := ok(t, dir, "stat", "busy", "--json", "--watch", "--count", "2", "--interval", "200ms")
+	close(stop)
+	<-done
+	rd.Close()
+	r.Close()
+	type statJSON struct {
+		Time          string   `json:"time"`
+		RecordsPerSec float64  `json:"records_per_sec"`
+		BytesPerSec   float64  `json:"bytes_per_sec"`
+		AvailData     *uint64  `json:"avail_data"`
+		Size          int      `json:"size"`
+		Fill          *float64 `json:"fill"`
+		Estimated     bool     `json:"estimated"`
+		Dropped       *uint64  `json:"dropped"`
+		DropsPerSec   *float64 `json:"drops_per_sec"`
+	}
+	stats := lines[statJSON](t, out)
+	if len(stats) != 2 {
+		t.Fatalf("stat --watch --count 2 printed %d lines", len(stats))
+	}
+	for _, s := range stats {
+		if s.Estimated {
+			// Only if the machine stalled stat for a lap of the ring.
+			t.Logf("estimated: %+v", s)
+			s.BytesPerSec = 40 * s.RecordsPerSec
+		}
+		if s.RecordsPerSec <= 0 || math.Abs(s.BytesPerSec-40*s.RecordsPerSec) > 1e-6*s.BytesPerSec || s.Size != 65536 || s.AvailData == nil || s.Fill == nil || s.Dropped == nil || s.DropsPerSec == nil || s.Time == "" {
+			t.Fatalf("stat: %+v", s)
+		}
+	}
+	if text := ok(t, dir, "stat", "busy", "--interval", "50ms"); !strings.Contains(text, "rec/s") || !strings.Contains(text, "[") {
+		t.Fatalf("stat: %q", text)
+	}
+}
+
+// requireKernel skips a test that needs BPF, or fails it when
+// RINGO_REQUIRE_KERNEL=1.
+func requireKernel(t *testing.T) {
+	t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err == nil {
+		m.Close()
+		return
+	}
+	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+		t.Fatalf("BPF is not available (RINGO_REQUIRE_KERNEL=1): %v", err)
+	}
+	t.Skipf("BPF is not available: %v", err)
+}
+
+// outputProgram is a socket filter that writes one 8-byte record,
+// 0x0807060504030201 little-endian, into ring with bpf_ringbuf_output.
+func outputProgram(t *testing.T, ring *ebpf.Map) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SocketFilter,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadImm(asm.R1, 0x0807060504030201, asm.DWord),
+			asm.StoreMem(asm.RFP, -8, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, ring.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.Mov.Imm(asm.R3, 8),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnRingbufOutput.Call(),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func bpffsDir(t *testing.T) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(bpffs, &st); err != nil || st.Type != 0xcafe4a11 {
+		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+			t.Fatal("no BPF file system at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf")
+		}
+		t.Skip("no BPF file system at /sys/fs/bpf")
+	}
+	dir, err := os.MkdirTemp(bpffs, "ringo-cmd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestKernelRingCommands(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	pins := bpffsDir(t)
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 14, Name: "cmd_test_ring"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	info, _ := ring.Info()
+	id, _ := info.ID()
+	target := fmt.Sprintf("id:%d", id)
+	prog := outputProgram(t, ring)
+	for range 3 {
+		if ret, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil || ret != 0 {
+			t.Fatalf("output program: %d, %v", ret, err)
+		}
+	}
+	pin := filepath.Join(pins, "ring")
+	if err := ring.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+
+	show := decode[ringJSON](t, ok(t, dir, "show", target, "--json"))
+	if show.ID == nil || *show.ID != uint32(id) || show.Type != "ringbuf" || show.Name != "cmd_test_ring" || show.Size != 1<<14 ||
+		show.ProducerPos != 48 || show.PendingPos != 32 || show.AvailData != 48 || show.Dropped != nil {
+		t.Fatalf("show %s: %+v", target, show)
+	}
+	if byPath := decode[ringJSON](t, ok(t, dir, "show", pin, "--json")); *byPath.ID != uint32(id) || byPath.Path != pin {
+		t.Fatalf("show %s: %+v", pin, byPath)
+	}
+	var listed *ringJSON
+	list := decode[[]ringJSON](t, ok(t, dir, "list", "--json"))
+	for i := range list {
+		if list[i].ID != nil && *list[i].ID == uint32(id) {
+			listed = &list[i]
+		}
+	}
+	if listed == nil || listed.Path != pin || listed.Type != "ringbuf" || listed.AvailData != 48 {
+		t.Fatalf("list --json: %+v", list)
+	}
+
+	peeked := lines[recJSON](t, ok(t, dir, "peek", target, "--json"))
+	if len(peeked) != 3 || peeked[2].Pos != 32 || peeked[2].Data != "0102030405060708" {
+		t.Fatalf("peek: %+v", peeked)
+	}
+	if c := decode[ringJSON](t, ok(t, dir, "show", target, "--json")).ConsumerPos; c != 0 {
+		t.Fatalf("peek moved consumer_pos to %d", c)
+	}
+	if d := lines[recJSON](t, ok(t, dir, "dump", pin, "--json", "-n", "1")); len(d) != 1 || d[0].Pos != 0 {
+		t.Fatalf("dump -n 1: %+v", d)
+	}
+	if c := decode[ringJSON](t, ok(t, dir, "show", target, "--json")).ConsumerPos; c != 16 {
+		t.Fatalf("dump -n 1 left consumer_pos at %d, want 16", c)
+	}
+	fails(t, dir, 1, "only BPF programs produce", "produce", target, "--count", "1", "--size", "8")
+
+	// A map of another type is refused with its type named.
+	hash, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hash.Close()
+	hinfo, _ := hash.Info()
+	hid, _ := hinfo.ID()
+	fails(t, dir, 1, "a hash map", "show", fmt.Sprintf("id:%d", hid))
+	fails(t, dir, 1, "no map with id", "peek", "id:2147483647")
+
+	// A user ring: produce into it, peek what the kernel has not drained,
+	// dump is refused.
+	u, err := ringo.CreateUserRing(1<<13, "cmd_test_uring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	utarget := fmt.Sprintf("id:%d", u.ID())
+	ok(t, dir, "produce", utarget, "--count", "3", "--size", "12")
+	us := decode[ringJSON](t, ok(t, dir, "show", utarget, "--json"))
+	if us.Type != "user_ringbuf" || us.ProducerPos != 3*24 || us.Name != "cmd_test_uring" {
+		t.Fatalf("show user ring: %+v", us)
+	}
+	if p := lines[recJSON](t, ok(t, dir, "peek", utarget, "--json")); len(p) != 3 || p[2].Data != "02000000000000000809"+"0a0b" {
+		t.Fatalf("peek user ring: %+v", p)
+	}
+	fails(t, dir, 1, "the kernel consumes it", "dump", utarget)
+}
+
+// Without privileges, commands that need BPF say what is needed.
+func TestWithoutPrivileges(t *testing.T) {
+	requireKernel(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run the command as another user")
+	}
+	// A directory nobody may read, like /dev/shm/ringo.
+	dir, err := os.MkdirTemp("", "ringo-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(ringoBin), 0o755)
+	asNobody := func(args ...string) *exec.Cmd {
+		cmd := ringoCmd(dir, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		return cmd
+	}
+	r := runCmd(t, asNobody("snoop", "--duration", "1s"))
+	if r.code != 1 || !strings.Contains(r.stderr, "needs root, or the CAP_BPF and CAP_PERFMON capabilities") {
+		t.Fatalf("snoop as nobody: %+v", r)
+	}
+	r = runCmd(t, asNobody("show", "id:1"))
+	if r.code != 1 || !strings.Contains(r.stderr, "CAP_BPF") {
+		t.Fatalf("show id:1 as nobody: %+v", r)
+	}
+	r = runCmd(t, asNobody("list", "--json"))
+	if r.code != 0 || !strings.Contains(r.stderr, "kernel maps not listed") || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("list as nobody: %+v", r)
+	}
+}
+
+// snoop streams a program it sees executed and a file it sees opened, and
+// on SIGINT prints its summary.
+func TestSnoop(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	probe := filepath.Join(dir, "ringoprobe")
+	tru, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(probe, tru, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "snooped-file")
+	os.WriteFile(file, []byte("x"), 0o644)
+
+	cmd := ringoCmd(dir, "snoop", "--json")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	type event struct {
+		Type     string `json:"type"`
+		PID      uint32 `json:"pid"`
+		PPID     uint32 `json:"ppid"`
+		Comm     string `json:"comm"`
+		Filename string `json:"filename"`
+		Path     string `json:"path"`
+		Time     string `json:"time"`
+		// summary
+		Events        *uint64  `json:"events"`
+		Drops         *uint64  `json:"drops"`
+		Wakeups       *uint64  `json:"wakeups"`
+		PeakAvailData *uint64  `json:"peak_avail_data"`
+		PeakFill      *float64 `json:"peak_fill"`
+	}
+	events := make(chan event)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Errorf("snoop printed %q: %v", sc.Text(), err)
+				continue
+			}
+			events <- ev
+		}
+	}()
+	var sawExec, sawOpen bool
+	var seen uint64
+	deadline := time.After(20 * time.Second)
+	poke := time.NewTicker(200 * time.Millisecond)
+	defer poke.Stop()
+	for !sawExec || !sawOpen {
+		select {
+		case <-deadline:
+			t.Fatalf("snoop did not report the probe (exec %v, open %v); stderr %q", sawExec, sawOpen, stderr.String())
+		case <-poke.C:
+			// Until snoop is attached these go unseen: do them again.
+			exec.Command(probe).Run()
+			if f, err := os.Open(file); err == nil {
+				f.Close()
+			}
+		case ev, more := <-events:
+			if !more {
+				t.Fatalf("snoop ended: %s", stderr.String())
+			}
+			seen++
+			if ev.Time == "" || ev.PID == 0 {
+				t.Fatalf("event without time or pid: %+v", ev)
+			}
+			switch {
+			case ev.Type == "exec" && ev.Filename == probe:
+				sawExec = ev.Comm == "ringoprobe" && ev.PPID == uint32(os.Getpid())
+				if !sawExec {
+					t.Fatalf("exec of the probe: %+v (test pid %d)", ev, os.Getpid())
+				}
+			case ev.Type == "open" && ev.Path == file:
+				sawOpen = ev.PID == uint32(os.Getpid())
+			}
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var last event
+	for ev := range events {
+		seen++
+		last = ev
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("snoop after SIGINT: %v (%s)", err, stderr.String())
+	}
+	if last.Type != "summary" || last.Events == nil || *last.Events != seen-1 || last.Drops == nil || last.Wakeups == nil || *last.Wakeups == 0 || last.PeakFill == nil {
+		t.Fatalf("summary %+v after %d events", last, seen-1)
+	}
+}

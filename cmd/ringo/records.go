@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ringo-bpf/ringo"
+)
+
+var peekCmd = &command{
+	name:    "peek",
+	args:    "TARGET [-n N] [--json|--hex|--raw]",
+	summary: "print the records not consumed yet, without consuming them",
+	help: `peek leaves the consumer position where it is: it works beside a running
+consumer (records that it consumes meanwhile end the output) and on user
+rings, whose records the kernel has not drained yet. It stops at a record
+still being written.
+
+--json prints one object per line: {"pos": N, "len": N, "data": "hex"}, pos being
+the position of the record's header in the ring.`,
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		n := fs.Int("n", 0, "print at most N records (0: all)")
+		format := formatFlags(fs)
+		return func(e *env, args []string) error {
+			f, err := format()
+			if err != nil {
+				return err
+			}
+			if *n < 0 {
+				return usagef("-n must be 0 or more")
+			}
+			t, err := oneTarget(args)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			w := bufio.NewWriter(e.stdout)
+			defer w.Flush()
+			seen := 0
+			_, err = ringo.Peek(t.ring(), func(rec ringo.Record) error {
+				if *n > 0 && seen == *n {
+					return errEnough
+				}
+				seen++
+				return printRecord(w, f, rec)
+			})
+			if errors.Is(err, errEnough) {
+				err = nil
+			}
+			return err
+		}
+	},
+}
+
+// errEnough stops a walk once -n records are printed.
+var errEnough = errors.New("enough records")
+
+var dumpCmd = &command{
+	name:    "dump",
+	args:    "TARGET [-n N] [--follow] [--json|--hex|--raw]",
+	summary: "consume records and print them (this MOVES the consumer position)",
+	help: `dump is a consumer: the records it prints are gone from the ring, and a
+program consuming the same ring will not see them. For a shared ring it
+takes the consumer's place, and fails if another process consumes the ring.
+Use peek to look without consuming. User rings are consumed by the kernel
+(bpf_user_ringbuf_drain), not by dump.
+
+Without --follow, dump prints what the ring holds and exits; with --follow
+it waits for more until Ctrl-C (or until -n records).`,
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		n := fs.Int("n", 0, "consume at most N records (0: all)")
+		follow := fs.Bool("follow", false, "keep waiting for records until interrupted")
+		fs.BoolVar(follow, "f", false, "short for --follow")
+		format := formatFlags(fs)
+		return func(e *env, args []string) error {
+			f, err := format()
+			if err != nil {
+				return err
+			}
+			if *n < 0 {
+				return usagef("-n must be 0 or more")
+			}
+			t, err := oneTarget(args)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			var src ringo.Source
+			switch {
+			case t.user != nil:
+				return fmt.Errorf("%s is a user_ringbuf: the kernel consumes it (bpf_user_ringbuf_drain); use ringo peek to see its records", t.spec)
+			case t.kernel != nil:
+				src = t.kernel
+			default:
+				src = t.shared
+			}
+			rd, err := ringo.NewReader(src)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			w := bufio.NewWriter(e.stdout)
+			defer w.Flush()
+			if !*follow {
+				return drain(rd, w, f, *n)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			got := 0
+			for rec, err := range rd.Records(ctx) {
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil // interrupted: done
+					}
+					return err
+				}
+				if err := printRecord(w, f, rec); err != nil {
+					return err
+				}
+				// Flush as records come: someone is watching.
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if got++; got == *n {
+					break
+				}
+			}
+			return nil
+		}
+	},
+}
+
+// drain consumes what the ring holds now, at most max records (0: all).
+func drain(rd *ringo.Reader, w *bufio.Writer, f recordFormat, max int) error {
+	got := 0
+	for {
+		n, err := rd.Consume(func(rec ringo.Record) error {
+			if max > 0 && got == max {
+				return errEnough // stays in the ring
+			}
+			got++
+			return printRecord(w, f, rec)
+		})
+		if errors.Is(err, errEnough) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}

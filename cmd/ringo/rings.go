@@ -1,0 +1,198 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ringo-bpf/ringo"
+	"golang.org/x/sys/unix"
+)
+
+var listCmd = &command{
+	name:    "list",
+	args:    "[--json]",
+	summary: "list every ring on the machine: kernel ringbuf and user_ringbuf maps, and shared rings",
+	help: `Kernel maps are found by walking map IDs (as bpftool map list does) and their
+pins under /sys/fs/bpf; shared rings in $RINGO_DIR (default /dev/shm/ringo).
+Without root, kernel maps cannot be listed: list says so on stderr and shows
+the shared rings.`,
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		asJSON := jsonFlag(fs)
+		return func(e *env, args []string) error {
+			if len(args) != 0 {
+				return usagef("list takes no arguments, got %q", args[0])
+			}
+			rings, err := listRings(e)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return writeJSON(e.stdout, rings)
+			}
+			return printRings(e.stdout, rings)
+		}
+	},
+}
+
+// listRings describes every ring it can find.
+func listRings(e *env) ([]ringInfo, error) {
+	rings := []ringInfo{}
+	maps, err := ringo.KernelRings()
+	switch {
+	case errors.Is(err, unix.EPERM):
+		fmt.Fprintf(e.stderr, "ringo list: kernel maps not listed: %s\n", strings.TrimPrefix(err.Error(), "ringo: "))
+	case err != nil:
+		return nil, err
+	}
+	pins, _ := ringo.PinnedMaps(bpffs) // best effort: paths are extra
+	for _, m := range maps {
+		t, err := openTarget(fmt.Sprintf("id:%d", m.ID))
+		if err != nil {
+			continue // gone since it was listed
+		}
+		ri := t.info(false)
+		ri.Path = pins[m.ID]
+		t.Close()
+		rings = append(rings, ri)
+	}
+	names, err := ringo.SharedRings()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		t, err := openTarget(name)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "ringo list: skipping %s: %v\n", name, err)
+			continue
+		}
+		rings = append(rings, t.info(false))
+		t.Close()
+	}
+	return rings, nil
+}
+
+func printRings(w io.Writer, rings []ringInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tNAME\tSIZE\tAVAIL\tCONSUMER\tPRODUCER\tPENDING\tPATH")
+	for _, r := range rings {
+		id := "-"
+		if r.ID != 0 {
+			id = fmt.Sprint(r.ID)
+		}
+		path := r.Path
+		if path == "" {
+			path = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", id, r.Type, r.Name, human(uint64(r.Size)),
+			r.AvailData, r.ConsumerPos, r.ProducerPos, r.PendingPos, path)
+	}
+	return tw.Flush()
+}
+
+var showCmd = &command{
+	name:    "show",
+	args:    "TARGET [--json]",
+	summary: "describe one ring: type, size, positions, and a shared ring's drop and abandon counters",
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		asJSON := jsonFlag(fs)
+		return func(e *env, args []string) error {
+			t, err := oneTarget(args)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			ri := t.info(true)
+			if *asJSON {
+				return writeJSON(e.stdout, ri)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
+			if ri.ID != 0 {
+				fmt.Fprintf(tw, "id:\t%d\n", ri.ID)
+			}
+			fmt.Fprintf(tw, "name:\t%s\ntype:\t%s\nsize:\t%s (%d bytes)\n", ri.Name, ri.Type, human(uint64(ri.Size)), ri.Size)
+			fmt.Fprintf(tw, "avail_data:\t%d (%.1f%% full)\n", ri.AvailData, 100*float64(ri.AvailData)/float64(ri.Size))
+			fmt.Fprintf(tw, "consumer_pos:\t%d\nproducer_pos:\t%d\npending_pos:\t%d\n", ri.ConsumerPos, ri.ProducerPos, ri.PendingPos)
+			if ri.Path != "" {
+				fmt.Fprintf(tw, "path:\t%s\n", ri.Path)
+			}
+			if ri.Dropped != nil {
+				fmt.Fprintf(tw, "dropped:\t%d\nabandoned:\t%d\n", *ri.Dropped, *ri.Abandoned)
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+// oneTarget opens the single TARGET argument of a command.
+func oneTarget(args []string) (*target, error) {
+	switch len(args) {
+	case 0:
+		return nil, usagef("missing TARGET (id:N, a pinned path, or a shared ring's name)")
+	case 1:
+		return openTarget(args[0])
+	}
+	return nil, usagef("one TARGET only, got %d arguments", len(args))
+}
+
+var createCmd = &command{
+	name:    "create",
+	args:    "NAME --size BYTES [--group] [--json]",
+	summary: "create a shared ring in $RINGO_DIR (default /dev/shm/ringo)",
+	help: `BYTES is the size of the data area: a power of two and a multiple of the page
+size, written as 65536, 64K or 1M.`,
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		var size sizeValue
+		fs.Var(&size, "size", "data area size in bytes (4096, 64K, 1M; a power of two, page multiple)")
+		group := fs.Bool("group", false, "let the file's group open the ring too (mode 0660)")
+		asJSON := jsonFlag(fs)
+		return func(e *env, args []string) error {
+			if len(args) != 1 {
+				return usagef("give one NAME")
+			}
+			if size.n == 0 {
+				return usagef("missing --size BYTES")
+			}
+			var opts []ringo.SharedOption
+			if *group {
+				opts = append(opts, ringo.WithGroupAccess())
+			}
+			r, err := ringo.Create(args[0], int(size.n), opts...)
+			if err != nil {
+				return err
+			}
+			t := &target{spec: args[0], shared: r, path: r.Path()}
+			defer t.Close()
+			if *asJSON {
+				return writeJSON(e.stdout, t.info(true))
+			}
+			_, err = fmt.Fprintf(e.stdout, "created %s (%s) at %s\n", args[0], human(uint64(r.Size())), r.Path())
+			return err
+		}
+	},
+}
+
+var rmCmd = &command{
+	name:    "rm",
+	args:    "NAME [--json]",
+	summary: "remove a shared ring (processes that have it open keep it until they close it)",
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		asJSON := jsonFlag(fs)
+		return func(e *env, args []string) error {
+			if len(args) != 1 {
+				return usagef("give one NAME")
+			}
+			if err := ringo.Remove(args[0]); err != nil {
+				return err
+			}
+			if *asJSON {
+				return writeJSON(e.stdout, map[string]string{"removed": args[0]})
+			}
+			_, err := fmt.Fprintf(e.stdout, "removed %s\n", args[0])
+			return err
+		}
+	},
+}

@@ -1,0 +1,163 @@
+//go:build ignore
+
+// The BPF side of ringo snoop: process execs and file opens, from raw
+// tracepoints (no kprobes, no tracefs), written into a ring buffer that
+// ringo consumes. Reservations the full ring refuses are counted, so that
+// the consumer can report every event it did not get.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define COMM_LEN 16
+#define PATH_LEN 256
+
+enum kind { KIND_EXEC = 1, KIND_OPEN = 2 };
+
+// struct event is one record of the ring; snoop.go decodes it.
+struct event {
+	__u32 kind;
+	__u32 pid;   // process (thread group) ID
+	__u32 ppid;  // parent's process ID
+	__u32 uid;
+	__s32 flags; // open flags (O_*); 0 for exec
+	__u32 _pad;
+	__u64 ktime; // bpf_ktime_get_ns: CLOCK_MONOTONIC
+	char comm[COMM_LEN];
+	char path[PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20); // ringo snoop --ring-size changes it
+} events SEC(".maps");
+
+enum counter { COUNT_DROPS, COUNT_EVENTS, COUNT_MAX };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, COUNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Only the fields used, relocated against the running kernel's BTF
+// (CO-RE): no vmlinux.h needed.
+struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	const char *filename;
+} __attribute__((preserve_access_index));
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+// start reserves an event and fills in what every kind has; NULL (and a
+// counted drop) when the ring is full.
+static __always_inline struct event *start(__u32 kind)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNT_DROPS);
+		return 0;
+	}
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	e->kind = kind;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->flags = 0;
+	e->_pad = 0;
+	e->ktime = bpf_ktime_get_ns();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->path[0] = 0;
+	return e;
+}
+
+static __always_inline void finish(struct event *e)
+{
+	count(COUNT_EVENTS);
+	bpf_ringbuf_submit(e, 0); // adaptive wake-up: a caught-up consumer is woken
+}
+
+// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+SEC("raw_tracepoint/sched_process_exec")
+int on_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	struct event *e = start(KIND_EXEC);
+	if (!e)
+		return 0;
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	bpf_probe_read_kernel_str(e->path, sizeof(e->path), filename);
+	finish(e);
+	return 0;
+}
+
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+} __attribute__((preserve_access_index));
+#define NR_OPEN 2
+#define NR_OPENAT 257
+#define NR_OPENAT2 437
+#elif defined(__TARGET_ARCH_arm64)
+// struct user_pt_regs begins struct pt_regs: regs[0..30] at offset 0.
+struct pt_regs {
+	__u64 regs[31];
+};
+#define NR_OPENAT 56
+#define NR_OPENAT2 437
+#else
+#error "snoop supports amd64 and arm64"
+#endif
+
+// sys_enter(struct pt_regs *regs, long id): every system call; only opens
+// are kept.
+SEC("raw_tracepoint/sys_enter")
+int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	long id = ctx->args[1];
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	const char *path;
+	long flags = 0;
+
+#if defined(__TARGET_ARCH_x86)
+	if (id == NR_OPEN) {
+		path = (const char *)BPF_CORE_READ(regs, di);
+		flags = BPF_CORE_READ(regs, si);
+	} else if (id == NR_OPENAT) {
+		path = (const char *)BPF_CORE_READ(regs, si);
+		flags = BPF_CORE_READ(regs, dx);
+	} else if (id == NR_OPENAT2) {
+		path = (const char *)BPF_CORE_READ(regs, si);
+	} else {
+		return 0;
+	}
+#else
+	if (id != NR_OPENAT && id != NR_OPENAT2)
+		return 0;
+	bpf_probe_read_kernel(&path, sizeof(path), &regs->regs[1]);
+	if (id == NR_OPENAT)
+		bpf_probe_read_kernel(&flags, sizeof(flags), &regs->regs[2]);
+#endif
+
+	struct event *e = start(KIND_OPEN);
+	if (!e)
+		return 0;
+	e->flags = flags;
+	bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	finish(e);
+	return 0;
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringo-bpf/ringo"
+)
+
+var statCmd = &command{
+	name:    "stat",
+	args:    "TARGET [--watch] [--interval D] [--json]",
+	summary: "measure a ring's traffic: records/s, bytes/s, fill level, drops",
+	help: `stat counts what producers publish by walking the record headers between two
+looks at the producer position; it consumes nothing. It prints one line
+after one interval, or with --watch one line per interval until Ctrl-C.
+Rates marked ~ are estimates: producers overwrote headers before stat saw
+them. Drops are counted for shared rings (reservations refused while full);
+for kernel rings only the BPF program can count them (ringo snoop does).
+
+--json prints one object per line: time, records_per_sec, bytes_per_sec,
+avail_data, size, fill (0..1), estimated, and for shared rings dropped and
+abandoned (totals) and drops_per_sec.`,
+	define: func(fs *flag.FlagSet) func(*env, []string) error {
+		watch := fs.Bool("watch", false, "print a line every interval until interrupted")
+		interval := fs.Duration("interval", time.Second, "how long each measurement lasts (the ring is looked at every 5ms within it)")
+		count := fs.Int("count", 0, "with --watch, stop after N lines (0: never)")
+		asJSON := jsonFlag(fs)
+		return func(e *env, args []string) error {
+			if *interval < 10*time.Millisecond {
+				return usagef("--interval must be at least 10ms")
+			}
+			t, err := oneTarget(args)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			m := ringo.NewMeter(t.ring())
+			var dropped uint64
+			if t.shared != nil {
+				dropped = t.shared.Dropped()
+			}
+			// The meter looks every few milliseconds and the counts add
+			// up to one line per interval: a producer that laps the
+			// ring between two looks leaves only an estimate.
+			look := time.NewTicker(min(5*time.Millisecond, *interval))
+			defer look.Stop()
+			last := time.Now()
+			var sum ringo.Traffic
+			for lines := 0; ; {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-look.C:
+				}
+				tr := m.Sample()
+				sum.Records += tr.Records
+				sum.Bytes += tr.Bytes
+				sum.Estimated = sum.Estimated || tr.Estimated
+				sum.Positions = tr.Positions
+				if time.Since(last) < *interval {
+					continue
+				}
+				tr, sum = sum, ringo.Traffic{}
+				now := time.Now()
+				secs := now.Sub(last).Seconds()
+				last = now
+				s := statLine{
+					Time:          now.UTC().Format(time.RFC3339),
+					RecordsPerSec: float64(tr.Records) / secs,
+					BytesPerSec:   float64(tr.Bytes) / secs,
+					AvailData:     tr.Positions.Avail(),
+					Size:          t.ring().Size(),
+					Estimated:     tr.Estimated,
+				}
+				s.Fill = float64(s.AvailData) / float64(s.Size)
+				if t.shared != nil {
+					d, a := t.shared.Dropped(), t.shared.Abandoned()
+					rate := float64(d-dropped) / secs
+					dropped = d
+					s.Dropped, s.Abandoned, s.DropsPerSec = &d, &a, &rate
+				}
+				if *asJSON {
+					err = writeJSON(e.stdout, s)
+				} else {
+					_, err = fmt.Fprintln(e.stdout, s.text())
+				}
+				if err != nil {
+					return err
+				}
+				if lines++; !*watch || lines == *count {
+					return nil
+				}
+			}
+		}
+	},
+}
+
+// statLine is one measurement; the JSON names are a contract.
+type statLine struct {
+	Time          string   `json:"time"`
+	RecordsPerSec float64  `json:"records_per_sec"`
+	BytesPerSec   float64  `json:"bytes_per_sec"`
+	AvailData     uint64   `json:"avail_data"`
+	Size          int      `json:"size"`
+	Fill          float64  `json:"fill"`
+	Estimated     bool     `json:"estimated"`
+	Dropped       *uint64  `json:"dropped,omitempty"`
+	Abandoned     *uint64  `json:"abandoned,omitempty"`
+	DropsPerSec   *float64 `json:"drops_per_sec,omitempty"`
+}
+
+func (s statLine) text() string {
+	approx := ""
+	if s.Estimated {
+		approx = "~"
+	}
+	const width = 20
+	full := int(s.Fill*width + 0.5)
+	bar := strings.Repeat("#", full) + strings.Repeat(".", width-full)
+	line := fmt.Sprintf("%s  %s%10.0f rec/s  %s%12s/s  [%s] %5.1f%%", s.Time[11:19], approx, s.RecordsPerSec,
+		approx, humanRate(s.BytesPerSec), bar, 100*s.Fill)
+	if s.Dropped != nil {
+		line += fmt.Sprintf("  drops %.0f/s (total %d, abandoned %d)", *s.DropsPerSec, *s.Dropped, *s.Abandoned)
+	} else {
+		line += "  drops -"
+	}
+	return line
+}

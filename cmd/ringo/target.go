@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/ringo-bpf/ringo"
+)
+
+// bpffs is where list looks for pinned maps.
+const bpffs = "/sys/fs/bpf"
+
+// target is an open ring named on the command line: exactly one of kernel,
+// user and shared is set.
+type target struct {
+	spec   string // as given
+	kernel *ringo.KernelRing
+	user   *ringo.UserRing
+	shared *ringo.Ring
+	path   string // pin or file, when known
+}
+
+// openTarget opens spec: id:N, a pinned path, or a shared ring's name.
+func openTarget(spec string) (*target, error) {
+	t := &target{spec: spec}
+	var info ringo.MapInfo
+	var err error
+	switch {
+	case strings.HasPrefix(spec, "id:"):
+		id, perr := strconv.ParseUint(spec[3:], 10, 32)
+		if perr != nil || id == 0 {
+			return nil, usagef("bad target %q: a map ID is id:N with N a positive number", spec)
+		}
+		info, err = ringo.LookupMap(uint32(id))
+	case strings.Contains(spec, "/"):
+		t.path = spec
+		info, err = ringo.LookupPinned(spec)
+	default:
+		r, err := ringo.Open(spec)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no shared ring named %q in %s (ringo list shows the rings; give a kernel map as id:N or by its pinned path)", spec, ringo.SharedDir())
+		}
+		if err != nil {
+			return nil, err
+		}
+		t.shared, t.path = r, r.Path()
+		return t, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch info.Type {
+	case ringo.RingBuf:
+		t.kernel, err = ringo.OpenMapID(info.ID)
+	case ringo.UserRingBuf:
+		t.user, err = ringo.OpenUserRingID(info.ID)
+	default:
+		return nil, fmt.Errorf("%s is map %d, a %s map: ringo works with ringbuf and user_ringbuf maps", spec, info.ID, info.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ring is the target as the library's inspection functions take it.
+func (t *target) ring() ringo.Inspectable {
+	switch {
+	case t.kernel != nil:
+		return t.kernel
+	case t.user != nil:
+		return t.user
+	}
+	return t.shared
+}
+
+// kind is the target's type as list and show print it.
+func (t *target) kind() string {
+	switch {
+	case t.kernel != nil:
+		return "ringbuf"
+	case t.user != nil:
+		return "user_ringbuf"
+	}
+	return "shared"
+}
+
+// Close closes the ring.
+func (t *target) Close() error {
+	switch {
+	case t.kernel != nil:
+		return t.kernel.Close()
+	case t.user != nil:
+		return t.user.Close()
+	}
+	return t.shared.Close()
+}
+
+// ringInfo is one ring as list and show print it; the JSON names are a
+// contract that scripts parse.
+type ringInfo struct {
+	ID          uint32  `json:"id,omitempty"`
+	Name        string  `json:"name"`
+	Type        string  `json:"type"`
+	Size        int     `json:"size"`
+	AvailData   uint64  `json:"avail_data"`
+	ConsumerPos uint64  `json:"consumer_pos"`
+	ProducerPos uint64  `json:"producer_pos"`
+	PendingPos  uint64  `json:"pending_pos"`
+	Path        string  `json:"path,omitempty"`
+	Dropped     *uint64 `json:"dropped,omitempty"`
+	Abandoned   *uint64 `json:"abandoned,omitempty"`
+}
+
+// info describes the open target; counters adds a shared ring's drop and
+// abandon counters.
+func (t *target) info(counters bool) ringInfo {
+	r := t.ring()
+	p := r.Positions()
+	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: p.Avail(),
+		ConsumerPos: p.Consumer, ProducerPos: p.Producer, PendingPos: p.Pending, Path: t.path}
+	switch {
+	case t.kernel != nil:
+		ri.ID, ri.Name = t.kernel.ID(), t.kernel.Name()
+	case t.user != nil:
+		ri.ID, ri.Name = t.user.ID(), t.user.Name()
+	default:
+		ri.Name = t.spec
+		if counters {
+			d, a := t.shared.Dropped(), t.shared.Abandoned()
+			ri.Dropped, ri.Abandoned = &d, &a
+		}
+	}
+	return ri
+}

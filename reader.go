@@ -65,6 +65,10 @@ type Reader struct {
 
 	wakeups atomic.Uint64
 
+	nextKey int          // poller key for the next ring added
+	sets    []*readerSet // the ring sets followed
+	removing int         // how many rings are being removed
+
 	// The context whose cancellation interrupts a blocked wait, registered
 	// once and kept while the same context is passed again, so that a
 	// blocking read does not allocate each time it sleeps.
@@ -74,7 +78,13 @@ type Reader struct {
 
 type readerRing struct {
 	src Source
-	cur cursor
+	key int     // its key in the poller
+	set RingSet // the set it came from, or nil
+	// dropAt is when a ring being removed may be dropped once empty (zero
+	// while it is not being removed): a moment after removal, so that a
+	// producer that found the ring just before still gets its record read.
+	dropAt time.Time
+	cur    cursor
 	// stored is the consumer position last stored to the ring.
 	stored uint64
 	// lap is where the current Consume call started in this ring: one call
@@ -136,18 +146,109 @@ func (r *Reader) Add(s Source) error {
 		return ErrClosed
 	}
 	defer r.unlock()
+	return r.add(s, nil)
+}
+
+// add adds a ring, from set if not nil; called with r.mu held.
+func (r *Reader) add(s Source, set RingSet) error {
+	for _, rr := range r.rings {
+		if rr.src == s {
+			return fmt.Errorf("ringo: ring %v is in this reader already", s)
+		}
+	}
 	if err := s.attach(); err != nil {
 		return err
 	}
 	m := s.ringMemory()
 	cons := m.consumerPos.Load()
-	rr := &readerRing{src: s, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons}
-	if err := r.poller.Add(s.pollFD(), len(r.rings)); err != nil {
+	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons}
+	if err := r.poller.Add(s.pollFD(), rr.key); err != nil {
 		s.detach()
 		return fmt.Errorf("ringo: add ring %v to reader: %w", s, err)
 	}
+	r.nextKey++
 	r.rings = append(r.rings, rr)
 	return nil
+}
+
+// Remove takes a ring out of the Reader once the records in it now are
+// consumed: the Reader goes on handing them out, then lets the ring go
+// (to be closed, or given to another Reader). It returns at once.
+func (r *Reader) Remove(s Source) error {
+	if !r.lock() {
+		return ErrClosed
+	}
+	defer r.unlock()
+	for _, rr := range r.rings {
+		if rr.src == s {
+			r.startRemoval(rr)
+			r.sweep()
+			return nil
+		}
+	}
+	return fmt.Errorf("ringo: ring %v is not in this reader", s)
+}
+
+// removeGrace is how long a ring taken out of a set stays in the Reader at
+// least: a BPF program that looked the ring up just before it left the
+// set may still be writing its record.
+const removeGrace = 20 * time.Millisecond
+
+// startRemoval marks rr to be dropped once drained; r.mu held.
+func (r *Reader) startRemoval(rr *readerRing) {
+	if rr.dropAt.IsZero() {
+		grace := time.Duration(0)
+		if rr.set != nil {
+			grace = removeGrace
+		}
+		rr.dropAt = time.Now().Add(grace)
+		r.removing++
+	}
+}
+
+// sweep drops the rings being removed that are empty and past their
+// grace; r.mu held.
+func (r *Reader) sweep() {
+	if r.removing == 0 {
+		return
+	}
+	now := time.Now()
+	for i := 0; i < len(r.rings); i++ {
+		rr := r.rings[i]
+		if rr.dropAt.IsZero() || now.Before(rr.dropAt) {
+			continue
+		}
+		if _, _, st, err := rr.cur.next(); err == nil && st != stepEmpty {
+			continue // records (or one being written) left to read
+		}
+		rr.commit()
+		r.poller.Remove(rr.src.pollFD())
+		rr.src.detach()
+		if rr.set != nil {
+			rr.set.released(rr.src)
+		}
+		r.rings = append(r.rings[:i], r.rings[i+1:]...)
+		r.removing--
+		if r.turn > i || r.turn >= len(r.rings) {
+			r.turn = max(0, r.turn-1) % max(1, len(r.rings))
+			r.taken = 0
+		}
+		i--
+	}
+}
+
+// nextDrop is how long until the next ring being removed may be dropped,
+// or -1 if none is being removed.
+func (r *Reader) nextDrop() time.Duration {
+	d := time.Duration(-1)
+	for _, rr := range r.rings {
+		if !rr.dropAt.IsZero() {
+			if u := max(time.Until(rr.dropAt), time.Millisecond); d < 0 || u < d {
+				d = u
+			}
+		}
+	}
+	return d
 }
 
 // Close releases the Reader and the rings it holds, which may then be closed
@@ -175,8 +276,14 @@ func (r *Reader) free() {
 		for _, rr := range r.rings {
 			rr.commit()
 			rr.src.detach()
+			if rr.set != nil && !rr.dropAt.IsZero() {
+				rr.set.released(rr.src)
+			}
 		}
 		r.rings = nil
+		for _, rs := range r.sets {
+			rs.set.unwatch(r.poller)
+		}
 		r.poller.Close()
 	})
 }
@@ -216,11 +323,13 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 		return 0, ErrClosed
 	}
 	defer r.unlock()
+	r.follow()
+	defer r.sweep()
 	for _, rr := range r.rings {
 		rr.lap = rr.cur.pos
 	}
 	total := 0
-	for {
+	for len(r.rings) > 0 {
 		got := 0
 		for range r.rings {
 			rr := r.rings[r.turn]
@@ -236,6 +345,7 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 			return total, nil
 		}
 	}
+	return total, nil
 }
 
 // consume hands up to max records of one ring to fn, then stores the
@@ -351,9 +461,14 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 		if r.closed.Load() {
 			return nil, nil, 0, ErrClosed
 		}
+		r.follow()
 		// One more step than there are rings: the ring whose turn ran out
 		// is looked at again with a fresh turn after all the others.
-		for range len(r.rings) + 1 {
+		steps := len(r.rings) + 1
+		if len(r.rings) == 0 {
+			steps = 0 // a set with no rings yet: wait for one
+		}
+		for range steps {
 			rr := r.rings[r.turn]
 			if r.taken < batchRecords {
 				data, total, st, err := rr.cur.next()
@@ -427,6 +542,12 @@ func (r *Reader) wait(ctx context.Context) error {
 	if stalled && (timeout < 0 || timeout > deadOwnerCheck) {
 		timeout = deadOwnerCheck
 	}
+	// Rings being removed, and sets to look at again, have their times.
+	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh()} {
+		if d >= 0 && (timeout < 0 || d < timeout) {
+			timeout = d
+		}
+	}
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
 	r.announce(0)
 	r.keys = keys[:0]
@@ -444,8 +565,10 @@ func (r *Reader) wait(ctx context.Context) error {
 		r.wakeups.Add(1)
 	}
 	for _, k := range keys {
-		if k < len(r.rings) {
-			r.rings[k].src.notified()
+		for _, rr := range r.rings {
+			if rr.key == k {
+				rr.src.notified()
+			}
 		}
 	}
 	if r.closed.Load() {

@@ -16,6 +16,10 @@ import (
 
 const (
 	bpfMapCreate      = 0
+	bpfMapLookupElem  = 1
+	bpfMapUpdateElem  = 2
+	bpfMapDeleteElem  = 3
+	bpfMapGetNextKey  = 4
 	bpfProgLoad       = 5
 	bpfObjPin         = 6
 	bpfObjGet         = 7
@@ -48,13 +52,66 @@ type mapCreateAttr struct {
 
 // MapCreate creates a BPF map and returns its fd.
 func MapCreate(typ, keySize, valueSize, maxEntries, flags uint32, name string) (int, error) {
+	return MapCreateInner(typ, keySize, valueSize, maxEntries, flags, name, -1)
+}
+
+// MapCreateInner creates a BPF map; for a map of maps, innerFD is the
+// template map its values must match (-1 otherwise).
+func MapCreateInner(typ, keySize, valueSize, maxEntries, flags uint32, name string, innerFD int) (int, error) {
 	attr := mapCreateAttr{mapType: typ, keySize: keySize, valueSize: valueSize, maxEntries: maxEntries, mapFlags: flags}
+	if innerFD >= 0 {
+		attr.innerMapFD = uint32(innerFD)
+	}
 	copy(attr.mapName[:15], name)
 	fd, err := bpf(bpfMapCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if err != nil {
 		return -1, err
 	}
 	return int(fd), nil
+}
+
+type mapElemAttr struct {
+	mapFD uint32
+	_     uint32
+	key   unsafe.Pointer
+	value unsafe.Pointer // next_key for BPF_MAP_GET_NEXT_KEY
+	flags uint64
+}
+
+// MapUpdateU32 sets key to value in a map with 4-byte keys and values
+// (an array or hash of maps takes an inner map fd as the value).
+func MapUpdateU32(fd int, key, value uint32) error {
+	attr := mapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key), value: unsafe.Pointer(&value)}
+	_, err := bpf(bpfMapUpdateElem, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
+}
+
+// MapLookupU32 reads key in a map with 4-byte keys and values (a map of
+// maps gives the inner map's ID). ENOENT when it holds nothing.
+func MapLookupU32(fd int, key uint32) (uint32, error) {
+	var value uint32
+	attr := mapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key), value: unsafe.Pointer(&value)}
+	_, err := bpf(bpfMapLookupElem, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return value, err
+}
+
+// MapDeleteU32 deletes key from a map with 4-byte keys.
+func MapDeleteU32(fd int, key uint32) error {
+	attr := mapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key)}
+	_, err := bpf(bpfMapDeleteElem, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
+}
+
+// MapNextKeyU32 returns the key after key in a map with 4-byte keys, or
+// the first key when first is true; ENOENT after the last.
+func MapNextKeyU32(fd int, key uint32, first bool) (uint32, error) {
+	var next uint32
+	attr := mapElemAttr{mapFD: uint32(fd), value: unsafe.Pointer(&next)}
+	if !first {
+		attr.key = unsafe.Pointer(&key)
+	}
+	_, err := bpf(bpfMapGetNextKey, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return next, err
 }
 
 type objAttr struct {

@@ -46,3 +46,19 @@ func TestProcessTokens(t *testing.T) {
 		t.Fatal("reaped child is alive")
 	}
 }
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string]int{"0": 1, "0-1": 2, "0-3,5,7-8": 9, "0,2": 3} {
+		if got, err := parseCPUList(in); err != nil || got != want {
+			t.Errorf("parseCPUList(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "0-y"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) succeeded", bad)
+		}
+	}
+	if n, err := PossibleCPUs(); err != nil || n < 1 {
+		t.Fatalf("PossibleCPUs() = %d, %v", n, err)
+	}
+}

@@ -1,0 +1,164 @@
+package ringo
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// Shards is a fixed set of user-space rings, in process or shared between
+// processes, that producers spread their records over, consumed by one
+// Reader (Reader.AddSet). Two ways to choose a ring:
+//
+//   - ForKey: by a key's hash, so that every record of one key (a flow, a
+//     process, a tenant) goes to one ring and stays in order;
+//   - Next: round robin, for a producer that takes a ring and keeps it, so
+//     that producers do not contend for one ring's reservation lock.
+//
+// Records are in order within a ring, never across rings.
+type Shards struct {
+	rings []*Ring
+	next  atomic.Uint32
+}
+
+// NewShards makes n in-process rings of size bytes each.
+func NewShards(n, size int, opts ...Option) (*Shards, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("ringo: %d shards: need at least one: %w", n, unix.EINVAL)
+	}
+	s := &Shards{}
+	for range n {
+		r, err := New(size, opts...)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.rings = append(s.rings, r)
+	}
+	return s, nil
+}
+
+// shardName is the shared ring that holds shard i of the set name.
+func shardName(name string, i int) string { return fmt.Sprintf("%s.%d", name, i) }
+
+// CreateShards creates n shared rings of size bytes, named name.0 to
+// name.(n-1), for producers in any process (OpenShards) and one consumer.
+func CreateShards(name string, n, size int, opts ...SharedOption) (*Shards, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("ringo: %d shards: need at least one: %w", n, unix.EINVAL)
+	}
+	s := &Shards{}
+	for i := range n {
+		r, err := Create(shardName(name, i), size, opts...)
+		if err != nil {
+			s.Close()
+			for j := range i {
+				Remove(shardName(name, j), opts...)
+			}
+			return nil, err
+		}
+		s.rings = append(s.rings, r)
+	}
+	return s, nil
+}
+
+// OpenShards opens the shared rings of the set name: name.0, name.1, ...
+// up to the first that does not exist.
+func OpenShards(name string, opts ...SharedOption) (*Shards, error) {
+	s := &Shards{}
+	for i := 0; ; i++ {
+		r, err := Open(shardName(name, i), opts...)
+		if errors.Is(err, fs.ErrNotExist) && i > 0 {
+			return s, nil
+		}
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("ringo: open shards %q: %w", name, err)
+		}
+		s.rings = append(s.rings, r)
+	}
+}
+
+// RemoveShards removes the shared rings of the set name.
+func RemoveShards(name string, opts ...SharedOption) error {
+	var errs []error
+	for i := 0; ; i++ {
+		err := Remove(shardName(name, i), opts...)
+		if errors.Is(err, fs.ErrNotExist) {
+			if i == 0 {
+				return fmt.Errorf("ringo: remove shards %q: %w", name, err)
+			}
+			return errors.Join(errs...)
+		}
+		errs = append(errs, err)
+	}
+}
+
+// Len returns the number of rings.
+func (s *Shards) Len() int { return len(s.rings) }
+
+// Ring returns ring i.
+func (s *Shards) Ring(i int) *Ring { return s.rings[i] }
+
+// ForKey returns the ring for key: always the same one for the same key,
+// keys spread evenly whatever their pattern (a multiplicative hash).
+func (s *Shards) ForKey(key uint64) *Ring {
+	h := key * 0x9e3779b97f4a7c15
+	return s.rings[(h>>32)%uint64(len(s.rings))]
+}
+
+// Next returns the rings in turn: a producer that takes one and keeps it
+// has it to itself while there are no more producers than rings.
+func (s *Shards) Next() *Ring {
+	return s.rings[int(s.next.Add(1)-1)%len(s.rings)]
+}
+
+// Index returns the index of a ring of the set (Record.Source), or -1.
+func (s *Shards) Index(src Source) int {
+	for i, r := range s.rings {
+		if Source(r) == src {
+			return i
+		}
+	}
+	return -1
+}
+
+// Dropped returns the reservations refused while full, summed over the
+// rings.
+func (s *Shards) Dropped() uint64 {
+	var n uint64
+	for _, r := range s.rings {
+		n += r.Dropped()
+	}
+	return n
+}
+
+// Close closes every ring.
+func (s *Shards) Close() error {
+	var errs []error
+	for _, r := range s.rings {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Shards) members() []Source {
+	out := make([]Source, len(s.rings))
+	for i, r := range s.rings {
+		out[i] = r
+	}
+	return out
+}
+
+// A Shards set never changes: nothing to follow.
+func (s *Shards) generation() uint64         { return 0 }
+func (s *Shards) watch(*sys.Poller)          {}
+func (s *Shards) unwatch(*sys.Poller)        {}
+func (s *Shards) released(Source)            {}
+func (s *Shards) refresh() error             { return nil }
+func (s *Shards) followEvery() time.Duration { return 0 }

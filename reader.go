@@ -65,9 +65,9 @@ type Reader struct {
 
 	wakeups atomic.Uint64
 
-	nextKey int          // poller key for the next ring added
-	sets    []*readerSet // the ring sets followed
-	removing int         // how many rings are being removed
+	nextKey  int          // poller key for the next ring added
+	sets     []*readerSet // the ring sets followed
+	removing int          // how many rings are being removed
 
 	// The context whose cancellation interrupts a blocked wait, registered
 	// once and kept while the same context is passed again, so that a

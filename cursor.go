@@ -1,6 +1,9 @@
 package ringo
 
-import "fmt"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // cursor walks the records of one ring from a position: the one piece of
 // code that reads record headers, for every kind of ring and every way of
@@ -14,6 +17,22 @@ type cursor struct {
 	mem  *memory
 	pos  uint64 // position of the next header to read
 	prod uint64 // producer_pos as last loaded
+
+	// Overwrite mode only: records are copied into buf, since producers
+	// may overwrite them while they are read; count is the number of
+	// committed records before pos (when the ring keeps counts); lost and
+	// lostBytes are what producers overwrote before the cursor got to it,
+	// not yet added to the ring's counters.
+	buf             []byte
+	count           uint64
+	lost, lostBytes uint64
+	fence           uint64 // see nextOverwrite
+}
+
+// pass moves the cursor past a record of total bytes that next returned.
+func (c *cursor) pass(total uint64) {
+	c.pos += total
+	c.count++
 }
 
 // paceBytes is how much new data a cursor wants to find before it goes on
@@ -34,6 +53,9 @@ const (
 // loads producer_pos again only when the records it saw last are used up.
 func (c *cursor) next() ([]byte, uint64, step, error) {
 	m := c.mem
+	if m.overwritePos != nil {
+		return c.nextOverwrite()
+	}
 	for {
 		if c.pos == c.prod {
 			// Pairs with the producer's store-release of producer_pos: the
@@ -76,5 +98,107 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		}
 		p := off + HeaderSize
 		return m.data[p : p+n : p+n], total, stepRecord, nil
+	}
+}
+
+// nextOverwrite is next for a ring in overwrite mode, whose producers do
+// not wait for the consumer: when full they overwrite the oldest records
+// and move overwrite_pos past them. The cursor jumps to overwrite_pos when
+// it is behind it, and copies each record before handing it out, checking
+// after the copy that overwrite_pos has not passed the record meanwhile: a
+// record overwritten while it was read is never handed out torn.
+func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
+	m := c.mem
+	for {
+		if c.pos == c.prod {
+			c.prod = m.producerPos.Load()
+			if c.pos == c.prod {
+				return nil, 0, stepEmpty, nil
+			}
+		}
+		// Loaded after producer_pos: producers store overwrite_pos
+		// before they publish producer_pos.
+		if c.overwritten() {
+			c.skipOverwritten()
+			continue
+		}
+		avail := c.prod - c.pos
+		if avail > m.size() || c.pos&7 != 0 || avail&7 != 0 {
+			if c.pos&7 == 0 && c.reload() {
+				continue // producers ran on meanwhile
+			}
+			return nil, 0, stepEmpty, fmt.Errorf("%w: consumer position %d and producer position %d are %d bytes apart in a %d-byte ring, or not 8-byte aligned",
+				ErrCorrupt, c.pos, c.prod, avail, m.size())
+		}
+		off := c.pos & m.mask
+		w := m.lenWord(off).Load()
+		n := uint64(payloadLen(w))
+		total := recordSize(n)
+		switch {
+		case w&BusyBit != 0:
+			if c.overwritten() {
+				continue
+			}
+			return nil, 0, stepBusy, nil
+		case total > avail:
+			if c.reload() {
+				continue
+			}
+			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
+				ErrCorrupt, c.pos, n, avail-HeaderSize)
+		case w&DiscardBit == 0:
+			p := off + HeaderSize
+			c.buf = append(c.buf[:0], m.data[p:p+n]...)
+		}
+		// The copy is good only if no producer overwrote the record
+		// while it was made: the producer moves overwrite_pos past a
+		// record (a sequentially consistent store) before it writes a
+		// byte of it. The store to fence orders the copy's loads before
+		// the load of overwrite_pos on every architecture (a store-release
+		// waits for earlier loads, and the load-acquire after it does not
+		// pass it; on amd64 loads are not reordered anyway): the kernel
+		// seqlock's smp_rmb.
+		atomic.StoreUint64(&c.fence, 0)
+		if c.overwritten() {
+			continue
+		}
+		if w&DiscardBit != 0 {
+			c.pos += total
+			continue
+		}
+		return c.buf[:n:n], total, stepRecord, nil
+	}
+}
+
+// overwritten reports whether producers have overwritten the record at
+// the cursor.
+func (c *cursor) overwritten() bool {
+	return int64(c.mem.overwritePos.Load()-c.pos) > 0
+}
+
+// reload loads producer_pos again and reports whether what looked corrupt
+// may have been producers lapping the cursor since the last load.
+func (c *cursor) reload() bool {
+	c.prod = c.mem.producerPos.Load()
+	return c.overwritten()
+}
+
+// skipOverwritten moves the cursor to overwrite_pos, noting what was lost:
+// the bytes in between and, where the ring keeps counts, the committed
+// records (overwrite_pos's count minus the cursor's).
+func (c *cursor) skipOverwritten() {
+	m := c.mem
+	over, count := m.overwriteMark()
+	if int64(over-c.pos) <= 0 {
+		return
+	}
+	c.lostBytes += over - c.pos
+	if m.overCount != nil && count > c.count {
+		c.lost += count - c.count
+	}
+	c.count = count
+	c.pos = over
+	if int64(c.prod-c.pos) < 0 {
+		c.prod = c.pos
 	}
 }

@@ -39,7 +39,7 @@ func Peek(ring Inspectable, fn func(Record) error) (int, error) {
 	c.prod = end
 	var buf []byte
 	n := 0
-	for c.pos != end {
+	for int64(end-c.pos) > 0 { // (in overwrite mode the cursor may jump past end)
 		data, total, st, err := c.next()
 		if err != nil {
 			if consumedPast(m, c.pos) {
@@ -111,7 +111,7 @@ func (mt *Meter) Sample() Traffic {
 	c := cursor{mem: m, pos: mt.pos}
 	end := m.producerPos.Load()
 	c.prod = end
-	for c.pos != end {
+	for int64(end-c.pos) > 0 { // (in overwrite mode the cursor may jump past end)
 		data, total, st, err := c.next()
 		if err == nil && lapped(m, c.pos) {
 			err = errLapped

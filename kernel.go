@@ -3,6 +3,7 @@ package ringo
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
@@ -77,6 +78,49 @@ func CreateKernelRing(size int, name string) (*KernelRing, error) {
 	return openKernelRing(fd, name)
 }
 
+// CreateKernelRingFromSpec creates a ring buffer map with the attributes of
+// spec, flags included, and maps it. Unlike MapSpec.Validate it leaves
+// FlagOverwrite to the kernel, which refuses it before mainline's
+// BPF_F_RB_OVERWRITE: the error then says so.
+func CreateKernelRingFromSpec(spec MapSpec, name string) (*KernelRing, error) {
+	check := spec
+	check.Flags &^= FlagOverwrite
+	if err := check.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Type != RingBuf {
+		return nil, invalid("map type is %v: CreateKernelRingFromSpec makes ringbuf maps (for a user_ringbuf, CreateUserRing)", spec.Type)
+	}
+	fd, err := sys.MapCreate(uint32(RingBuf), 0, 0, spec.MaxEntries, spec.Flags, name)
+	if err != nil {
+		if spec.Flags&FlagOverwrite != 0 && errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("ringo: create ringbuf map %q with BPF_F_RB_OVERWRITE: this kernel refuses the flag (it came after Linux 6.18); a user-space ring has the same mode: NewFromSpec or WithOverwrite: %w", name, err)
+		}
+		return nil, fmt.Errorf("ringo: create ringbuf map %q: %w", name, bpfError(err))
+	}
+	return openKernelRing(fd, name)
+}
+
+var overwriteSupport struct {
+	sync.Once
+	ok bool
+}
+
+// KernelSupportsOverwrite reports whether the running kernel creates ring
+// buffer maps with FlagOverwrite (BPF_F_RB_OVERWRITE), by creating (and
+// closing) a one-page one, once per process. It reports false where BPF is
+// not usable at all.
+func KernelSupportsOverwrite() bool {
+	overwriteSupport.Do(func() {
+		fd, err := sys.MapCreate(uint32(RingBuf), 0, 0, uint32(sys.PageSize), FlagOverwrite, "ringo_probe")
+		if err == nil {
+			closeFD(fd)
+			overwriteSupport.ok = true
+		}
+	})
+	return overwriteSupport.ok
+}
+
 // openKernelRing maps the ring behind fd, which it owns from here on.
 func openKernelRing(fd int, what string) (*KernelRing, error) {
 	info, err := sys.GetMapInfo(fd)
@@ -104,7 +148,14 @@ func openKernelRing(fd int, what string) (*KernelRing, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, bpfError(err))
 	}
-	return &KernelRing{mem: newKernelMemory(m, size), mapping: m, fd: fd, info: info}, nil
+	mem := newKernelMemory(m, size)
+	if info.Flags&FlagOverwrite != 0 {
+		// The kernel keeps overwrite_pos at producer page offset 16, as
+		// ringo's rings do, but no record counts: what the consumer loses
+		// is counted in bytes only.
+		mem.enableOverwrite(m, false)
+	}
+	return &KernelRing{mem: mem, mapping: m, fd: fd, info: info}, nil
 }
 
 // bpfError explains the errors every BPF call can give.
@@ -127,6 +178,16 @@ func (k *KernelRing) Close() error {
 	err := k.mapping.Unmap()
 	closeFD(k.fd)
 	return err
+}
+
+// Overwrite reports whether the map was created with FlagOverwrite.
+func (k *KernelRing) Overwrite() bool { return k.mem.overwritePos != nil }
+
+// Overwritten returns what the kernel overwrote of a ring in overwrite mode
+// before this process's Readers got to it: the records (always 0: the
+// kernel keeps no count of them) and the bytes of positions.
+func (k *KernelRing) Overwritten() (records, bytes uint64) {
+	return k.mem.overwritten.Load(), k.mem.overwrittenBytes.Load()
 }
 
 // FD returns the map's descriptor, owned by the KernelRing.

@@ -452,3 +452,38 @@ func TestBpftoolSeesPinnedRing(t *testing.T) {
 		t.Fatalf("bpftool says %+v", m)
 	}
 }
+
+// TestKernelOverwriteRefused: Linux 6.18 refuses BPF_F_RB_OVERWRITE, and
+// ringo says so, pointing at the user-space ring that has the mode; where a
+// kernel accepts it, the ring opens in overwrite mode.
+func TestKernelOverwriteRefused(t *testing.T) {
+	requireKernel(t)
+	spec := MapSpec{Type: RingBuf, MaxEntries: 4096, Flags: FlagOverwrite}
+	k, err := CreateKernelRingFromSpec(spec, "ringo_overwrite")
+	if KernelSupportsOverwrite() {
+		if err != nil {
+			t.Fatalf("the kernel supports overwrite rings, but: %v", err)
+		}
+		defer k.Close()
+		if !k.Overwrite() {
+			t.Error("a kernel ring made with FlagOverwrite is not in overwrite mode")
+		}
+		return
+	}
+	if err == nil {
+		k.Close()
+		t.Fatal("KernelSupportsOverwrite() = false, yet the kernel made an overwrite ring")
+	}
+	if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "after Linux 6.18") || !strings.Contains(err.Error(), "WithOverwrite") {
+		t.Errorf("error %q does not explain the refusal", err)
+	}
+	// The same spec gives a user-space ring in overwrite mode.
+	r, err := NewFromSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Overwrite() {
+		t.Error("NewFromSpec with FlagOverwrite made a ring not in overwrite mode")
+	}
+}

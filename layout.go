@@ -34,9 +34,13 @@ const (
 	// ringo's own: the identity and counters of user-space rings, in the
 	// consumer page, past everything the kernel uses. Shared rings are
 	// checked against them when opened.
-	identOffset     = 2048 // u64 magic, u32 version, u32 page size, u64 data size
-	droppedOffset   = 2112 // u64 reservations refused because the ring was full
-	abandonedOffset = 2176 // u64 records abandoned by dead producers
+	identOffset      = 2048 // u64 magic, u32 version, u32 page size, u64 data size, u32 flags
+	droppedOffset    = 2112 // u64 reservations refused because the ring was full
+	abandonedOffset  = 2176 // u64 records abandoned by dead producers
+	droppedBytesOff  = 2184 // u64 payload bytes of the refused reservations
+	consCountOffset  = 2240 // u64 overwrite mode: committed records the consumer has passed
+	overwrittenOff   = 2248 // u64 overwrite mode: records the consumer lost to producers
+	overwrittenBytes = 2256 // u64 overwrite mode: bytes of positions the consumer lost
 
 	ringMagic   = 0x00474e4952 // "RING" and a NUL, little-endian
 	ringVersion = 1
@@ -52,6 +56,18 @@ const (
 	// process token}, owner 0 meaning free.
 	slotsOffset = 256
 	slotSize    = 16
+
+	// overwrite_pos, in the producer page of rings in overwrite mode
+	// (mainline's BPF_F_RB_OVERWRITE): the position after the last record
+	// producers have overwritten.
+	overwritePosOffset = 16
+
+	// ringo's own, overwrite mode: a u64 sequence word and the u64 count
+	// of committed records overwrite_pos has passed, written together
+	// under the reservation lock so that a consumer reads a position and
+	// its count as one.
+	overSeqOffset   = 128
+	overCountOffset = 136
 
 	// ringo's own: u64 token of the process whose Reader consumes a shared
 	// ring, in the consumer page.
@@ -95,7 +111,15 @@ const (
 	ConsumerPos Prop = 2
 	// ProducerPos is the producer's position.
 	ProducerPos Prop = 3
+	// OverwritePos is the position after the last record producers
+	// overwrote, in a ring in overwrite mode (BPF_RB_OVERWRITE_POS of
+	// mainline kernels); 0 otherwise.
+	OverwritePos Prop = 4
 )
+
+// ringFlagOverwrite in a user-space ring's identity block: the ring is in
+// overwrite mode (FlagOverwrite is the kernel's map flag for the same).
+const ringFlagOverwrite = 1 << 0
 
 func (p Prop) String() string {
 	switch p {
@@ -107,6 +131,8 @@ func (p Prop) String() string {
 		return "BPF_RB_CONS_POS"
 	case ProducerPos:
 		return "BPF_RB_PROD_POS"
+	case OverwritePos:
+		return "BPF_RB_OVERWRITE_POS"
 	}
 	return "unknown property"
 }

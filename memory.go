@@ -45,6 +45,21 @@ type memory struct {
 	dropped   *atomic.Uint64
 	abandoned *atomic.Uint64
 
+	// Overwrite mode. overwritePos is nil unless the ring overwrites its
+	// oldest records when full. overSeq and overCount (producer page),
+	// consCount (consumer page) are ringo's record counts, nil for kernel
+	// rings; overwritten and overwrittenBytes are what the consumer lost
+	// (for kernel rings, words of the Go heap).
+	overwritePos     *atomic.Uint64
+	overSeq          *atomic.Uint64
+	overCount        *atomic.Uint64
+	consCount        *atomic.Uint64
+	overwritten      *atomic.Uint64
+	overwrittenBytes *atomic.Uint64
+
+	// droppedBytes counts the payload bytes of refused reservations.
+	droppedBytes *atomic.Uint64
+
 	// data is the data area mapped twice: data[i] and data[i+size] alias.
 	data []byte
 	mask uint64 // size - 1
@@ -60,16 +75,19 @@ func newMemory(m *sys.Mapping, size int) *memory {
 	}
 	return &memory{
 		// The position pages are page-aligned, so the words are aligned.
-		consumerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[consumerPosOffset])),
-		producerPos: (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
-		pendingPos:  (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
-		waiter:      (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
-		lockWord:    (*atomic.Uint64)(unsafe.Pointer(&m.Producer[lockOffset])),
-		dropped:     (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[droppedOffset])),
-		abandoned:   (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[abandonedOffset])),
-		data:        m.Data[: 2*size : 2*size],
-		mask:        uint64(size - 1),
-		pageShift:   shift,
+		consumerPos:      (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[consumerPosOffset])),
+		producerPos:      (*atomic.Uint64)(unsafe.Pointer(&m.Producer[producerPosOffset])),
+		pendingPos:       (*atomic.Uint64)(unsafe.Pointer(&m.Producer[pendingPosOffset])),
+		waiter:           (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[waiterOffset])),
+		lockWord:         (*atomic.Uint64)(unsafe.Pointer(&m.Producer[lockOffset])),
+		dropped:          (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[droppedOffset])),
+		abandoned:        (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[abandonedOffset])),
+		droppedBytes:     (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[droppedBytesOff])),
+		overwritten:      (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[overwrittenOff])),
+		overwrittenBytes: (*atomic.Uint64)(unsafe.Pointer(&m.Consumer[overwrittenBytes])),
+		data:             m.Data[: 2*size : 2*size],
+		mask:             uint64(size - 1),
+		pageShift:        shift,
 	}
 }
 
@@ -77,8 +95,23 @@ func newMemory(m *sys.Mapping, size int) *memory {
 // words only, none of ringo's own.
 func newKernelMemory(m *sys.Mapping, size int) *memory {
 	mem := newMemory(m, size)
-	mem.waiter, mem.lockWord, mem.dropped, mem.abandoned = nil, nil, nil, nil
+	mem.waiter, mem.lockWord, mem.dropped, mem.abandoned, mem.droppedBytes = nil, nil, nil, nil, nil
+	// What the consumer loses to an overwriting kernel ring is counted
+	// here, in the Go heap: the kernel's pages have no room for it.
+	mem.overwritten, mem.overwrittenBytes = new(atomic.Uint64), new(atomic.Uint64)
 	return mem
+}
+
+// enableOverwrite puts the memory in overwrite mode: overwrite_pos at
+// producer page offset 16, and for user-space rings (counts true) ringo's
+// record counts.
+func (m *memory) enableOverwrite(mp *sys.Mapping, counts bool) {
+	m.overwritePos = (*atomic.Uint64)(unsafe.Pointer(&mp.Producer[overwritePosOffset]))
+	if counts {
+		m.overSeq = (*atomic.Uint64)(unsafe.Pointer(&mp.Producer[overSeqOffset]))
+		m.overCount = (*atomic.Uint64)(unsafe.Pointer(&mp.Producer[overCountOffset]))
+		m.consCount = (*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[consCountOffset]))
+	}
 }
 
 // slot is one entry of a shared ring's reservation owner table.
@@ -135,6 +168,8 @@ type ident struct {
 	version  uint32
 	pageSize uint32
 	size     uint64
+	flags    uint32 // ringFlagOverwrite; 0 in rings of earlier ringo versions
+	_        uint32
 }
 
 // identity returns a pointer to the identity block of a mapping. The block
@@ -142,4 +177,35 @@ type ident struct {
 // open it, and only read afterwards.
 func identity(m *sys.Mapping) *ident {
 	return (*ident)(unsafe.Pointer(&m.Consumer[identOffset]))
+}
+
+// overwriteMark returns overwrite_pos and, for rings that keep it, the
+// count of committed records before it, read as one: producers write both
+// between two increments of the sequence word, under the reservation lock.
+func (m *memory) overwriteMark() (pos, count uint64) {
+	if m.overSeq == nil {
+		return m.overwritePos.Load(), 0
+	}
+	for try := 0; ; try++ {
+		seq := m.overSeq.Load()
+		if seq&1 == 0 || try > 10000 {
+			// (An odd word that stays odd is a producer process that
+			// died mid-update: the position is still usable.)
+			pos, count = m.overwritePos.Load(), m.overCount.Load()
+			if m.overSeq.Load() == seq {
+				return pos, count
+			}
+		}
+		cpuPause(1)
+	}
+}
+
+// setOverwriteMark stores overwrite_pos and its count; called with the
+// reservation lock held, before producer_pos is published.
+func (m *memory) setOverwriteMark(pos, count uint64) {
+	seq := m.overSeq.Load() | 1 // odd: being written (already odd if a holder died here)
+	m.overSeq.Store(seq)
+	m.overwritePos.Store(pos)
+	m.overCount.Store(count)
+	m.overSeq.Store(seq + 1)
 }

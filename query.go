@@ -12,25 +12,47 @@ type Positions struct {
 	// Pending is the oldest record that may still be busy: producers do not
 	// run more than size-1 bytes ahead of it.
 	Pending uint64
+	// Overwrite is the position after the last record producers
+	// overwrote, in a ring in overwrite mode; 0 otherwise.
+	Overwrite uint64
 }
 
-// Avail is the number of bytes of records not yet consumed.
-func (p Positions) Avail() uint64 { return p.Producer - p.Consumer }
+// Avail is the number of bytes of records not yet consumed (and, in
+// overwrite mode, not overwritten).
+func (p Positions) Avail() uint64 {
+	from := p.Consumer
+	if int64(p.Overwrite-from) > 0 {
+		from = p.Overwrite
+	}
+	return p.Producer - from
+}
 
 func (m *memory) positions() Positions {
-	return Positions{
-		Consumer: m.consumerPos.Load(),
-		Producer: m.producerPos.Load(),
-		Pending:  m.pendingPos.Load(),
+	p := Positions{Consumer: m.consumerPos.Load()}
+	if m.overwritePos != nil {
+		p.Overwrite = m.overwritePos.Load()
 	}
+	p.Producer = m.producerPos.Load()
+	p.Pending = m.pendingPos.Load()
+	return p
 }
 
 // query is bpf_ringbuf_query.
 func (m *memory) query(p Prop) (uint64, error) {
 	switch p {
 	case AvailData:
-		// ringbuf_avail_data_sz: consumer first, then producer.
+		// ringbuf_avail_data_sz: consumer first, then producer; in
+		// overwrite mode overwrite_pos before producer_pos, and what
+		// lies before it is gone.
 		cons := m.consumerPos.Load()
+		if m.overwritePos != nil {
+			over := m.overwritePos.Load()
+			prod := m.producerPos.Load()
+			if int64(over-cons) > 0 {
+				cons = over
+			}
+			return prod - cons, nil
+		}
 		return m.producerPos.Load() - cons, nil
 	case RingSize:
 		return m.size(), nil
@@ -38,8 +60,13 @@ func (m *memory) query(p Prop) (uint64, error) {
 		return m.consumerPos.Load(), nil
 	case ProducerPos:
 		return m.producerPos.Load(), nil
+	case OverwritePos:
+		if m.overwritePos == nil {
+			return 0, nil
+		}
+		return m.overwritePos.Load(), nil
 	}
-	return 0, invalid("query property %d: the properties are AvailData (0), RingSize (1), ConsumerPos (2) and ProducerPos (3)", uint64(p))
+	return 0, invalid("query property %d: the properties are AvailData (0), RingSize (1), ConsumerPos (2), ProducerPos (3) and OverwritePos (4)", uint64(p))
 }
 
 func closeFD(fd int) { unix.Close(fd) }

@@ -87,9 +87,11 @@ type readerRing struct {
 	cur    cursor
 	// stored is the consumer position last stored to the ring.
 	stored uint64
-	// lap is where the current Consume call started in this ring: one call
-	// takes at most one ring's worth, so that it ends under any load.
-	lap uint64
+	// taken is how many bytes of positions the current Consume call has
+	// taken from this ring: one call takes at most a ring's worth. (Bytes
+	// taken, not the distance moved: a cursor that jumps over records
+	// producers overwrote moves further.)
+	taken uint64
 }
 
 // spinRounds is how many times a Reader looks at its rings again, yielding
@@ -162,6 +164,9 @@ func (r *Reader) add(s Source, set RingSet) error {
 	m := s.ringMemory()
 	cons := m.consumerPos.Load()
 	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons}
+	if m.consCount != nil {
+		rr.cur.count = m.consCount.Load()
+	}
 	if err := r.poller.Add(s.pollFD(), rr.key); err != nil {
 		s.detach()
 		return fmt.Errorf("ringo: add ring %v to reader: %w", s, err)
@@ -295,9 +300,22 @@ func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 // the space of the records before it. Pairs with the producers' load of
 // consumer_pos in reserve and in the wake-up test.
 func (rr *readerRing) commit() {
-	if rr.stored != rr.cur.pos {
-		rr.stored = rr.cur.pos
-		rr.cur.mem.consumerPos.Store(rr.stored)
+	c := &rr.cur
+	if rr.stored != c.pos {
+		rr.stored = c.pos
+		if c.mem.consCount != nil {
+			// Before consumer_pos: a consumer that takes over reads
+			// the count of the records before the position it finds.
+			c.mem.consCount.Store(c.count)
+		}
+		c.mem.consumerPos.Store(rr.stored)
+	}
+	if c.lost|c.lostBytes != 0 {
+		// After consumer_pos: until then Ring.Overwritten counts these
+		// as lying between consumer_pos and overwrite_pos.
+		c.mem.overwritten.Add(c.lost)
+		c.mem.overwrittenBytes.Add(c.lostBytes)
+		c.lost, c.lostBytes = 0, 0
 	}
 }
 
@@ -306,7 +324,7 @@ func (rr *readerRing) commit() {
 // that producers never wait long for space, seldom enough that the cache
 // line producers read is not bounced for every record.
 func (rr *readerRing) advance(total uint64) {
-	rr.cur.pos += total
+	rr.cur.pass(total)
 	if rr.cur.pos-rr.stored >= rr.cur.mem.size()/4 {
 		rr.commit()
 	}
@@ -326,7 +344,7 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 	r.follow()
 	defer r.sweep()
 	for _, rr := range r.rings {
-		rr.lap = rr.cur.pos
+		rr.taken = 0
 	}
 	total := 0
 	for len(r.rings) > 0 {
@@ -353,7 +371,7 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Bool) (n int, err error) {
 	defer rr.commit()
 	size := rr.cur.mem.size()
-	for n < max && rr.cur.pos-rr.lap < size && !closed.Load() {
+	for n < max && rr.taken < size && !closed.Load() {
 		data, total, st, err := rr.cur.next()
 		if err != nil || st != stepRecord {
 			return n, err
@@ -362,6 +380,7 @@ func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Boo
 			return n, err
 		}
 		rr.advance(total)
+		rr.taken += total
 		n++
 	}
 	return n, nil
@@ -420,7 +439,7 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) error {
 	}
 	rec.Source, rec.Pos = rr.src, rr.cur.pos
 	rec.Data = append(rec.Data[:0], data...)
-	rr.cur.pos += total
+	rr.cur.pass(total)
 	rr.commit()
 	return nil
 }

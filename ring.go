@@ -39,7 +39,8 @@ type Ring struct {
 type Option func(*ringOptions)
 
 type ringOptions struct {
-	name string
+	name      string
+	overwrite bool
 }
 
 // WithName names the ring, for records, errors and /proc/PID/fd listings.
@@ -77,7 +78,12 @@ func New(size int, opts ...Option) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
 	}
-	*identity(r.mapping) = ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	if o.overwrite {
+		id.flags |= ringFlagOverwrite
+		r.mem.enableOverwrite(r.mapping, true)
+	}
+	*identity(r.mapping) = id
 	return r, nil
 }
 
@@ -103,8 +109,14 @@ type doorbell interface {
 }
 
 // NewFromSpec creates a ring from BPF map attributes, after validating them
-// as BPF_MAP_CREATE would (see MapSpec.Validate).
+// as BPF_MAP_CREATE would (see MapSpec.Validate), except that FlagOverwrite
+// makes a ring in overwrite mode whatever the kernel.
 func NewFromSpec(spec MapSpec, opts ...Option) (*Ring, error) {
+	if spec.Type == RingBuf && spec.Flags&FlagOverwrite != 0 {
+		// A user-space ring has overwrite mode whatever the kernel.
+		spec.Flags &^= FlagOverwrite
+		opts = append(opts, WithOverwrite())
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -277,16 +289,24 @@ func (r *Ring) reserve(n uint64) (uint64, int, error) {
 	}
 
 	newProd := prod + total
-	if newProd-cons > m.mask || newProd-pend > m.mask {
+	// Never past a record still being written; past unconsumed ones only
+	// in overwrite mode, which then overwrites the oldest records.
+	if newProd-pend > m.mask || (m.overwritePos == nil && newProd-cons > m.mask) {
 		m.unlock()
-		m.dropped.Add(1)
+		m.countDrop(n)
 		return 0, -1, ErrFull
+	}
+	if m.overwritePos != nil {
+		if err := m.overwriteTo(newProd); err != nil {
+			m.unlock()
+			return 0, -1, err
+		}
 	}
 	slot := -1
 	if m.slots != nil {
 		if slot = m.claimSlot(prod); slot < 0 {
 			m.unlock()
-			m.dropped.Add(1)
+			m.countDrop(n)
 			return 0, -1, ErrFull
 		}
 	}
@@ -379,8 +399,8 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 	// Load after the swap (both sequentially consistent): either the
 	// consumer sees the committed header, or we see its consumer_pos and
 	// wake it. See Reader for its half.
-	cons := m.consumerPos.Load() & m.mask
-	if flags&ForceWakeup != 0 || (cons == off && flags&NoWakeup == 0) {
+	cons := m.consumerPos.Load()
+	if flags&ForceWakeup != 0 || (flags&NoWakeup == 0 && (cons&m.mask == off || m.lapped(cons))) {
 		r.wakeups.Add(1)
 		// The kernel queues irq_work that wakes whoever waits; the
 		// system call is only worth making if the Reader announced that

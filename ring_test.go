@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-func newRing(t testing.TB, size int) *Ring {
+func newRing(t testing.TB, size int, opts ...Option) *Ring {
 	t.Helper()
-	r, err := New(size)
+	r, err := New(size, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,8 +476,11 @@ func TestQuery(t *testing.T) {
 			t.Errorf("after consuming, Query(%v) = %d; want %d", p, got, v)
 		}
 	}
-	if _, err := r.Query(4); !errors.Is(err, syscall.EINVAL) {
-		t.Errorf("Query(4) = %v, want EINVAL", err)
+	if v, err := r.Query(OverwritePos); v != 0 || err != nil {
+		t.Errorf("Query(OverwritePos) of a ring not in overwrite mode = %d, %v; want 0", v, err)
+	}
+	if _, err := r.Query(5); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Query(5) = %v, want EINVAL", err)
 	}
 	if AvailData.String() != "BPF_RB_AVAIL_DATA" || Prop(9).String() != "unknown property" {
 		t.Error("Prop names")

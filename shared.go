@@ -22,8 +22,9 @@ const DefaultDir = "/dev/shm/ringo"
 type SharedOption func(*sharedOptions)
 
 type sharedOptions struct {
-	dir   string
-	group bool
+	dir       string
+	group     bool
+	overwrite bool
 }
 
 // WithDir places named rings in dir instead of RINGO_DIR or DefaultDir.
@@ -106,7 +107,12 @@ func Create(name string, size int, opts ...SharedOption) (*Ring, error) {
 		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
 	}
 	r.mem.trackOwners(r.mapping)
-	*identity(r.mapping) = ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	if o.overwrite {
+		id.flags |= ringFlagOverwrite
+		r.mem.enableOverwrite(r.mapping, true)
+	}
+	*identity(r.mapping) = id
 	if err := os.Link(tmp, path); err != nil {
 		r.Close()
 		if errors.Is(err, fs.ErrExist) {
@@ -131,7 +137,7 @@ func Open(name string, opts ...SharedOption) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringo: open ring %q: %w", name, &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	size, err := checkRingFile(fd)
+	size, flags, err := checkRingFile(fd)
 	if err != nil {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: open ring %q (%s): %w", name, path, err)
@@ -148,49 +154,55 @@ func Open(name string, opts ...SharedOption) (*Ring, error) {
 		return nil, fmt.Errorf("ringo: open ring %q: %w", name, err)
 	}
 	r.mem.trackOwners(r.mapping)
+	if flags&ringFlagOverwrite != 0 {
+		r.mem.enableOverwrite(r.mapping, true)
+	}
 	r.path = path
 	return r, nil
 }
 
 // checkRingFile reads the identity block of a ring file and checks it
-// against the file's length; it returns the data size.
-func checkRingFile(fd int) (int, error) {
+// against the file's length; it returns the data size and the ring's flags.
+func checkRingFile(fd int) (int, uint32, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, fmt.Errorf("not a regular file: %w", ErrCorrupt)
+		return 0, 0, fmt.Errorf("not a regular file: %w", ErrCorrupt)
 	}
 	page := int64(sys.PageSize)
 	if st.Size < 2*page {
-		return 0, fmt.Errorf("the file has %d bytes, fewer than the two position pages of a ring: %w", st.Size, ErrCorrupt)
+		return 0, 0, fmt.Errorf("the file has %d bytes, fewer than the two position pages of a ring: %w", st.Size, ErrCorrupt)
 	}
-	var b [24]byte
+	var b [28]byte
 	if _, err := unix.Pread(fd, b[:], identOffset); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	id := ident{
 		magic:    binary.NativeEndian.Uint64(b[0:]),
 		version:  binary.NativeEndian.Uint32(b[8:]),
 		pageSize: binary.NativeEndian.Uint32(b[12:]),
 		size:     binary.NativeEndian.Uint64(b[16:]),
+		flags:    binary.NativeEndian.Uint32(b[24:]),
 	}
 	switch {
 	case id.magic != ringMagic:
-		return 0, fmt.Errorf("not a ringo ring (magic %#x): %w", id.magic, ErrCorrupt)
+		return 0, 0, fmt.Errorf("not a ringo ring (magic %#x): %w", id.magic, ErrCorrupt)
 	case id.version != ringVersion:
-		return 0, fmt.Errorf("ring format version %d, this ringo reads version %d: %w", id.version, ringVersion, ErrCorrupt)
+		return 0, 0, fmt.Errorf("ring format version %d, this ringo reads version %d: %w", id.version, ringVersion, ErrCorrupt)
+	case id.flags&^ringFlagOverwrite != 0:
+		return 0, 0, fmt.Errorf("ring flags %#x, this ringo knows %#x (made by a newer ringo?): %w", id.flags, ringFlagOverwrite, ErrCorrupt)
 	case int64(id.pageSize) != page:
-		return 0, fmt.Errorf("made with %d-byte pages, this machine has %d: %w", id.pageSize, page, ErrCorrupt)
+		return 0, 0, fmt.Errorf("made with %d-byte pages, this machine has %d: %w", id.pageSize, page, ErrCorrupt)
 	}
 	if err := ValidateSize(int64(id.size)); err != nil {
-		return 0, fmt.Errorf("recorded data size %d is invalid: %w", id.size, ErrCorrupt)
+		return 0, 0, fmt.Errorf("recorded data size %d is invalid: %w", id.size, ErrCorrupt)
 	}
 	if want := int64(fileSize(int(id.size))); st.Size != want {
-		return 0, fmt.Errorf("the file has %d bytes, a ring of %d data bytes has %d (truncated or grown): %w", st.Size, id.size, want, ErrCorrupt)
+		return 0, 0, fmt.Errorf("the file has %d bytes, a ring of %d data bytes has %d (truncated or grown): %w", st.Size, id.size, want, ErrCorrupt)
 	}
-	return int(id.size), nil
+	return int(id.size), id.flags, nil
 }
 
 // Remove deletes the named ring. Processes that have it open keep using it

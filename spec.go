@@ -29,6 +29,12 @@ func (t MapType) String() string { return mapTypeName(uint32(t)) }
 const (
 	// FlagNUMANode is BPF_F_NUMA_NODE: place the ring on a given NUMA node.
 	FlagNUMANode uint32 = 1 << 2
+	// FlagOverwrite is BPF_F_RB_OVERWRITE: a ring that, when full,
+	// overwrites its oldest committed records instead of refusing new
+	// ones. Mainline kernels after 6.18 accept it for ringbuf maps; Linux
+	// 6.18 refuses it (see KernelSupportsOverwrite). ringo's user-space and
+	// shared rings have the same mode (WithOverwrite, NewFromSpec).
+	FlagOverwrite uint32 = 1 << 19
 
 	ringFlagMask = FlagNUMANode
 )
@@ -51,6 +57,9 @@ type MapSpec struct {
 func (s MapSpec) Validate() error {
 	if s.Type != RingBuf && s.Type != UserRingBuf {
 		return invalid("map type is %v, not ringbuf (27) or user_ringbuf (31)", s.Type)
+	}
+	if s.Flags&FlagOverwrite != 0 && s.Type == RingBuf {
+		return invalid("map flag BPF_F_RB_OVERWRITE (%#x) is refused by Linux 6.18 and earlier (mainline kernels after 6.18 accept it): use a user-space ring in overwrite mode (NewFromSpec or WithOverwrite), or CreateKernelRingFromSpec on a kernel that has it", FlagOverwrite)
 	}
 	if extra := s.Flags &^ ringFlagMask; extra != 0 {
 		return invalid("map flags %#x are not accepted by a %v map: only BPF_F_NUMA_NODE (%#x) is", extra, s.Type, FlagNUMANode)

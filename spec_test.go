@@ -78,7 +78,8 @@ func TestMapSpecValidate(t *testing.T) {
 		"not positive":          {Type: RingBuf},
 		"not a multiple":        {Type: RingBuf, MaxEntries: 1024},
 		"not ringbuf (27)":      {Type: 1, MaxEntries: 4096},
-		"are not accepted":      {Type: RingBuf, MaxEntries: 4096, Flags: 1 << 19},
+		"BPF_F_RB_OVERWRITE":    {Type: RingBuf, MaxEntries: 4096, Flags: 1 << 19},
+		"are not accepted":      {Type: RingBuf, MaxEntries: 4096, Flags: 1 << 20},
 		"map flags 0x1 are not": {Type: UserRingBuf, MaxEntries: 4096, Flags: 1},
 	}
 	for want, spec := range cases {

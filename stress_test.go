@@ -99,6 +99,9 @@ type stressConfig struct {
 	// flags makes producers work in batches with random wake-up flags (see
 	// runFlags); otherwise every commit uses the adaptive default.
 	flags bool
+	// overwrite runs the ring in overwrite mode, without the tiny
+	// producer (whose records carry no id to tell which were lost).
+	overwrite bool
 }
 
 // stressProducer is one producer goroutine's state. committed is only read
@@ -396,7 +399,11 @@ type stressConsumer func(ctx context.Context, rd *Reader, check func(Record) err
 // the consumer in the test goroutine, then checks the outcome and the ring's
 // final positions.
 func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
-	r := newRing(t, cfg.ringSize)
+	var opts []Option
+	if cfg.overwrite {
+		opts = append(opts, WithOverwrite())
+	}
+	r := newRing(t, cfg.ringSize, opts...)
 	rd := newReader(t, r)
 
 	var quit atomic.Bool
@@ -408,7 +415,11 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 		all.Wait()
 	}()
 
-	prods := make([]*stressProducer, cfg.producers+1)
+	tiny := 1
+	if cfg.overwrite {
+		tiny = 0
+	}
+	prods := make([]*stressProducer, cfg.producers+tiny)
 	for i := range prods {
 		prods[i] = &stressProducer{
 			id:   uint32(i),
@@ -482,7 +493,11 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 	}
 	all.Wait()
 	elapsed := time.Since(start)
-	c.finish(t, prods)
+	if cfg.overwrite {
+		c.finishOverwrite(t, prods, r)
+	} else {
+		c.finish(t, prods)
+	}
 
 	// Nothing follows the end-of-run record, and everything is consumed.
 	if n, err := rd.Consume(func(rec Record) error { return fmt.Errorf("record at %d after the end", rec.Pos) }); n != 0 || err != nil {

@@ -167,6 +167,8 @@ type ringJSON struct {
 	Path        string  `json:"path"`
 	Dropped     *uint64 `json:"dropped"`
 	Abandoned   *uint64 `json:"abandoned"`
+	Overwrite   bool    `json:"overwrite"`
+	Overwritten *uint64 `json:"overwritten"`
 }
 
 type recJSON struct {
@@ -274,6 +276,38 @@ func TestSharedRingCommands(t *testing.T) {
 	ok(t, dir, "rm", "events")
 	fails(t, dir, 1, `no shared ring named "events"`, "show", "events")
 	fails(t, dir, 1, "remove ring", "rm", "events")
+}
+
+// TestFlightRecorderCommands: a shared ring made with --overwrite keeps the
+// newest records, and dump gives them in order.
+func TestFlightRecorderCommands(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, dir, "create", "recorder", "--size", "4K", "--overwrite")
+	// 1000 records of 56+8 bytes: a 4096-byte ring keeps the last 63.
+	ok(t, dir, "produce", "recorder", "--count", "1000", "--size", "56")
+	show := decode[ringJSON](t, ok(t, dir, "show", "recorder", "--json"))
+	if !show.Overwrite || show.Overwritten == nil || *show.Overwritten != 937 || show.AvailData != 63*64 {
+		t.Fatalf("show --json: %+v", show)
+	}
+	if text := ok(t, dir, "show", "recorder"); !strings.Contains(text, "mode:") || !strings.Contains(text, "overwritten:  937 records") {
+		t.Fatalf("show:\n%s", text)
+	}
+	recs := lines[recJSON](t, ok(t, dir, "dump", "recorder", "--json"))
+	if len(recs) != 63 {
+		t.Fatalf("dump gave %d records, want 63", len(recs))
+	}
+	for i, r := range recs {
+		b, err := hex.DecodeString(r.Data)
+		if err != nil || len(b) != 56 {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+		if seq := binary.LittleEndian.Uint64(b); seq != uint64(937+i) {
+			t.Fatalf("record %d is seq %d, want %d", i, seq, 937+i)
+		}
+	}
+	if show := decode[ringJSON](t, ok(t, dir, "show", "recorder", "--json")); *show.Overwritten != 937 || show.AvailData != 0 {
+		t.Fatalf("show after dump: %+v", show)
+	}
 }
 
 func TestStat(t *testing.T) {

@@ -114,6 +114,9 @@ var showCmd = &command{
 				fmt.Fprintf(tw, "id:\t%d\n", ri.ID)
 			}
 			fmt.Fprintf(tw, "name:\t%s\ntype:\t%s\nsize:\t%s (%d bytes)\n", ri.Name, ri.Type, human(uint64(ri.Size)), ri.Size)
+			if ri.Overwrite {
+				fmt.Fprintf(tw, "mode:\toverwrite (overwrite_pos %d)\n", ri.OverwritePos)
+			}
 			fmt.Fprintf(tw, "avail_data:\t%d (%.1f%% full)\n", ri.AvailData, 100*float64(ri.AvailData)/float64(ri.Size))
 			fmt.Fprintf(tw, "consumer_pos:\t%d\nproducer_pos:\t%d\npending_pos:\t%d\n", ri.ConsumerPos, ri.ProducerPos, ri.PendingPos)
 			if ri.Path != "" {
@@ -121,6 +124,9 @@ var showCmd = &command{
 			}
 			if ri.Dropped != nil {
 				fmt.Fprintf(tw, "dropped:\t%d\nabandoned:\t%d\n", *ri.Dropped, *ri.Abandoned)
+			}
+			if ri.Overwritten != nil {
+				fmt.Fprintf(tw, "overwritten:\t%d records (%s) before they were read\n", *ri.Overwritten, human(*ri.OverwrittenBytes))
 			}
 			return tw.Flush()
 		}
@@ -140,14 +146,17 @@ func oneTarget(args []string) (*target, error) {
 
 var createCmd = &command{
 	name:    "create",
-	args:    "NAME --size BYTES [--group] [--json]",
+	args:    "NAME --size BYTES [--overwrite] [--group] [--json]",
 	summary: "create a shared ring in $RINGO_DIR (default /dev/shm/ringo)",
 	help: `BYTES is the size of the data area: a power of two and a multiple of the page
-size, written as 65536, 64K or 1M.`,
+size, written as 65536, 64K or 1M. With --overwrite the ring is a flight
+recorder: when full, producers overwrite the oldest records instead of
+failing, and dump gives the newest BYTES' worth, in order.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		var size sizeValue
 		fs.Var(&size, "size", "data area size in bytes (4096, 64K, 1M; a power of two, page multiple)")
 		group := fs.Bool("group", false, "let the file's group open the ring too (mode 0660)")
+		overwrite := fs.Bool("overwrite", false, "when full, overwrite the oldest records instead of refusing new ones")
 		asJSON := jsonFlag(fs)
 		return func(e *env, args []string) error {
 			if len(args) != 1 {
@@ -159,6 +168,9 @@ size, written as 65536, 64K or 1M.`,
 			var opts []ringo.SharedOption
 			if *group {
 				opts = append(opts, ringo.WithGroupAccess())
+			}
+			if *overwrite {
+				opts = append(opts, ringo.WithSharedOverwrite())
 			}
 			r, err := ringo.Create(args[0], int(size.n), opts...)
 			if err != nil {

@@ -113,6 +113,11 @@ type ringInfo struct {
 	Path        string  `json:"path,omitempty"`
 	Dropped     *uint64 `json:"dropped,omitempty"`
 	Abandoned   *uint64 `json:"abandoned,omitempty"`
+	// Overwrite mode only.
+	Overwrite        bool    `json:"overwrite,omitempty"`
+	OverwritePos     uint64  `json:"overwrite_pos,omitempty"`
+	Overwritten      *uint64 `json:"overwritten,omitempty"`
+	OverwrittenBytes *uint64 `json:"overwritten_bytes,omitempty"`
 }
 
 // info describes the open target; counters adds a shared ring's drop and
@@ -122,6 +127,12 @@ func (t *target) info(counters bool) ringInfo {
 	p := r.Positions()
 	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: p.Avail(),
 		ConsumerPos: p.Consumer, ProducerPos: p.Producer, PendingPos: p.Pending, Path: t.path}
+	if t.shared != nil && t.shared.Overwrite() {
+		n, b := t.shared.Overwritten()
+		ri.Overwrite, ri.OverwritePos, ri.Overwritten, ri.OverwrittenBytes = true, p.Overwrite, &n, &b
+	} else if t.kernel != nil && t.kernel.Overwrite() {
+		ri.Overwrite, ri.OverwritePos = true, p.Overwrite
+	}
 	switch {
 	case t.kernel != nil:
 		ri.ID, ri.Name = t.kernel.ID(), t.kernel.Name()

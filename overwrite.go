@@ -1,0 +1,93 @@
+package ringo
+
+import "fmt"
+
+// Overwrite mode: a ring that, when full, overwrites its oldest committed
+// records instead of refusing new ones (never a record still being
+// written), as mainline kernels' BPF_F_RB_OVERWRITE rings do: a flight
+// recorder that always holds the newest records. overwrite_pos, at
+// producer page offset 16, is the position after the last overwritten
+// record; the consumer jumps to it when it falls behind, and counts what it
+// lost (Ring.Overwritten).
+
+// WithOverwrite makes New create a ring in overwrite mode.
+func WithOverwrite() Option { return func(o *ringOptions) { o.overwrite = true } }
+
+// WithSharedOverwrite makes Create create a shared ring in overwrite mode;
+// every process that opens it follows the mode the file records.
+func WithSharedOverwrite() SharedOption { return func(o *sharedOptions) { o.overwrite = true } }
+
+// overwriteTo moves overwrite_pos past the oldest records until a
+// reservation ending at newProd fits in the ring, counting the committed
+// ones; called with the reservation lock held, before producer_pos is
+// published. The records it passes lie before pending_pos (the caller
+// checked newProd-pend <= mask), so none is still being written.
+func (m *memory) overwriteTo(newProd uint64) error {
+	over, count := m.overwriteMark()
+	if newProd-over <= m.mask {
+		return nil
+	}
+	// overwrite_pos stays within a lap of producer_pos (each reservation
+	// brings it along), so the headers it walks are this lap's. Bounded
+	// by distances, so that a corrupt header ends the walk.
+	start := over
+	for newProd-over > m.mask {
+		w := m.lenWord(over & m.mask).Load()
+		if w&DiscardBit == 0 {
+			count++
+		}
+		over += recordSize(uint64(payloadLen(w)))
+		if over-start > newProd-start {
+			return fmt.Errorf("%w: overwriting from position %d, the record at %d runs past the producer position %d",
+				ErrCorrupt, start, over, newProd)
+		}
+	}
+	m.setOverwriteMark(over, count)
+	return nil
+}
+
+// countDrop counts a reservation of n bytes refused because the ring was
+// full.
+func (m *memory) countDrop(n uint64) {
+	m.dropped.Add(1)
+	m.droppedBytes.Add(n)
+}
+
+// Overwritten returns how many committed records of a ring in overwrite
+// mode producers overwrote before a consumer read them, and the bytes of
+// ring positions lost with them (headers and padding included): those a
+// Reader skipped, and those lying between the consumer position and
+// overwrite_pos that no Reader has got to yet, so a flight recorder nobody
+// reads still counts what it lost. Both are 0 for other rings. A reading
+// taken while a Reader is storing its position may be briefly short, never
+// over.
+func (r *Ring) Overwritten() (records, bytes uint64) {
+	m := r.mem
+	if m.overwritePos == nil {
+		return 0, 0
+	}
+	records, bytes = m.overwritten.Load(), m.overwrittenBytes.Load()
+	// Consumer words after the counters: a Reader adds to the counters
+	// after it stores its position, so nothing is counted twice.
+	cons, consCount := m.consumerPos.Load(), m.consCount.Load()
+	over, overCount := m.overwriteMark()
+	if int64(over-cons) > 0 {
+		bytes += over - cons
+		if overCount > consCount {
+			records += overCount - consCount
+		}
+	}
+	return records, bytes
+}
+
+// Overwrite reports whether the ring is in overwrite mode.
+func (r *Ring) Overwrite() bool { return r.mem.overwritePos != nil }
+
+// lapped reports whether producers of a ring in overwrite mode have
+// overwritten records at consumer position cons: the adaptive wake-up then
+// wakes the consumer at every commit, since no record may ever start at
+// the position it waits at. (Mainline kernels wake only at cons; ringo's
+// addition, so that a consumer asleep on a lapped ring is not left there.)
+func (m *memory) lapped(cons uint64) bool {
+	return m.overwritePos != nil && int64(m.overwritePos.Load()-cons) > 0
+}

@@ -1,0 +1,377 @@
+package ringo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// finishOverwrite is finish for a ring in overwrite mode: what arrived of
+// each producer is a subsequence of what it committed, in order (check saw
+// to the order), and the records that did not arrive are exactly as many as
+// the ring counted overwritten. (That the newest are kept is
+// TestFlightRecorder's.)
+func (c *stressChecker) finishOverwrite(t *testing.T, prods []*stressProducer, r *Ring) {
+	t.Helper()
+	committed, arrived := 0, 0
+	for _, p := range prods {
+		got, want := c.got[p.id], p.committed
+		committed += len(want)
+		arrived += len(got)
+		i := 0 // index in want of the next seq of got
+		for _, seq := range got {
+			j, found := slices.BinarySearch(want[i:], seq)
+			if !found {
+				t.Fatalf("producer %d: seq %d arrived but was never committed", p.id, seq)
+			}
+			i += j + 1
+		}
+	}
+	lost, lostBytes := r.Overwritten()
+	if uint64(committed-arrived) != lost {
+		t.Errorf("%d records committed, %d arrived, but %d counted overwritten", committed, arrived, lost)
+	}
+	if lost > 0 && lostBytes < lost*HeaderSize {
+		t.Errorf("%d records overwritten in only %d bytes", lost, lostBytes)
+	}
+	t.Logf("overwrite: %d of %d committed records arrived; %d overwritten (%d bytes)", arrived, committed, lost, lostBytes)
+}
+
+// TestOverwriteStress: four producers far faster than a reader that dawdles,
+// on a 16 KiB ring in overwrite mode, for thousands of laps; with records up
+// to 4 KiB a producer often overwrites the record the reader is copying.
+// Every record that arrives must be intact and in order, the lost ones must
+// be exactly the count of overwritten ones, the newest must arrive, and no
+// wake-up may be lost.
+func TestOverwriteStress(t *testing.T) {
+	cfg := stressConfig{ringSize: 1 << 14, producers: 4, records: stressRecords(), maxSize: 4096, overwrite: true}
+	dawdle := func(i int) {
+		if i%64 == 0 {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	t.Run("ReadInto", func(t *testing.T) {
+		runStress(t, cfg, func(ctx context.Context, rd *Reader, check func(Record) error) error {
+			var rec Record
+			for i := 0; ; i++ {
+				if err := rd.ReadInto(ctx, &rec); err != nil {
+					return err
+				}
+				if err := check(rec); err != nil {
+					return err
+				}
+				if isStressEnd(rec) {
+					return nil
+				}
+				dawdle(i)
+			}
+		})
+	})
+	t.Run("ConsumeRead", func(t *testing.T) {
+		runStress(t, cfg, func(ctx context.Context, rd *Reader, check func(Record) error) error {
+			done, i := false, 0
+			for !done {
+				n, err := rd.Consume(func(rec Record) error {
+					i++
+					dawdle(i)
+					done = done || isStressEnd(rec)
+					return check(rec)
+				})
+				if err != nil {
+					return fmt.Errorf("Consume: %w", err)
+				}
+				if n == 0 && !done {
+					rec, err := rd.Read(ctx)
+					if err != nil {
+						return err
+					}
+					done = isStressEnd(rec)
+					if err := check(rec); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// TestFlightRecorder: with nobody reading, a ring in overwrite mode keeps
+// the newest records: after many laps a reader gets exactly the last ones
+// written, in order, filling the ring but for less than one record, and
+// the overwritten count is the rest.
+func TestFlightRecorder(t *testing.T) {
+	const size = 1 << 14
+	r := newRing(t, size, WithOverwrite())
+	if !r.Overwrite() {
+		t.Fatal("Overwrite() = false for a ring made WithOverwrite")
+	}
+	const n = 10000
+	var ends []uint64 // producer position after each record
+	for seq := range n {
+		b := make([]byte, 8+seq%300)
+		binary.LittleEndian.PutUint64(b, uint64(seq))
+		if err := r.Output(b, 0); err != nil {
+			t.Fatalf("Output %d on an overwrite ring: %v", seq, err)
+		}
+		ends = append(ends, r.Positions().Producer)
+	}
+	p := r.Positions()
+	if over, _ := r.Query(OverwritePos); over != p.Overwrite || p.Producer-p.Overwrite > size || p.Overwrite == 0 {
+		t.Fatalf("positions %+v, OverwritePos %d after %d laps", p, over, p.Producer/size)
+	}
+	if avail, _ := r.Query(AvailData); avail != p.Producer-p.Overwrite {
+		t.Errorf("AvailData = %d, want producer - overwrite = %d", avail, p.Producer-p.Overwrite)
+	}
+	// The first record kept is the one after the record that ends at
+	// overwrite_pos.
+	first, found := slices.BinarySearch(ends, p.Overwrite)
+	if !found {
+		t.Fatalf("overwrite_pos %d is not a record boundary", p.Overwrite)
+	}
+	first++
+
+	if lost, _ := r.Overwritten(); lost != uint64(first) {
+		t.Errorf("before any reader: Overwritten() = %d, want %d", lost, first)
+	}
+	rd := newReader(t, r)
+	var got []uint64
+	if _, err := rd.Consume(func(rec Record) error {
+		seq := binary.LittleEndian.Uint64(rec.Data)
+		if len(rec.Data) != 8+int(seq)%300 {
+			return fmt.Errorf("record %d is %d bytes", seq, len(rec.Data))
+		}
+		got = append(got, seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || got[0] != uint64(first) || got[len(got)-1] != n-1 || len(got) != n-first {
+		t.Fatalf("reader got %d records, from %v to %v; want %d..%d", len(got), got[:min(1, len(got))], got[max(0, len(got)-1):], first, n-1)
+	}
+	for i := range got {
+		if got[i] != uint64(first+i) {
+			t.Fatalf("record %d is seq %d, want %d", i, got[i], first+i)
+		}
+	}
+	if kept := p.Producer - p.Overwrite; kept < size-recordSize(8+299) {
+		t.Errorf("only %d of %d bytes hold records", kept, size)
+	}
+	if lost, _ := r.Overwritten(); lost != uint64(first) {
+		t.Errorf("Overwritten() = %d, want %d", lost, first)
+	}
+}
+
+// TestOverwriteNeverPassesBusy: a ring in overwrite mode does not overwrite
+// a record still being written; the reservation that would is refused as
+// full, and counted dropped.
+func TestOverwriteNeverPassesBusy(t *testing.T) {
+	r := newRing(t, 4096, WithOverwrite())
+	v, err := r.Reserve(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if err := r.Output(make([]byte, 500), 0); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if r.Dropped() != 1 {
+		t.Errorf("Dropped() = %d, want 1", r.Dropped())
+	}
+	if over := r.Positions().Overwrite; over != 0 {
+		t.Errorf("overwrite_pos = %d: moved past the busy record at 0", over)
+	}
+	if err := r.Commit(v, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Output(make([]byte, 500), 0); err != nil {
+		t.Fatalf("Output after the commit: %v", err)
+	}
+	if over := r.Positions().Overwrite; over == 0 {
+		t.Error("overwrite_pos did not move past the committed record")
+	}
+}
+
+// TestSharedOverwrite: the mode is recorded in the shared ring's file, so a
+// process that opens the ring follows it, and the overwritten counts are
+// shared.
+func TestSharedOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create("recorder", 1<<14, WithDir(dir), WithSharedOverwrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	o, err := Open("recorder", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if !o.Overwrite() {
+		t.Fatal("the opened ring is not in overwrite mode")
+	}
+	for i := range 2000 {
+		if err := w.Output(make([]byte, 8+i%100), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := newReader(t, o)
+	n, err := rd.Consume(func(Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, _ := w.Overwritten()
+	if lost == 0 || uint64(n)+lost != 2000 {
+		t.Errorf("%d records read, %d overwritten; want 2000 in all", n, lost)
+	}
+}
+
+// FuzzOverwriteCursor feeds arbitrary memory to the reader of a ring in
+// overwrite mode: consumer, producer and overwrite positions, the count
+// words, and the data area from the consumer position on. The reader must
+// start where the kernel's overwrite reader starts (overwrite_pos when the
+// consumer is behind it), hand out exactly the records walkImage finds from
+// there, report ErrCorrupt exactly when walkImage does, never panic or hang,
+// and never write the data area.
+func FuzzOverwriteCursor(f *testing.F) {
+	seeds := []struct {
+		cons, avail uint64
+		overDelta   int64
+		seq         uint64
+		data        []byte
+	}{
+		{0, 32, 0, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
+		// The consumer lapped: overwrite_pos at the second record.
+		{0, 32, 16, 2, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
+		// overwrite_pos past the producer, in the middle of a record, behind
+		// the consumer, misaligned.
+		{0, 32, 48, 0, fuzzHeader(nil, 16, make([]byte, 16))},
+		{0, 32, 8, 0, fuzzHeader(nil, 16, make([]byte, 16))},
+		{64, 32, -64, 0, fuzzHeader(nil, 16, make([]byte, 16))},
+		{0, 32, 3, 0, fuzzHeader(nil, 16, make([]byte, 16))},
+		// A writer that died mid-update of overwrite_pos (odd seq).
+		{0, 32, 16, 7, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
+		// A busy record after overwrite_pos; a huge header.
+		{0, 32, 16, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), BusyBit|1, []byte("z"))},
+		{1<<64 - 16, 4096, 8, 0, fuzzHeader(nil, MaxRecordSize, nil)},
+	}
+	for _, s := range seeds {
+		f.Add(s.cons, s.avail, s.overDelta, s.seq, s.data)
+	}
+	r, err := New(fuzzSize, WithOverwrite())
+	if err != nil {
+		f.Fatal(err)
+	}
+	m := r.mem
+	f.Cleanup(func() {
+		for _, w := range []*atomic.Uint64{m.consumerPos, m.producerPos, m.pendingPos, m.overwritePos, m.overSeq, m.overCount, m.consCount} {
+			w.Store(0)
+		}
+		if err := r.Close(); err != nil {
+			f.Error(err)
+		}
+	})
+	size := m.size()
+	f.Fuzz(func(t *testing.T, cons, avail uint64, overDelta int64, seq uint64, data []byte) {
+		prod, over := cons+avail, cons+uint64(overDelta)
+		data = data[:min(uint64(len(data)), size)]
+		image := make([]byte, size)
+		for i, b := range data {
+			image[(cons+uint64(i))%size] = b
+		}
+		start := cons
+		if int64(over-cons) > 0 && cons != prod {
+			start = over
+		}
+		want := walkImage(image, start, prod)
+
+		clear(m.data[:size])
+		off := cons & m.mask
+		copy(m.data[off:off+uint64(len(data))], data)
+		m.consumerPos.Store(cons)
+		m.producerPos.Store(prod)
+		m.pendingPos.Store(prod)
+		m.overwritePos.Store(over)
+		m.overSeq.Store(seq)
+		m.overCount.Store(0)
+		m.consCount.Store(0)
+		rd, err := NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		var got []fuzzRecord
+		for call := 0; call < 2; call++ {
+			_, err = rd.Consume(func(rec Record) error {
+				if len(got) > int(size/8) {
+					t.Fatal("Consume handed out more records than fit in the ring")
+				}
+				got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+				return nil
+			})
+			if want.corrupt != errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrCorrupt)) {
+				t.Fatalf("Consume call %d ended with %v; corruption expected: %v", call+1, err, want.corrupt)
+			}
+		}
+		fuzzCompare(t, "Consume", got, want)
+		if !bytes.Equal(m.data[:size], image) {
+			t.Fatal("Consume changed the data area")
+		}
+	})
+}
+
+// BenchmarkOverwrite: the cost of a flight recorder. Output into a ring in
+// overwrite mode that nobody reads (every reservation overwrites the
+// oldest record), against Output into a plain ring drained inline; and a
+// reader following a ring in overwrite mode, which copies each record.
+func BenchmarkOverwrite(b *testing.B) {
+	for _, size := range []int{64, 512} {
+		payload := make([]byte, size)
+		b.Run(fmt.Sprintf("recorder/size=%d", size), func(b *testing.B) {
+			r := newRing(b, 1<<20, WithOverwrite())
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := r.Output(payload, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("plain-drained/size=%d", size), func(b *testing.B) {
+			r := newRing(b, 1<<20)
+			rd := newReader(b, r)
+			b.ReportAllocs()
+			for b.Loop() {
+				for r.Output(payload, 0) != nil {
+					drainInline(rd)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("overwrite-drained/size=%d", size), func(b *testing.B) {
+			r := newRing(b, 1<<20, WithOverwrite())
+			rd := newReader(b, r)
+			b.ReportAllocs()
+			i, every := 0, (1<<20)/2/(size+HeaderSize) // drain at half full
+			for b.Loop() {
+				if err := r.Output(payload, 0); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i%every == 0 {
+					drainInline(rd)
+				}
+			}
+			if lost, _ := r.Overwritten(); lost != 0 {
+				b.Fatalf("%d records overwritten", lost)
+			}
+		})
+	}
+}

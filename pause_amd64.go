@@ -11,3 +11,9 @@ func cpuPause(n uint32)
 //
 //go:noescape
 func prefetchWrite(p *byte)
+
+// prefetchRead asks for the cache line at p, to be read (PREFETCHT0). A
+// hint like prefetchWrite.
+//
+//go:noescape
+func prefetchRead(p *byte)

@@ -17,3 +17,10 @@ TEXT ·prefetchWrite(SB), NOSPLIT, $0-8
 	MOVQ p+0(FP), AX
 	BYTE $0x0F; BYTE $0x0D; BYTE $0x08 // PREFETCHW (AX)
 	RET
+
+// func prefetchRead(p *byte)
+// PREFETCHT0: the cache line at p into every cache level.
+TEXT ·prefetchRead(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	PREFETCHT0 (AX)
+	RET

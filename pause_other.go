@@ -17,3 +17,6 @@ func cpuPause(n uint32) {
 
 // prefetchWrite is a hint that only amd64 implements.
 func prefetchWrite(p *byte) {}
+
+// prefetchRead is a hint that only amd64 implements.
+func prefetchRead(p *byte) {}

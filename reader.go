@@ -320,12 +320,17 @@ func (rr *readerRing) commit() {
 }
 
 // advance moves past a record of total bytes, storing consumer_pos once a
-// quarter of the ring has been consumed since the last store: often enough
-// that producers never wait long for space, seldom enough that the cache
-// line producers read is not bounced for every record.
+// quarter of the ring has been consumed since the last store, or at every
+// record while the ring was more than half full at the cursor's last look
+// at producer_pos: seldom while there is room, so that the cache line
+// producers read is not bounced for every record, and at once when
+// producers are about to run out of space, so that none is refused for
+// space the consumer has already freed.
 func (rr *readerRing) advance(total uint64) {
-	rr.cur.pass(total)
-	if rr.cur.pos-rr.stored >= rr.cur.mem.size()/4 {
+	c := &rr.cur
+	c.pass(total)
+	size := c.mem.size()
+	if c.pos-rr.stored >= size/4 || c.prod-rr.stored > size/2 {
 		rr.commit()
 	}
 }

@@ -18,6 +18,7 @@ type KernelRing struct {
 	mapping *sys.Mapping
 	fd      int
 	info    sys.MapInfo
+	drops   dropCounter // see loss.go
 
 	attached atomic.Bool
 	closed   atomic.Bool
@@ -177,6 +178,12 @@ func (k *KernelRing) Close() error {
 	}
 	err := k.mapping.Unmap()
 	closeFD(k.fd)
+	k.drops.mu.Lock()
+	if k.drops.fd > 0 {
+		closeFD(k.drops.fd)
+		k.drops.fd = -1
+	}
+	k.drops.mu.Unlock()
 	return err
 }
 

@@ -76,4 +76,67 @@ static __always_inline void *ringo_ring_for_key(void *set, __u32 key)
 	return bpf_map_lookup_elem(set, &key);
 }
 
+/*
+ * Drop accounting. The kernel counts nothing when a ring is full:
+ * bpf_ringbuf_reserve returns NULL, bpf_ringbuf_output an error, and the
+ * event is gone. Declare a counter next to the ring and write through the
+ * wrappers, and ringo counts every refused record and its bytes, per CPU
+ * (no atomics), where its reader finds them (ringo.LossOf, ringo show/stat):
+ *
+ *     struct { __uint(type, BPF_MAP_TYPE_RINGBUF); ... } events SEC(".maps");
+ *     RINGO_DROP_COUNTER(events);                    // map "events_drops"
+ *
+ *     ringo_output(events, &ev, sizeof(ev), 0);       // returns like bpf_ringbuf_output
+ *     struct event *e = ringo_reserve(events, sizeof(*e), 0);  // NULL when full
+ *
+ * ringo finds the counter of a ring by its name, RING_drops (cut to the
+ * kernel's 15 characters), among the maps of the programs that use the
+ * ring; or tell it: KernelRing.SetDropCounter. For rings picked at run
+ * time (ring sets), count with ringo_count_drop(&counter, size).
+ */
+struct ringo_drops {
+	__u64 drops; /* records refused because the ring was full */
+	__u64 bytes; /* their payload bytes */
+};
+
+#define RINGO_DROP_COUNTER(ring)                                     \
+	struct {                                                     \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);             \
+		__uint(max_entries, 1);                              \
+		__type(key, __u32);                                  \
+		__type(value, struct ringo_drops);                   \
+	} ring##_drops SEC(".maps")
+
+/* ringo_count_drop counts one refused record of size bytes in counter. */
+static __always_inline void ringo_count_drop(void *counter, __u64 size)
+{
+	__u32 zero = 0;
+	struct ringo_drops *d = bpf_map_lookup_elem(counter, &zero);
+
+	if (d) {
+		d->drops++; /* this CPU's slot: nothing else writes it now */
+		d->bytes += size;
+	}
+}
+
+/* ringo_output is bpf_ringbuf_output(&ring, ...) that counts a refusal in
+ * ring's RINGO_DROP_COUNTER. */
+#define ringo_output(ring, data, size, flags)                        \
+	({                                                           \
+		long __ringo_err = bpf_ringbuf_output(&ring, data, size, flags); \
+		if (__ringo_err)                                     \
+			ringo_count_drop(&ring##_drops, size);       \
+		__ringo_err;                                         \
+	})
+
+/* ringo_reserve is bpf_ringbuf_reserve(&ring, ...) that counts a refusal
+ * in ring's RINGO_DROP_COUNTER. */
+#define ringo_reserve(ring, size, flags)                             \
+	({                                                           \
+		void *__ringo_rec = bpf_ringbuf_reserve(&ring, size, flags); \
+		if (!__ringo_rec)                                    \
+			ringo_count_drop(&ring##_drops, size);       \
+		__ringo_rec;                                         \
+	})
+
 #endif /* RINGO_H */

@@ -123,7 +123,12 @@ var showCmd = &command{
 				fmt.Fprintf(tw, "path:\t%s\n", ri.Path)
 			}
 			if ri.Dropped != nil {
-				fmt.Fprintf(tw, "dropped:\t%d\nabandoned:\t%d\n", *ri.Dropped, *ri.Abandoned)
+				fmt.Fprintf(tw, "dropped:\t%d records (%s) refused while the ring was full\n", *ri.Dropped, human(*ri.DroppedBytes))
+			} else if ri.Type == "ringbuf" {
+				fmt.Fprintf(tw, "dropped:\tnot counted (no %s map: see bpf/ringo.h)\n", ringo.DropCounterName(ri.Name))
+			}
+			if ri.Abandoned != nil {
+				fmt.Fprintf(tw, "abandoned:\t%d\n", *ri.Abandoned)
 			}
 			if ri.Overwritten != nil {
 				fmt.Fprintf(tw, "overwritten:\t%d records (%s) before they were read\n", *ri.Overwritten, human(*ri.OverwrittenBytes))

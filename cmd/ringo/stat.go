@@ -21,12 +21,13 @@ var statCmd = &command{
 looks at the producer position; it consumes nothing. It prints one line
 after one interval, or with --watch one line per interval until Ctrl-C.
 Rates marked ~ are estimates: producers overwrote headers before stat saw
-them. Drops are counted for shared rings (reservations refused while full);
-for kernel rings only the BPF program can count them (ringo snoop does).
+them. Drops (reservations refused while the ring was full) are counted for
+shared rings, and for kernel rings whose BPF programs count them with
+bpf/ringo.h's RINGO_DROP_COUNTER (ringo snoop's do); otherwise "drops -".
 
 --json prints one object per line: time, records_per_sec, bytes_per_sec,
-avail_data, size, fill (0..1), estimated, and for shared rings dropped and
-abandoned (totals) and drops_per_sec.`,
+avail_data, size, fill (0..1), estimated, and where drops are counted
+dropped (total) and drops_per_sec, and for shared rings abandoned (total).`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		watch := fs.Bool("watch", false, "print a line every interval until interrupted")
 		interval := fs.Duration("interval", time.Second, "how long each measurement lasts (the ring is looked at every 5ms within it)")
@@ -44,10 +45,8 @@ abandoned (totals) and drops_per_sec.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			m := ringo.NewMeter(t.ring())
-			var dropped uint64
-			if t.shared != nil {
-				dropped = t.shared.Dropped()
-			}
+			loss, _ := t.loss()
+			dropped := loss.Dropped
 			// The meter looks every few milliseconds and the counts add
 			// up to one line per interval: a producer that laps the
 			// ring between two looks leaves only an estimate.
@@ -82,11 +81,14 @@ abandoned (totals) and drops_per_sec.`,
 					Estimated:     tr.Estimated,
 				}
 				s.Fill = float64(s.AvailData) / float64(s.Size)
-				if t.shared != nil {
-					d, a := t.shared.Dropped(), t.shared.Abandoned()
+				if l, ok := t.loss(); ok {
+					d := l.Dropped
 					rate := float64(d-dropped) / secs
 					dropped = d
-					s.Dropped, s.Abandoned, s.DropsPerSec = &d, &a, &rate
+					s.Dropped, s.DropsPerSec = &d, &rate
+					if t.shared != nil {
+						s.Abandoned = &l.Abandoned
+					}
 				}
 				if *asJSON {
 					err = writeJSON(e.stdout, s)
@@ -128,9 +130,12 @@ func (s statLine) text() string {
 	bar := strings.Repeat("#", full) + strings.Repeat(".", width-full)
 	line := fmt.Sprintf("%s  %s%10.0f rec/s  %s%12s/s  [%s] %5.1f%%", s.Time[11:19], approx, s.RecordsPerSec,
 		approx, humanRate(s.BytesPerSec), bar, 100*s.Fill)
-	if s.Dropped != nil {
+	switch {
+	case s.Dropped != nil && s.Abandoned != nil:
 		line += fmt.Sprintf("  drops %.0f/s (total %d, abandoned %d)", *s.DropsPerSec, *s.Dropped, *s.Abandoned)
-	} else {
+	case s.Dropped != nil:
+		line += fmt.Sprintf("  drops %.0f/s (total %d)", *s.DropsPerSec, *s.Dropped)
+	default:
 		line += "  drops -"
 	}
 	return line

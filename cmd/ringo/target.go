@@ -102,17 +102,18 @@ func (t *target) Close() error {
 // ringInfo is one ring as list and show print it; the JSON names are a
 // contract that scripts parse.
 type ringInfo struct {
-	ID          uint32  `json:"id,omitempty"`
-	Name        string  `json:"name"`
-	Type        string  `json:"type"`
-	Size        int     `json:"size"`
-	AvailData   uint64  `json:"avail_data"`
-	ConsumerPos uint64  `json:"consumer_pos"`
-	ProducerPos uint64  `json:"producer_pos"`
-	PendingPos  uint64  `json:"pending_pos"`
-	Path        string  `json:"path,omitempty"`
-	Dropped     *uint64 `json:"dropped,omitempty"`
-	Abandoned   *uint64 `json:"abandoned,omitempty"`
+	ID           uint32  `json:"id,omitempty"`
+	Name         string  `json:"name"`
+	Type         string  `json:"type"`
+	Size         int     `json:"size"`
+	AvailData    uint64  `json:"avail_data"`
+	ConsumerPos  uint64  `json:"consumer_pos"`
+	ProducerPos  uint64  `json:"producer_pos"`
+	PendingPos   uint64  `json:"pending_pos"`
+	Path         string  `json:"path,omitempty"`
+	Dropped      *uint64 `json:"dropped,omitempty"`
+	DroppedBytes *uint64 `json:"dropped_bytes,omitempty"`
+	Abandoned    *uint64 `json:"abandoned,omitempty"`
 	// Overwrite mode only.
 	Overwrite        bool    `json:"overwrite,omitempty"`
 	OverwritePos     uint64  `json:"overwrite_pos,omitempty"`
@@ -141,9 +142,30 @@ func (t *target) info(counters bool) ringInfo {
 	default:
 		ri.Name = t.spec
 		if counters {
-			d, a := t.shared.Dropped(), t.shared.Abandoned()
-			ri.Dropped, ri.Abandoned = &d, &a
+			a := t.shared.Abandoned()
+			ri.Abandoned = &a
 		}
 	}
+	if l, ok := t.loss(); ok && counters {
+		ri.Dropped, ri.DroppedBytes = &l.Dropped, &l.DroppedBytes
+	}
 	return ri
+}
+
+// loss is what the target's ring lost, and whether anything counts it: a
+// shared ring always, a kernel ring when its programs declare a
+// RINGO_DROP_COUNTER (bpf/ringo.h), a user ring never (its producers see
+// every refusal themselves).
+func (t *target) loss() (ringo.Loss, bool) {
+	var src ringo.Source
+	switch {
+	case t.kernel != nil:
+		src = t.kernel
+	case t.shared != nil:
+		src = t.shared
+	default:
+		return ringo.Loss{}, false
+	}
+	l, err := ringo.LossOf(src)
+	return l, err == nil && l.Counted
 }

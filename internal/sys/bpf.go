@@ -24,7 +24,9 @@ const (
 	bpfObjPin         = 6
 	bpfObjGet         = 7
 	bpfProgTestRun    = 10
+	bpfProgGetNextID  = 11
 	bpfMapGetNextID   = 12
+	bpfProgGetFDByID  = 13
 	bpfMapGetFDByID   = 14
 	bpfObjGetInfoByFD = 15
 	bpfBTFLoad        = 18
@@ -93,6 +95,15 @@ func MapLookupU32(fd int, key uint32) (uint32, error) {
 	attr := mapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key), value: unsafe.Pointer(&value)}
 	_, err := bpf(bpfMapLookupElem, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return value, err
+}
+
+// MapLookupBytes reads key of a map with 4-byte keys into value, which
+// must be the map's value size (for a per-CPU map: the value size rounded
+// up to 8, times the possible CPUs).
+func MapLookupBytes(fd int, key uint32, value []byte) error {
+	attr := mapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key), value: unsafe.Pointer(unsafe.SliceData(value))}
+	_, err := bpf(bpfMapLookupElem, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
 }
 
 // MapDeleteU32 deletes key from a map with 4-byte keys.
@@ -166,6 +177,55 @@ func NextMapID(id uint32) (uint32, error) {
 	attr := idAttr{id: id}
 	_, err := bpf(bpfMapGetNextID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return attr.nextID, err
+}
+
+// NextProgID returns the ID of the first program after id; ENOENT after
+// the last.
+func NextProgID(id uint32) (uint32, error) {
+	attr := idAttr{id: id}
+	_, err := bpf(bpfProgGetNextID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return attr.nextID, err
+}
+
+// ProgFDByID opens the program with the given ID.
+func ProgFDByID(id uint32) (int, error) {
+	attr := idAttr{id: id}
+	fd, err := bpf(bpfProgGetFDByID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, err
+	}
+	return int(fd), nil
+}
+
+// progInfo is the head of struct bpf_prog_info, up to the map IDs.
+type progInfo struct {
+	typ, id                        uint32
+	tag                            [8]byte
+	jitedProgLen, xlatedProgLen    uint32
+	jitedProgInsns, xlatedProgInsn uint64
+	loadTime                       uint64
+	createdByUID, nrMapIDs         uint32
+	mapIDs                         unsafe.Pointer
+}
+
+// ProgMapIDs returns the IDs of the maps the program behind fd uses.
+func ProgMapIDs(fd int) ([]uint32, error) {
+	var info progInfo
+	attr := infoAttr{bpfFD: uint32(fd), infoLen: uint32(unsafe.Sizeof(info)), info: unsafe.Pointer(&info)}
+	if _, err := bpf(bpfObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return nil, err
+	}
+	if info.nrMapIDs == 0 {
+		return nil, nil
+	}
+	ids := make([]uint32, info.nrMapIDs)
+	info = progInfo{nrMapIDs: uint32(len(ids)), mapIDs: unsafe.Pointer(unsafe.SliceData(ids))}
+	if _, err := bpf(bpfObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return nil, err
+	}
+	// (A loaded program's maps are fixed; the second answer has the same
+	// count.)
+	return ids[:min(len(ids), int(info.nrMapIDs))], nil
 }
 
 // MapInfo is what BPF_OBJ_GET_INFO_BY_FD says of a map.

@@ -7,4 +7,4 @@ package snoop
 //
 //	go generate ./cmd/ringo/snoop
 //
-//go:generate sh -c "go tool bpf2go -target amd64,arm64 -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu\" snoop snoop.bpf.c"
+//go:generate sh -c "go tool bpf2go -target amd64,arm64 -cflags \"-O2 -g -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -I../../../bpf\" snoop snoop.bpf.c"

@@ -8,6 +8,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "ringo.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,7 +35,11 @@ struct {
 	__uint(max_entries, 1 << 20); // ringo snoop --ring-size changes it
 } events SEC(".maps");
 
-enum counter { COUNT_DROPS, COUNT_EVENTS, COUNT_MAX };
+// events_drops counts the events the full ring refused (bpf/ringo.h):
+// ringo.LossOf, ringo show and ringo stat find it by its name.
+RINGO_DROP_COUNTER(events);
+
+enum counter { COUNT_EVENTS, COUNT_MAX };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -65,11 +70,9 @@ static __always_inline void count(__u32 which)
 // counted drop) when the ring is full.
 static __always_inline struct event *start(__u32 kind)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(COUNT_DROPS);
+	struct event *e = ringo_reserve(events, sizeof(*e), 0);
+	if (!e)
 		return 0;
-	}
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->kind = kind;
 	e->pid = bpf_get_current_pid_tgid() >> 32;

@@ -157,15 +157,20 @@ func Start(opts Options) (*Snooper, error) {
 func (s *Snooper) Ring() *ringo.KernelRing { return s.ring }
 
 // Counts returns how many events the programs wrote, and how many they
-// dropped because the ring was full.
+// dropped because the ring was full (counted by bpf/ringo.h's
+// RINGO_DROP_COUNTER, read through ringo.LossOf).
 func (s *Snooper) Counts() (events, drops uint64, err error) {
-	if err := s.objs.Counters.Lookup(uint32(1), &events); err != nil {
+	if err := s.objs.Counters.Lookup(uint32(0), &events); err != nil {
 		return 0, 0, fmt.Errorf("snoop: read counters: %w", err)
 	}
-	if err := s.objs.Counters.Lookup(uint32(0), &drops); err != nil {
-		return 0, 0, fmt.Errorf("snoop: read counters: %w", err)
+	loss, err := ringo.LossOf(s.ring)
+	if err != nil {
+		return 0, 0, err
 	}
-	return events, drops, nil
+	if !loss.Counted {
+		return 0, 0, fmt.Errorf("snoop: the drop counter %s of the ring was not found", ringo.DropCounterName("events"))
+	}
+	return events, loss.Dropped, nil
 }
 
 // Close detaches and unloads the programs. Close the Reader over Ring

@@ -8,9 +8,16 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type snoopRingoDrops struct {
+	_     structs.HostLayout
+	Drops uint64
+	Bytes uint64
+}
 
 // Names of all BPF objects in the ELF.
 //
@@ -18,6 +25,7 @@ import (
 const (
 	snoopMapCounters    = "counters"
 	snoopMapEvents      = "events"
+	snoopMapEventsDrops = "events_drops"
 	snoopProgOnExec     = "on_exec"
 	snoopProgOnSysEnter = "on_sys_enter"
 )
@@ -72,8 +80,9 @@ type snoopProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type snoopMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	EventsDrops *ebpf.MapSpec `ebpf:"events_drops"`
 }
 
 // snoopVariableSpecs contains global variables before they are loaded into the kernel.
@@ -102,14 +111,16 @@ func (o *snoopObjects) Close() error {
 //
 // It can be passed to loadSnoopObjects or ebpf.CollectionSpec.LoadAndAssign.
 type snoopMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Events      *ebpf.Map `ebpf:"events"`
+	EventsDrops *ebpf.Map `ebpf:"events_drops"`
 }
 
 func (m *snoopMaps) Close() error {
 	return _SnoopClose(
 		m.Counters,
 		m.Events,
+		m.EventsDrops,
 	)
 }
 

@@ -1,0 +1,227 @@
+package ringo
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ringo-bpf/ringo/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// Loss is what a ring failed to deliver, as far as anything counted it.
+type Loss struct {
+	// Dropped records were refused because the ring was full (ErrFull
+	// for ringo's rings; a NULL bpf_ringbuf_reserve or failed
+	// bpf_ringbuf_output counted by bpf/ringo.h for kernel rings), and
+	// DroppedBytes their payload bytes.
+	Dropped, DroppedBytes uint64
+	// Overwritten records were committed, then overwritten by producers
+	// of a ring in overwrite mode before a reader got to them;
+	// OverwrittenBytes the ring positions they took.
+	Overwritten, OverwrittenBytes uint64
+	// Abandoned records of a shared ring were reserved by processes that
+	// died before committing them.
+	Abandoned uint64
+	// Counted is false for a kernel ring whose drops nothing counts: no
+	// RINGO_DROP_COUNTER was found for it (see KernelRing.SetDropCounter).
+	// Dropped is then 0 for want of a count, not for want of drops.
+	Counted bool
+}
+
+// Total is every record lost.
+func (l Loss) Total() uint64 { return l.Dropped + l.Overwritten + l.Abandoned }
+
+// LossOf returns what ring lost so far: for ringo's rings their own
+// counters; for kernel rings the per-CPU counter map that bpf/ringo.h's
+// RINGO_DROP_COUNTER declares, summed over CPUs, found by its name among
+// the maps of the programs that use the ring (looked for again at most
+// once a second until found) or set with SetDropCounter.
+func LossOf(ring Source) (Loss, error) {
+	switch r := ring.(type) {
+	case *Ring:
+		l := Loss{Dropped: r.Dropped(), DroppedBytes: r.mem.droppedBytes.Load(), Abandoned: r.Abandoned(), Counted: true}
+		l.Overwritten, l.OverwrittenBytes = r.Overwritten()
+		return l, nil
+	case *KernelRing:
+		return r.loss()
+	}
+	return Loss{}, fmt.Errorf("ringo: loss of %v: not a ring ringo knows", ring)
+}
+
+// Losses returns the loss of every ring the Reader consumes, in the order
+// they were added: one call to log "N events lost on ring X".
+func (r *Reader) Losses() ([]RingLoss, error) {
+	if !r.lock() {
+		return nil, ErrClosed
+	}
+	srcs := make([]Source, 0, len(r.rings))
+	for _, rr := range r.rings {
+		srcs = append(srcs, rr.src)
+	}
+	r.unlock()
+	out := make([]RingLoss, 0, len(srcs))
+	var errs []error
+	for _, s := range srcs {
+		l, err := LossOf(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out = append(out, RingLoss{Ring: s, Loss: l})
+	}
+	return out, errors.Join(errs...)
+}
+
+// RingLoss is one ring's Loss.
+type RingLoss struct {
+	Ring Source
+	Loss
+}
+
+// dropCounter is a kernel ring's RINGO_DROP_COUNTER map.
+type dropCounter struct {
+	mu       sync.Mutex
+	fd       int // -1: not found (yet)
+	cpus     int
+	buf      []byte
+	lastLook time.Time
+}
+
+// dropValueSize is sizeof(struct ringo_drops).
+const dropValueSize = 16
+
+// DropCounterName is the name bpf/ringo.h's RINGO_DROP_COUNTER gives the
+// counter of the ring named ring, as the kernel keeps it (15 characters).
+func DropCounterName(ring string) string {
+	n := ring + "_drops"
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	return n
+}
+
+// SetDropCounter tells the ring which map counts its drops: a per-CPU
+// array with 4-byte keys and struct ringo_drops values, as
+// RINGO_DROP_COUNTER declares (for example a cilium/ebpf *ebpf.Map).
+// ringo duplicates the descriptor.
+func (k *KernelRing) SetDropCounter(m FDer) error {
+	info, err := sys.GetMapInfo(m.FD())
+	if err != nil {
+		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
+	}
+	if err := checkDropCounter(info); err != nil {
+		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
+	}
+	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("ringo: drop counter of %s: duplicate fd: %w", k, err)
+	}
+	return k.setCounter(fd)
+}
+
+func checkDropCounter(info sys.MapInfo) error {
+	if MapType(info.Type) != percpuArray || info.KeySize != 4 || info.ValueSize != dropValueSize || info.MaxEntries < 1 {
+		return invalid("map %d (%s) is a %s with key size %d, value size %d: a drop counter is a percpu_array with key size 4 and value size %d (struct ringo_drops), as RINGO_DROP_COUNTER declares",
+			info.ID, info.Name, mapTypeName(info.Type), info.KeySize, info.ValueSize, dropValueSize)
+	}
+	return nil
+}
+
+// percpuArray is BPF_MAP_TYPE_PERCPU_ARRAY.
+const percpuArray MapType = 6
+
+func (k *KernelRing) setCounter(fd int) error {
+	cpus, err := sys.PossibleCPUs()
+	if err != nil {
+		closeFD(fd)
+		return err
+	}
+	d := &k.drops
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd > 0 {
+		closeFD(d.fd)
+	}
+	d.fd, d.cpus, d.buf = fd, cpus, make([]byte, cpus*dropValueSize)
+	return nil
+}
+
+// loss reads the drop counter (finding it first if need be) and the
+// overwrite counts.
+func (k *KernelRing) loss() (Loss, error) {
+	l := Loss{Overwritten: k.mem.overwritten.Load(), OverwrittenBytes: k.mem.overwrittenBytes.Load()}
+	d := &k.drops
+	d.mu.Lock()
+	if d.fd <= 0 && time.Since(d.lastLook) >= time.Second {
+		d.lastLook = time.Now()
+		d.mu.Unlock()
+		if fd := findDropCounter(k.info); fd > 0 {
+			if err := k.setCounter(fd); err != nil {
+				return l, err
+			}
+		}
+		d.mu.Lock()
+	}
+	defer d.mu.Unlock()
+	if d.fd <= 0 {
+		return l, nil
+	}
+	if err := sys.MapLookupBytes(d.fd, 0, d.buf); err != nil {
+		return l, fmt.Errorf("ringo: read the drop counter of %s: %w", k, err)
+	}
+	for c := range d.cpus {
+		v := d.buf[c*dropValueSize:]
+		l.Dropped += binary.NativeEndian.Uint64(v[0:8])
+		l.DroppedBytes += binary.NativeEndian.Uint64(v[8:16])
+	}
+	l.Counted = true
+	return l, nil
+}
+
+// findDropCounter looks for the counter of ring among the maps of the
+// programs that use it: a map named DropCounterName(ring.Name) of the
+// counter's shape. It returns an open descriptor, or -1.
+func findDropCounter(ring sys.MapInfo) int {
+	want := DropCounterName(ring.Name)
+	var id uint32
+	for {
+		next, err := sys.NextProgID(id)
+		if err != nil {
+			return -1
+		}
+		id = next
+		fd, err := sys.ProgFDByID(id)
+		if err != nil {
+			continue // gone meanwhile, or not ours to open
+		}
+		ids, err := sys.ProgMapIDs(fd)
+		closeFD(fd)
+		if err != nil || !containsID(ids, ring.ID) {
+			continue
+		}
+		for _, mid := range ids {
+			if mid == ring.ID {
+				continue
+			}
+			mfd, err := sys.MapFDByID(mid)
+			if err != nil {
+				continue
+			}
+			if info, err := sys.GetMapInfo(mfd); err == nil && info.Name == want && checkDropCounter(info) == nil {
+				return mfd
+			}
+			closeFD(mfd)
+		}
+	}
+}
+
+func containsID(ids []uint32, id uint32) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/cmd/ringo/snoop"
 )
 
 // ringoBin is the command under test, built once by TestMain.
@@ -649,4 +650,86 @@ func TestSnoop(t *testing.T) {
 	if last.Type != "summary" || last.Events == nil || *last.Events != seen-1 || last.Drops == nil || last.Wakeups == nil || *last.Wakeups == 0 || last.PeakFill == nil {
 		t.Fatalf("summary %+v after %d events", last, seen-1)
 	}
+}
+
+// TestShowKernelDrops: show and stat report the drops of a kernel ring
+// whose program counts them with bpf/ringo.h (here snoop's, on a ring
+// nobody reads), and say when nothing counts them.
+func TestShowKernelDrops(t *testing.T) {
+	requireKernel(t)
+	s, err := snoop.Start(snoop.Options{Open: true, RingSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "opened")
+	os.WriteFile(file, nil, 0o644)
+	for range 100 {
+		if f, err := os.Open(file); err == nil {
+			f.Close()
+		}
+	}
+	id := fmt.Sprintf("id:%d", s.Ring().ID())
+	show := decode[ringJSON](t, ok(t, dir, "show", id, "--json"))
+	if show.Dropped == nil || *show.Dropped < 80 {
+		t.Fatalf("show --json of snoop's full ring: %+v", show)
+	}
+	if text := ok(t, dir, "show", id); !strings.Contains(text, "refused while the ring was full") {
+		t.Fatalf("show:\n%s", text)
+	}
+	if line := ok(t, dir, "stat", id, "--interval", "20ms"); !strings.Contains(line, "drops ") || strings.Contains(line, "drops -") {
+		t.Fatalf("stat: %q", line)
+	}
+	k, err := ringo.CreateKernelRing(4096, "ringo_nocount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if text := ok(t, dir, "show", fmt.Sprintf("id:%d", k.ID())); !strings.Contains(text, "not counted (no ringo_nocount_d map") {
+		t.Fatalf("show of a ring without a counter:\n%s", text)
+	}
+}
+
+// TestBench runs a small part of the benchmark suite through the command:
+// the JSON contract, the files --out writes, and a bad scenario refused.
+func TestBench(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	type report struct {
+		Machine struct {
+			Kernel string `json:"kernel"`
+			CPUs   int    `json:"cpus"`
+			Libbpf string `json:"libbpf"`
+		} `json:"machine"`
+		Results []map[string]any `json:"results"`
+	}
+	rep := decode[report](t, ok(t, dir, "bench", "--quick", "--sizes", "64", "--scenarios", "drain,user_spsc", "--json", "--out", out))
+	if rep.Machine.Kernel == "" || rep.Machine.CPUs == 0 || rep.Machine.Libbpf == "" {
+		t.Fatalf("machine: %+v", rep.Machine)
+	}
+	impls := map[string]bool{}
+	for _, r := range rep.Results {
+		for _, k := range []string{"scenario", "impl", "record_size", "records", "records_per_sec", "ns_per_record", "cpu_ns_per_record", "allocs_per_record", "drops"} {
+			if _, ok := r[k]; !ok {
+				t.Fatalf("result without %q: %v", k, r)
+			}
+		}
+		impls[r["scenario"].(string)+"/"+r["impl"].(string)] = true
+		if r["impl"] == "ringo" && r["scenario"] == "drain" && r["allocs_per_record"].(float64) != 0 {
+			t.Errorf("ringo allocates in drain: %v", r)
+		}
+	}
+	for _, want := range []string{"drain/ringo", "drain/libbpf", "drain/cilium_read", "drain/cilium_readinto", "user_spsc/ringo", "user_spsc/chan"} {
+		if !impls[want] {
+			t.Errorf("no result for %s: %v", want, impls)
+		}
+	}
+	for _, f := range []string{"results.json", "results.md", "drain.png", "user_spsc.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	fails(t, dir, 2, `no scenario "bogus"`, "bench", "--scenarios", "bogus")
 }

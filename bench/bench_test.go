@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The Benchmark functions run the suite's scenarios under go test, for
+// profiling (-cpuprofile, -memprofile); each iteration is one whole
+// measurement, and the metrics are the suite's: ns/record, cpu-ns/record,
+// records/s, drops.
+
+func report(b *testing.B, results []Result) {
+	var ns, cpu, rps, drops float64
+	for _, r := range results {
+		ns += r.NsPerRecord
+		cpu += r.CPUNsPerRecord
+		rps += r.RecordsPerSec
+		drops += float64(r.Drops)
+	}
+	n := float64(len(results))
+	b.ReportMetric(ns/n, "ns/record")
+	b.ReportMetric(cpu/n, "cpu-ns/record")
+	b.ReportMetric(rps/n, "records/s")
+	b.ReportMetric(drops/n, "drops")
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchImpls runs fn for every implementation and record size.
+func benchImpls(b *testing.B, impls []string, fn func(impl string, size int, lib *driver) (Result, error)) {
+	requireBPF(b)
+	var lib *driver
+	for _, impl := range impls {
+		if impl == Libbpf {
+			lib = testDriver(b)
+		}
+	}
+	for _, size := range []int{16, 64, 256, 1024} {
+		for _, impl := range impls {
+			b.Run(fmt.Sprintf("%s/size=%d", impl, size), func(b *testing.B) {
+				var results []Result
+				for b.Loop() {
+					r, err := fn(impl, size, lib)
+					if err != nil {
+						b.Fatal(err)
+					}
+					results = append(results, r)
+				}
+				report(b, results)
+			})
+		}
+	}
+}
+
+func BenchmarkDrain(b *testing.B) {
+	benchImpls(b, []string{Ringo, Libbpf, CiliumRead, CiliumReadInto}, func(impl string, size int, lib *driver) (Result, error) {
+		return drain(impl, size, 32<<20, lib)
+	})
+}
+
+func BenchmarkStream(b *testing.B) {
+	benchImpls(b, []string{Ringo, Libbpf, CiliumReadInto}, func(impl string, size int, lib *driver) (Result, error) {
+		return stream(Stream, impl, size, 4<<20, 1<<20, 0, howReserve, lib)
+	})
+}
+
+func BenchmarkPerfBuf(b *testing.B) {
+	benchImpls(b, []string{Ringo, CiliumPerf}, func(impl string, size int, lib *driver) (Result, error) {
+		how := howOutput
+		if impl == CiliumPerf {
+			how = howPerf
+		}
+		return stream(PerfBuf, impl, size, 4<<20, 1<<20, 0, how, lib)
+	})
+}
+
+func BenchmarkUser(b *testing.B) {
+	for _, producers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			benchImpls(b, []string{Ringo, Chan}, func(impl string, size int, _ *driver) (Result, error) {
+				if impl == Chan {
+					return userChan(UserSPSC, producers, size, 4<<20, 1<<20/producers)
+				}
+				return userRingo(UserSPSC, producers, size, 4<<20, 1<<20/producers)
+			})
+		})
+	}
+}
+
+func BenchmarkUserRing(b *testing.B) {
+	benchImpls(b, []string{Ringo, Libbpf}, func(impl string, size int, lib *driver) (Result, error) {
+		return userRing(impl, size, 4<<20, 1<<20, lib)
+	})
+}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sink checks and counts what a consumer read: every record carries its
+// head (a sequence number) in its first 8 bytes and head*golden in its
+// last 8, and the checksum is the sum of (head ^ tail) + length, the sum
+// the producers compute too. No implementation can win by skipping work.
+type sink struct {
+	records, bytes, csum, bad uint64
+	ended                     bool // the sentinel arrived
+}
+
+// add checks one record.
+func (s *sink) add(b []byte) {
+	if len(b) < 16 {
+		s.bad++
+		return
+	}
+	head := binary.LittleEndian.Uint64(b)
+	if head == endHead {
+		s.ended = true
+		return
+	}
+	tail := binary.LittleEndian.Uint64(b[len(b)-8:])
+	if tail != head*golden {
+		s.bad++
+		return
+	}
+	s.records++
+	s.bytes += uint64(len(b))
+	s.csum += head ^ tail + uint64(len(b))
+}
+
+// check compares the sink with what the producer says it wrote.
+func (s *sink) check(records, csum uint64) error {
+	switch {
+	case s.bad != 0:
+		return fmt.Errorf("%d records were torn or malformed", s.bad)
+	case s.records != records:
+		return fmt.Errorf("read %d records, the producer wrote %d", s.records, records)
+	case s.csum != csum:
+		return fmt.Errorf("checksum %#x of what was read differs from the producer's %#x", s.csum, csum)
+	}
+	return nil
+}
+
+// fillRecord writes record seq's head and tail into b.
+func fillRecord(b []byte, seq uint64) {
+	binary.LittleEndian.PutUint64(b, seq)
+	binary.LittleEndian.PutUint64(b[len(b)-8:], seq*golden)
+}
+
+// recordSum is what fillRecord's record seq of n bytes adds to a checksum.
+func recordSum(seq uint64, n int) uint64 { return seq ^ seq*golden + uint64(n) }
+
+// pinThread locks the calling goroutine to its thread and the thread to
+// cpu (if cpu >= 0 and the machine has it). The goroutine should end
+// without unlocking: its thread then exits, affinity and all.
+func pinThread(cpu int) {
+	runtime.LockOSThread()
+	if cpu < 0 || cpu >= runtime.NumCPU() {
+		return
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	_ = unix.SchedSetaffinity(0, &set) // best effort: a cgroup may forbid it
+}
+
+// threadCPU is the CPU time the calling thread has used.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// heapAllocs is the number of Go heap objects allocated so far.
+func heapAllocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// span measures one consumer run: wall time, the consumer thread's CPU
+// time and the process's heap allocations. Start and stop it on the
+// consumer's (pinned) thread.
+type span struct {
+	wall   time.Time
+	cpu    time.Duration
+	allocs uint64
+	// results
+	wallNs, cpuNs time.Duration
+	nallocs       uint64
+}
+
+func (s *span) start() {
+	s.allocs = heapAllocs()
+	s.cpu = threadCPU()
+	s.wall = time.Now()
+}
+
+func (s *span) stop() {
+	s.wallNs = time.Since(s.wall)
+	s.cpuNs = threadCPU() - s.cpu
+	s.nallocs = heapAllocs() - s.allocs
+}
+
+// result fills the measured fields of r for n records.
+func (s *span) result(r *Result, n uint64) {
+	r.Records = n
+	if n == 0 {
+		return
+	}
+	r.NsPerRecord = float64(s.wallNs) / float64(n)
+	r.RecordsPerSec = float64(n) / s.wallNs.Seconds()
+	r.CPUNsPerRecord = float64(s.cpuNs) / float64(n)
+	r.AllocsPerRecord = float64(s.nallocs) / float64(n)
+}
+
+func durationNs(ns uint64) time.Duration { return time.Duration(ns) }

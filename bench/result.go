@@ -1,0 +1,60 @@
+package bench
+
+// Report is what `ringo bench --json` prints: one object, a contract that
+// other tools parse.
+type Report struct {
+	Machine Machine  `json:"machine"`
+	Results []Result `json:"results"`
+}
+
+// Machine describes where the suite ran.
+type Machine struct {
+	Kernel    string `json:"kernel"`     // uname -r
+	CPU       string `json:"cpu"`        // model name from /proc/cpuinfo
+	CPUs      int    `json:"cpus"`       // online CPUs
+	GoVersion string `json:"go_version"` // runtime.Version()
+	Libbpf    string `json:"libbpf"`     // libbpf version the C driver was built against, "" if none
+	Quick     bool   `json:"quick"`      // the --quick run
+	Time      string `json:"time"`       // RFC 3339, when the run started
+}
+
+// Scenario names, as the JSON carries them.
+const (
+	Drain         = "drain"          // pre-filled kernel ring consumed to empty
+	Stream        = "stream"         // BPF producer and consumer at once, adaptive wake-ups
+	StreamSampled = "stream_sampled" // the same, NO_WAKEUP except FORCE_WAKEUP every k-th record
+	PerfBuf       = "perfbuf"        // the same events through a perf buffer and a ring buffer
+	UserSPSC      = "user_spsc"      // user-space ring, one producer goroutine, one consumer
+	UserMPSC      = "user_mpsc"      // user-space ring, two producer goroutines, one consumer
+	UserRing      = "user_ring"      // user space to kernel: records/s a BPF program drains
+)
+
+// Implementation names, as the JSON carries them.
+const (
+	Ringo          = "ringo"
+	Libbpf         = "libbpf"
+	CiliumRead     = "cilium_read"
+	CiliumReadInto = "cilium_readinto"
+	CiliumPerf     = "cilium_perf"
+	Chan           = "chan"
+)
+
+// Result is one implementation in one scenario at one record size.
+type Result struct {
+	Scenario        string  `json:"scenario"`
+	Impl            string  `json:"impl"`
+	RecordSize      int     `json:"record_size"`       // payload bytes per record
+	Records         uint64  `json:"records"`           // records the consumer read (and checksummed)
+	RecordsPerSec   float64 `json:"records_per_sec"`   // Records / wall time
+	NsPerRecord     float64 `json:"ns_per_record"`     // wall ns per record
+	CPUNsPerRecord  float64 `json:"cpu_ns_per_record"` // consumer thread CPU ns per record
+	AllocsPerRecord float64 `json:"allocs_per_record"` // Go heap allocations per record (0 for C)
+	Drops           uint64  `json:"drops"`             // records the producer could not write (full)
+	// WakeupsPer1000 is how many times the consumer returned from epoll
+	// per 1000 records (streaming scenarios); -1 where the implementation
+	// does not expose it.
+	WakeupsPer1000 float64 `json:"wakeups_per_1000"`
+	// Note says what the number means where it differs from the above
+	// (for example the wake-up sampling period).
+	Note string `json:"note,omitempty"`
+}

@@ -27,12 +27,19 @@ type cursor struct {
 	count           uint64
 	lost, lostBytes uint64
 	fence           uint64 // see nextOverwrite
+
+	// For Reader.Stats: the payload length of the record next returned
+	// last, and the records and payload bytes passed so far.
+	lastLen          uint64
+	passed, passedBy uint64
 }
 
 // pass moves the cursor past a record of total bytes that next returned.
 func (c *cursor) pass(total uint64) {
 	c.pos += total
 	c.count++
+	c.passed++
+	c.passedBy += c.lastLen
 }
 
 // paceBytes is how much new data a cursor wants to find before it goes on
@@ -104,6 +111,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			// prefetcher, and the hint would cost more than it saves.
 			prefetchRead(&m.data[(off+prefetchDistance*total)&m.mask])
 		}
+		c.lastLen = n
 		return m.data[p : p+n : p+n], total, stepRecord, nil
 	}
 }
@@ -180,6 +188,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			c.pos += total
 			continue
 		}
+		c.lastLen = n
 		return c.buf[:n:n], total, stepRecord, nil
 	}
 }

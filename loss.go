@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,24 +53,20 @@ func LossOf(ring Source) (Loss, error) {
 }
 
 // Losses returns the loss of every ring the Reader consumes, in the order
-// they were added: one call to log "N events lost on ring X".
+// they were added: one call to log "N events lost on ring X". Like Stats,
+// it does not wait for a blocked Read.
 func (r *Reader) Losses() ([]RingLoss, error) {
-	if !r.lock() {
-		return nil, ErrClosed
-	}
-	srcs := make([]Source, 0, len(r.rings))
-	for _, rr := range r.rings {
-		srcs = append(srcs, rr.src)
-	}
-	r.unlock()
-	out := make([]RingLoss, 0, len(srcs))
+	r.ringsMu.Lock()
+	rings := slices.Clone(r.statRings)
+	r.ringsMu.Unlock()
+	out := make([]RingLoss, 0, len(rings))
 	var errs []error
-	for _, s := range srcs {
-		l, err := LossOf(s)
+	for _, rr := range rings {
+		l, err := LossOf(rr.src)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		out = append(out, RingLoss{Ring: s, Loss: l})
+		out = append(out, RingLoss{Ring: rr.src, Loss: l})
 	}
 	return out, errors.Join(errs...)
 }
@@ -224,4 +221,42 @@ func containsID(ids []uint32, id uint32) bool {
 		}
 	}
 	return false
+}
+
+// RingStats is what a Reader has taken from one ring, with the ring's state
+// and losses: what a metrics exporter reports per ring.
+type RingStats struct {
+	Ring Source
+	// Records and Bytes (payload) the Reader consumed from the ring, as
+	// of its last store of the consumer position (at least every quarter
+	// ring, and whenever a Consume or Read call returns).
+	Records, Bytes uint64
+	// AvailData and Size are the ring's fill level: bytes of positions
+	// not yet consumed, of Size.
+	AvailData uint64
+	Size      int
+	Loss
+}
+
+// Stats returns, for each ring the Reader consumes, what it took and
+// lost. It does not wait for a blocked Read: it may be called from any
+// goroutine at any time.
+func (r *Reader) Stats() ([]RingStats, error) {
+	r.ringsMu.Lock()
+	rings := slices.Clone(r.statRings)
+	r.ringsMu.Unlock()
+	out := make([]RingStats, 0, len(rings))
+	var errs []error
+	for _, rr := range rings {
+		m := rr.src.ringMemory()
+		st := RingStats{Ring: rr.src, Records: rr.consumed.Load(), Bytes: rr.consumedBytes.Load(),
+			AvailData: m.positions().Avail(), Size: int(m.size())}
+		l, err := LossOf(rr.src)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		st.Loss = l
+		out = append(out, st)
+	}
+	return out, errors.Join(errs...)
 }

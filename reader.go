@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,11 @@ type Reader struct {
 
 	wakeups atomic.Uint64
 
+	// statRings is a copy of rings for Stats and Losses, which must not
+	// wait for the consumer's lock (a blocked Read holds it).
+	ringsMu   sync.Mutex
+	statRings []*readerRing
+
 	nextKey  int          // poller key for the next ring added
 	sets     []*readerSet // the ring sets followed
 	removing int          // how many rings are being removed
@@ -87,6 +93,9 @@ type readerRing struct {
 	cur    cursor
 	// stored is the consumer position last stored to the ring.
 	stored uint64
+	// consumed and consumedBytes publish the cursor's passed counts for
+	// Stats, at every commit.
+	consumed, consumedBytes atomic.Uint64
 	// taken is how many bytes of positions the current Consume call has
 	// taken from this ring: one call takes at most a ring's worth. (Bytes
 	// taken, not the distance moved: a cursor that jumps over records
@@ -116,6 +125,14 @@ func NewReader(rings ...Source) (*Reader, error) {
 		}
 	}
 	return r, nil
+}
+
+// ringsChanged refreshes statRings; called with the consumer's lock held
+// after each change of rings.
+func (r *Reader) ringsChanged() {
+	r.ringsMu.Lock()
+	r.statRings = slices.Clone(r.rings)
+	r.ringsMu.Unlock()
 }
 
 // lock takes the consumer's lock and reports false, unlocking, if the Reader
@@ -173,6 +190,7 @@ func (r *Reader) add(s Source, set RingSet) error {
 	}
 	r.nextKey++
 	r.rings = append(r.rings, rr)
+	r.ringsChanged()
 	return nil
 }
 
@@ -233,6 +251,7 @@ func (r *Reader) sweep() {
 			rr.set.released(rr.src)
 		}
 		r.rings = append(r.rings[:i], r.rings[i+1:]...)
+		r.ringsChanged()
 		r.removing--
 		if r.turn > i || r.turn >= len(r.rings) {
 			r.turn = max(0, r.turn-1) % max(1, len(r.rings))
@@ -286,6 +305,7 @@ func (r *Reader) free() {
 			}
 		}
 		r.rings = nil
+		r.ringsChanged()
 		for _, rs := range r.sets {
 			rs.set.unwatch(r.poller)
 		}
@@ -301,6 +321,10 @@ func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 // consumer_pos in reserve and in the wake-up test.
 func (rr *readerRing) commit() {
 	c := &rr.cur
+	if rr.consumed.Load() != c.passed {
+		rr.consumed.Store(c.passed)
+		rr.consumedBytes.Store(c.passedBy)
+	}
 	if rr.stored != c.pos {
 		rr.stored = c.pos
 		if c.mem.consCount != nil {

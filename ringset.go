@@ -81,6 +81,7 @@ func (r *Reader) dropSetRings(set RingSet) {
 		kept = append(kept, rr)
 	}
 	r.rings = kept
+	r.ringsChanged()
 	r.turn, r.taken = 0, 0
 }
 

@@ -321,10 +321,10 @@ func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 // consumer_pos in reserve and in the wake-up test.
 func (rr *readerRing) commit() {
 	c := &rr.cur
-	if rr.consumed.Load() != c.passed {
-		rr.consumed.Store(c.passed)
-		rr.consumedBytes.Store(c.passedBy)
-	}
+	// Only this goroutine stores them: a release store suffices (a
+	// plain one on amd64).
+	storeRelease(&rr.consumed, c.passed)
+	storeRelease(&rr.consumedBytes, c.passedBy)
 	if rr.stored != c.pos {
 		rr.stored = c.pos
 		if c.mem.consCount != nil {
@@ -344,17 +344,17 @@ func (rr *readerRing) commit() {
 }
 
 // advance moves past a record of total bytes, storing consumer_pos once a
-// quarter of the ring has been consumed since the last store, or at every
-// record while the ring was more than half full at the cursor's last look
-// at producer_pos: seldom while there is room, so that the cache line
-// producers read is not bounced for every record, and at once when
-// producers are about to run out of space, so that none is refused for
+// quarter of the ring has been consumed since the last store, or every
+// 1/64 of the ring while the ring was more than half full at the cursor's
+// last look at producer_pos: seldom while there is room, so that the cache
+// line producers read is not bounced for every record, and soon when
+// producers are about to run out of space, so that few are refused for
 // space the consumer has already freed.
 func (rr *readerRing) advance(total uint64) {
 	c := &rr.cur
 	c.pass(total)
 	size := c.mem.size()
-	if c.pos-rr.stored >= size/4 || c.prod-rr.stored > size/2 {
+	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
 		rr.commit()
 	}
 }

@@ -36,32 +36,60 @@ func OpenMap(m FDer) (*KernelRing, error) { return OpenMapFD(m.FD()) }
 // OpenMapFD maps the ring buffer map behind fd, which it duplicates: fd
 // stays the caller's.
 func OpenMapFD(fd int) (*KernelRing, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	fd, what, err := dupMapFD(fd)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: duplicate map fd %d: %w", fd, err)
+		return nil, err
 	}
-	return openKernelRing(dup, fmt.Sprintf("fd %d", fd))
+	return openKernelRing(fd, what)
 }
 
 // OpenPinned maps the ring buffer map pinned at path in a BPF file system.
 func OpenPinned(path string) (*KernelRing, error) {
-	fd, err := sys.ObjGet(path)
+	fd, what, err := pinnedMapFD(path)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+		return nil, err
 	}
-	return openKernelRing(fd, path)
+	return openKernelRing(fd, what)
 }
 
 // OpenMapID maps the ring buffer map with the given ID.
 func OpenMapID(id uint32) (*KernelRing, error) {
+	fd, what, err := mapFDByID(id)
+	if err != nil {
+		return nil, err
+	}
+	return openKernelRing(fd, what)
+}
+
+// The ways of getting a map's descriptor that kernel and user rings share:
+// each returns the descriptor (owned by the caller), how to name the map
+// in errors, and an error that says what failed.
+
+func dupMapFD(fd int) (int, string, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", fmt.Errorf("ringo: duplicate map fd %d: %w", fd, err)
+	}
+	return dup, fmt.Sprintf("fd %d", fd), nil
+}
+
+func pinnedMapFD(path string) (int, string, error) {
+	fd, err := sys.ObjGet(path)
+	if err != nil {
+		return -1, "", fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+	}
+	return fd, path, nil
+}
+
+func mapFDByID(id uint32) (int, string, error) {
 	fd, err := sys.MapFDByID(id)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("ringo: open map id %d: no such map: %w", id, err)
+			return -1, "", fmt.Errorf("ringo: open map id %d: no such map: %w", id, err)
 		}
-		return nil, fmt.Errorf("ringo: open map id %d: %w", id, bpfError(err))
+		return -1, "", fmt.Errorf("ringo: open map id %d: %w", id, bpfError(err))
 	}
-	return openKernelRing(fd, fmt.Sprintf("map id %d", id))
+	return fd, fmt.Sprintf("map id %d", id), nil
 }
 
 // CreateKernelRing creates a BPF_MAP_TYPE_RINGBUF map with a data area of

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
-	"golang.org/x/sys/unix"
 )
 
 // Loss is what a ring failed to deliver, as far as anything counted it.
@@ -56,19 +55,12 @@ func LossOf(ring Source) (Loss, error) {
 // they were added: one call to log "N events lost on ring X". Like Stats,
 // it does not wait for a blocked Read.
 func (r *Reader) Losses() ([]RingLoss, error) {
-	r.ringsMu.Lock()
-	rings := slices.Clone(r.statRings)
-	r.ringsMu.Unlock()
-	out := make([]RingLoss, 0, len(rings))
-	var errs []error
-	for _, rr := range rings {
-		l, err := LossOf(rr.src)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		out = append(out, RingLoss{Ring: rr.src, Loss: l})
+	stats, err := r.Stats()
+	out := make([]RingLoss, len(stats))
+	for i, s := range stats {
+		out[i] = RingLoss{Ring: s.Ring, Loss: s.Loss}
 	}
-	return out, errors.Join(errs...)
+	return out, err
 }
 
 // RingLoss is one ring's Loss.
@@ -111,11 +103,13 @@ func (k *KernelRing) SetDropCounter(m FDer) error {
 	if err := checkDropCounter(info); err != nil {
 		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
 	}
-	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	fd, _, err := dupMapFD(m.FD())
 	if err != nil {
-		return fmt.Errorf("ringo: drop counter of %s: duplicate fd: %w", k, err)
+		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
 	}
-	return k.setCounter(fd)
+	k.drops.mu.Lock()
+	defer k.drops.mu.Unlock()
+	return k.drops.set(fd)
 }
 
 func checkDropCounter(info sys.MapInfo) error {
@@ -129,15 +123,14 @@ func checkDropCounter(info sys.MapInfo) error {
 // percpuArray is BPF_MAP_TYPE_PERCPU_ARRAY.
 const percpuArray MapType = 6
 
-func (k *KernelRing) setCounter(fd int) error {
+// set makes the map behind fd, which it owns from here on, the counter;
+// called with mu held.
+func (d *dropCounter) set(fd int) error {
 	cpus, err := sys.PossibleCPUs()
 	if err != nil {
 		closeFD(fd)
 		return err
 	}
-	d := &k.drops
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.fd > 0 {
 		closeFD(d.fd)
 	}
@@ -151,17 +144,15 @@ func (k *KernelRing) loss() (Loss, error) {
 	l := Loss{Overwritten: k.mem.overwritten.Load(), OverwrittenBytes: k.mem.overwrittenBytes.Load()}
 	d := &k.drops
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.fd <= 0 && time.Since(d.lastLook) >= time.Second {
 		d.lastLook = time.Now()
-		d.mu.Unlock()
 		if fd := findDropCounter(k.info); fd > 0 {
-			if err := k.setCounter(fd); err != nil {
+			if err := d.set(fd); err != nil {
 				return l, err
 			}
 		}
-		d.mu.Lock()
 	}
-	defer d.mu.Unlock()
 	if d.fd <= 0 {
 		return l, nil
 	}
@@ -195,7 +186,7 @@ func findDropCounter(ring sys.MapInfo) int {
 		}
 		ids, err := sys.ProgMapIDs(fd)
 		closeFD(fd)
-		if err != nil || !containsID(ids, ring.ID) {
+		if err != nil || !slices.Contains(ids, ring.ID) {
 			continue
 		}
 		for _, mid := range ids {
@@ -212,15 +203,6 @@ func findDropCounter(ring sys.MapInfo) int {
 			closeFD(mfd)
 		}
 	}
-}
-
-func containsID(ids []uint32, id uint32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // RingStats is what a Reader has taken from one ring, with the ring's state

@@ -266,11 +266,19 @@ func (r *Reader) sweep() {
 func (r *Reader) nextDrop() time.Duration {
 	d := time.Duration(-1)
 	for _, rr := range r.rings {
-		if !rr.dropAt.IsZero() {
-			if u := max(time.Until(rr.dropAt), time.Millisecond); d < 0 || u < d {
-				d = u
-			}
-		}
+		d = sooner(d, rr.dropAt)
+	}
+	return d
+}
+
+// sooner is d (a wait, -1 for none) or the time until at (at least a
+// millisecond), whichever is shorter; a zero at is no time at all.
+func sooner(d time.Duration, at time.Time) time.Duration {
+	if at.IsZero() {
+		return d
+	}
+	if u := max(time.Until(at), time.Millisecond); d < 0 || u < d {
+		return u
 	}
 	return d
 }

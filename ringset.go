@@ -129,11 +129,7 @@ func (r *Reader) reconcile(set RingSet) {
 func (r *Reader) nextRefresh() time.Duration {
 	d := time.Duration(-1)
 	for _, rs := range r.sets {
-		if !rs.nextRefresh.IsZero() {
-			if u := max(time.Until(rs.nextRefresh), time.Millisecond); d < 0 || u < d {
-				d = u
-			}
-		}
+		d = sooner(d, rs.nextRefresh)
 	}
 	return d
 }
@@ -282,20 +278,20 @@ func CreateRingSet(spec RingSetSpec) (*KernelRingSet, error) {
 // opening every ring it holds. The Reader looks for rings that come and go
 // every followEvery (0: only at Refresh).
 func OpenRingSet(m FDer, followEvery time.Duration) (*KernelRingSet, error) {
-	dup, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	fd, what, err := dupMapFD(m.FD())
 	if err != nil {
-		return nil, fmt.Errorf("ringo: duplicate map fd %d: %w", m.FD(), err)
+		return nil, err
 	}
-	return openRingSet(dup, fmt.Sprintf("fd %d", m.FD()), followEvery)
+	return openRingSet(fd, what, followEvery)
 }
 
 // OpenRingSetPinned follows the ring set pinned at path.
 func OpenRingSetPinned(path string, followEvery time.Duration) (*KernelRingSet, error) {
-	fd, err := sys.ObjGet(path)
+	fd, what, err := pinnedMapFD(path)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: open pinned ring set %s: %w", path, bpfError(err))
+		return nil, err
 	}
-	return openRingSet(fd, path, followEvery)
+	return openRingSet(fd, what, followEvery)
 }
 
 func openRingSet(fd int, what string, followEvery time.Duration) (*KernelRingSet, error) {

@@ -57,29 +57,29 @@ func OpenUserRing(m FDer) (*UserRing, error) { return OpenUserRingFD(m.FD()) }
 
 // OpenUserRingFD maps the user ring buffer map behind fd (duplicated).
 func OpenUserRingFD(fd int) (*UserRing, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	fd, what, err := dupMapFD(fd)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: duplicate map fd %d: %w", fd, err)
+		return nil, err
 	}
-	return openUserRing(dup, fmt.Sprintf("fd %d", fd))
+	return openUserRing(fd, what)
 }
 
 // OpenUserRingPinned maps the user ring buffer map pinned at path.
 func OpenUserRingPinned(path string) (*UserRing, error) {
-	fd, err := sys.ObjGet(path)
+	fd, what, err := pinnedMapFD(path)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+		return nil, err
 	}
-	return openUserRing(fd, path)
+	return openUserRing(fd, what)
 }
 
 // OpenUserRingID maps the user ring buffer map with the given ID.
 func OpenUserRingID(id uint32) (*UserRing, error) {
-	fd, err := sys.MapFDByID(id)
+	fd, what, err := mapFDByID(id)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: open map id %d: %w", id, bpfError(err))
+		return nil, err
 	}
-	return openUserRing(fd, fmt.Sprintf("map id %d", id))
+	return openUserRing(fd, what)
 }
 
 // CreateUserRing creates a BPF_MAP_TYPE_USER_RINGBUF map of size bytes and

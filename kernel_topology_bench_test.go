@@ -75,26 +75,11 @@ func benchKernelTopology(b *testing.B, perCPU bool) {
 			}
 		}()
 	}
-	runtime.LockOSThread()
-	cpu0 := threadCPU()
-	got := 0
-	for got < total && !failed.Load() {
-		n, err := rd.Consume(func(Record) error { return nil })
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += n
-		if n == 0 {
-			runtime.Gosched()
-		}
-	}
-	cpu := threadCPU() - cpu0
-	runtime.UnlockOSThread()
+	cpu := consumeAll(b, rd, total, failed.Load)
 	wg.Wait()
 	b.StopTimer()
 	if failed.Load() {
 		b.Fatal("BPF_PROG_TEST_RUN failed")
 	}
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(cpu)/float64(total), "consumer-cpu-ns/rec")
+	reportTopology(b, total, cpu)
 }

@@ -66,10 +66,19 @@ func benchTopology(b *testing.B, producers int, perProducer bool) {
 			}
 		}()
 	}
+	cpu := consumeAll(b, rd, total, func() bool { return false })
+	wg.Wait()
+	b.StopTimer()
+	reportTopology(b, total, cpu)
+}
+
+// consumeAll consumes total records with rd, unless stop says to give up,
+// and returns the CPU time the consuming thread used.
+func consumeAll(b *testing.B, rd *Reader, total int, stop func() bool) int64 {
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cpu0 := threadCPU()
-	got := 0
-	for got < total {
+	for got := 0; got < total && !stop(); {
 		n, err := rd.Consume(func(Record) error { return nil })
 		if err != nil {
 			b.Fatal(err)
@@ -79,10 +88,11 @@ func benchTopology(b *testing.B, producers int, perProducer bool) {
 			runtime.Gosched()
 		}
 	}
-	cpu := threadCPU() - cpu0
-	runtime.UnlockOSThread()
-	wg.Wait()
-	b.StopTimer()
+	return threadCPU() - cpu0
+}
+
+// reportTopology reports the records/s and the consumer's CPU ns per record.
+func reportTopology(b *testing.B, total int, cpu int64) {
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(cpu)/float64(total), "consumer-cpu-ns/rec")
 }

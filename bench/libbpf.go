@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -60,7 +61,7 @@ type driverOut struct {
 }
 
 func (o driverOut) result(r *Result) {
-	sp := span{wallNs: durationNs(o.WallNs), cpuNs: durationNs(o.CPUNs)}
+	sp := span{wallNs: time.Duration(o.WallNs), cpuNs: time.Duration(o.CPUNs)}
 	sp.result(r, o.Records)
 }
 

@@ -126,5 +126,3 @@ func (s *span) result(r *Result, n uint64) {
 	r.CPUNsPerRecord = float64(s.cpuNs) / float64(n)
 	r.AllocsPerRecord = float64(s.nallocs) / float64(n)
 }
-
-func durationNs(ns uint64) time.Duration { return time.Duration(ns) }

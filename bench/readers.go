@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -149,16 +150,14 @@ func (r *perfReader) read(s *sink) error {
 		return nil
 	}
 	b := r.rec.RawSample
-	if len(b) >= 16 && len(b) > r.size && r.size >= 16 && !isEnd(b) {
-		b = b[:r.size]
-	} else if isEnd(b) {
-		b = b[:16]
+	if n := r.size; len(b) >= 8 && binary.LittleEndian.Uint64(b) == endHead {
+		b = b[:min(len(b), 16)] // the 16-byte end record
+	} else if len(b) > n {
+		b = b[:n]
 	}
 	s.add(b)
 	return nil
 }
-
-func isEnd(b []byte) bool { return len(b) >= 16 && b[0]&b[1]&b[2]&b[3]&b[4]&b[5]&b[6]&b[7] == 0xff }
 
 func (r *perfReader) wakeups() float64 { return -1 }
 func (r *perfReader) Close() error     { return r.rd.Close() }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/ringo-bpf/ringo"
 )
@@ -181,6 +180,3 @@ func stream(scenario, impl string, size, ringBytes int, count, every uint64, how
 	}
 	return res, c.s.check(st.Produced, st.Csum)
 }
-
-// numCPU is the number of CPUs the scenarios may use.
-func numCPU() int { return runtime.NumCPU() }

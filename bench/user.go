@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/ringo-bpf/ringo"
@@ -45,34 +44,23 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Re
 	defer rd.Close()
 	total := uint64(producers * perProducer)
 	ready := make(chan struct{})
-	var wg sync.WaitGroup
-	var perr error
-	var once sync.Once
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if producers == 1 {
-				pinThread(producerCPU)
-			}
-			<-ready
-			for i := range perProducer {
-				for {
-					v, err := r.Reserve(size)
-					if err == nil {
-						fillRecord(v.Bytes(), userSeq(p, i))
-						r.Commit(v, 0)
-						break
-					}
-					if !errors.Is(err, ringo.ErrFull) {
-						once.Do(func() { perr = err })
-						return
-					}
-					runtime.Gosched()
+	wait := startProducers(producers, ready, func(p int) error {
+		for i := range perProducer {
+			for {
+				v, err := r.Reserve(size)
+				if err == nil {
+					fillRecord(v.Bytes(), userSeq(p, i))
+					r.Commit(v, 0)
+					break
 				}
+				if !errors.Is(err, ringo.ErrFull) {
+					return err
+				}
+				runtime.Gosched()
 			}
-		}()
-	}
+		}
+		return nil
+	})
 	c := consumeUser(producers, ready, func(s *sink) error {
 		for rec, err := range rd.Records(context.Background()) {
 			if err != nil {
@@ -85,16 +73,35 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Re
 		}
 		return nil
 	})
-	wg.Wait()
-	if perr != nil {
-		return res, perr
-	}
-	if c.err != nil {
-		return res, c.err
+	if err := errors.Join(wait(), c.err); err != nil {
+		return res, err
 	}
 	c.sp.result(&res, c.s.records)
 	res.WakeupsPer1000 = 1000 * float64(rd.Wakeups()) / float64(max(c.s.records, 1))
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
+}
+
+// startProducers starts producers goroutines running produce(p) once
+// ready is closed, the only one pinned to producerCPU when there is one,
+// and returns what waits for them and gives their errors.
+func startProducers(producers int, ready <-chan struct{}, produce func(p int) error) (wait func() error) {
+	errs := make(chan error, producers)
+	for p := range producers {
+		go func() {
+			if producers == 1 {
+				pinThread(producerCPU)
+			}
+			<-ready
+			errs <- produce(p)
+		}()
+	}
+	return func() error {
+		var all []error
+		for range producers {
+			all = append(all, <-errs)
+		}
+		return errors.Join(all...)
+	}
 }
 
 // consumeUser runs fn on the consumer (pinned when there is one producer)
@@ -137,22 +144,14 @@ func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int
 	ch := make(chan A, ringBytes/recordSize(size))
 	total := uint64(producers * perProducer)
 	ready := make(chan struct{})
-	var wg sync.WaitGroup
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if producers == 1 {
-				pinThread(producerCPU)
-			}
-			<-ready
-			var a A
-			for i := range perProducer {
-				fillRecord(bytes(&a), userSeq(p, i))
-				ch <- a
-			}
-		}()
-	}
+	wait := startProducers(producers, ready, func(p int) error {
+		var a A
+		for i := range perProducer {
+			fillRecord(bytes(&a), userSeq(p, i))
+			ch <- a
+		}
+		return nil
+	})
 	c := consumeUser(producers, ready, func(s *sink) error {
 		for s.records < total {
 			a := <-ch
@@ -160,7 +159,9 @@ func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int
 		}
 		return nil
 	})
-	wg.Wait()
+	if err := wait(); err != nil {
+		return res, err
+	}
 	c.sp.result(&res, c.s.records)
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
 }

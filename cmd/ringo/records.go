@@ -25,17 +25,9 @@ still being written.
 --json prints one object per line: {"pos": N, "len": N, "data": "hex"}, pos being
 the position of the record's header in the ring.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
-		n := fs.Int("n", 0, "print at most N records (0: all)")
-		format := formatFlags(fs)
+		open := recordFlags(fs, "print at most N records (0: all)")
 		return func(e *env, args []string) error {
-			f, err := format()
-			if err != nil {
-				return err
-			}
-			if *n < 0 {
-				return usagef("-n must be 0 or more")
-			}
-			t, err := oneTarget(args)
+			f, n, t, err := open(args)
 			if err != nil {
 				return err
 			}
@@ -44,7 +36,7 @@ the position of the record's header in the ring.`,
 			defer w.Flush()
 			seen := 0
 			_, err = ringo.Peek(t.ring(), func(rec ringo.Record) error {
-				if *n > 0 && seen == *n {
+				if n > 0 && seen == n {
 					return errEnough
 				}
 				seen++
@@ -56,6 +48,25 @@ the position of the record's header in the ring.`,
 			return err
 		}
 	},
+}
+
+// recordFlags defines the flags peek and dump share, -n (described by
+// nUsage) and the output format, and returns what checks them and opens
+// the TARGET.
+func recordFlags(fs *flag.FlagSet, nUsage string) func(args []string) (recordFormat, int, *target, error) {
+	n := fs.Int("n", 0, nUsage)
+	format := formatFlags(fs)
+	return func(args []string) (recordFormat, int, *target, error) {
+		f, err := format()
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if *n < 0 {
+			return 0, 0, nil, usagef("-n must be 0 or more")
+		}
+		t, err := oneTarget(args)
+		return f, *n, t, err
+	}
 }
 
 // errEnough stops a walk once -n records are printed.
@@ -74,19 +85,11 @@ Use peek to look without consuming. User rings are consumed by the kernel
 Without --follow, dump prints what the ring holds and exits; with --follow
 it waits for more until Ctrl-C (or until -n records).`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
-		n := fs.Int("n", 0, "consume at most N records (0: all)")
+		open := recordFlags(fs, "consume at most N records (0: all)")
 		follow := fs.Bool("follow", false, "keep waiting for records until interrupted")
 		fs.BoolVar(follow, "f", false, "short for --follow")
-		format := formatFlags(fs)
 		return func(e *env, args []string) error {
-			f, err := format()
-			if err != nil {
-				return err
-			}
-			if *n < 0 {
-				return usagef("-n must be 0 or more")
-			}
-			t, err := oneTarget(args)
+			f, n, t, err := open(args)
 			if err != nil {
 				return err
 			}
@@ -108,7 +111,7 @@ it waits for more until Ctrl-C (or until -n records).`,
 			w := bufio.NewWriter(e.stdout)
 			defer w.Flush()
 			if !*follow {
-				return drain(rd, w, f, *n)
+				return drain(rd, w, f, n)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -127,7 +130,7 @@ it waits for more until Ctrl-C (or until -n records).`,
 				if err := w.Flush(); err != nil {
 					return err
 				}
-				if got++; got == *n {
+				if got++; got == n {
 					break
 				}
 			}

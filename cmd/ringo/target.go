@@ -146,7 +146,10 @@ func (t *target) info(counters bool) ringInfo {
 			ri.Abandoned = &a
 		}
 	}
-	if l, ok := t.loss(); ok && counters {
+	if !counters {
+		return ri // (looking for a kernel ring's counter walks every program)
+	}
+	if l, ok := t.loss(); ok {
 		ri.Dropped, ri.DroppedBytes = &l.Dropped, &l.DroppedBytes
 	}
 	return ri

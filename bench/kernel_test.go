@@ -151,5 +151,17 @@ func TestDropsCountedExactly(t *testing.T) {
 		if st.Dropped != K || st.Produced != fit {
 			t.Fatalf("the program itself counted %+v", st)
 		}
+		// The same counter, given explicitly.
+		kr2, err := ringo.OpenMap(k.objs.Rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kr2.Close()
+		if err := kr2.SetDropCounter(k.objs.RbDrops); err != nil {
+			t.Fatal(err)
+		}
+		if l2, err := ringo.LossOf(kr2); err != nil || l2 != l {
+			t.Fatalf("with SetDropCounter: LossOf = %+v, %v; want %+v", l2, err, l)
+		}
 	}
 }

@@ -2,12 +2,15 @@ package prometheus_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -49,15 +52,21 @@ func TestScrape(t *testing.T) {
 	reg.MustRegister(ringoprom.NewCollector(rd))
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	scrape := func() string {
+		t.Helper()
+		client := http.Client{Timeout: 5 * time.Second}
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("scrape: %s\n%s", resp.Status, body)
+		}
+		return string(body)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("scrape: %s\n%s", resp.Status, body)
-	}
+	body := scrape()
 	avail := r.Positions().Avail()
 	for _, want := range []string{
 		`ringo_records_consumed_total{ring="events"} 10`,
@@ -69,9 +78,27 @@ func TestScrape(t *testing.T) {
 		`ringo_ring_fill_ratio{ring="events"} ` + ftoa(float64(avail)/4096),
 		`ringo_reader_wakeups_total `,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %q:\n%s", want, body)
 		}
+	}
+
+	// Collecting does not wait for a Read blocked on the empty ring.
+	n, err := rd.Consume(func(ringo.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := rd.Read(ctx); done <- err }()
+	time.Sleep(50 * time.Millisecond) // let it block
+	want := fmt.Sprintf(`ringo_records_consumed_total{ring="events"} %d`, 10+n)
+	if body := scrape(); !strings.Contains(body, want) {
+		t.Errorf("scrape during a blocked Read lacks %q:\n%s", want, body)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("the blocked Read returned %v", err)
 	}
 }
 

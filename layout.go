@@ -34,7 +34,7 @@ const (
 	// ringo's own: the identity and counters of user-space rings, in the
 	// consumer page, past everything the kernel uses. Shared rings are
 	// checked against them when opened.
-	identOffset      = 2048 // u64 magic, u32 version, u32 page size, u64 data size, u32 flags
+	identOffset      = 2048 // u64 magic, u32 version, u32 page size, u64 data size, u32 flags, u32 pad, u64 nonce
 	droppedOffset    = 2112 // u64 reservations refused because the ring was full
 	abandonedOffset  = 2176 // u64 records abandoned by dead producers
 	droppedBytesOff  = 2184 // u64 payload bytes of the refused reservations

@@ -170,6 +170,11 @@ type ident struct {
 	size     uint64
 	flags    uint32 // ringFlagOverwrite; 0 in rings of earlier ringo versions
 	_        uint32
+	// nonce is random, drawn when the ring is created (0 in rings of
+	// earlier ringo versions): with the name, it tells this ring from
+	// one created later under the same name, whose positions start
+	// again at 0 (see Identify).
+	nonce uint64
 }
 
 // identity returns a pointer to the identity block of a mapping. The block

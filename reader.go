@@ -64,6 +64,8 @@ type Reader struct {
 	closed atomic.Bool
 	freed  sync.Once
 
+	explicit bool // explicit release (release.go)
+
 	wakeups atomic.Uint64
 
 	// statRings is a copy of rings for Stats and Losses, which must not
@@ -96,6 +98,13 @@ type readerRing struct {
 	// consumed and consumedBytes publish the cursor's passed counts for
 	// Stats, at every commit.
 	consumed, consumedBytes atomic.Uint64
+	// Explicit release (release.go): explicit is the Reader's mode;
+	// released is the end of the last record released; held are the
+	// records handed out since, heldBytes their payload bytes.
+	explicit  bool
+	released  uint64
+	held      []heldRecord
+	heldBytes uint64
 	// taken is how many bytes of positions the current Consume call has
 	// taken from this ring: one call takes at most a ring's worth. (Bytes
 	// taken, not the distance moved: a cursor that jumps over records
@@ -180,7 +189,7 @@ func (r *Reader) add(s Source, set RingSet) error {
 	}
 	m := s.ringMemory()
 	cons := m.consumerPos.Load()
-	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons}
+	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons, explicit: r.explicit, released: cons}
 	if m.consCount != nil {
 		rr.cur.count = m.consCount.Load()
 	}
@@ -241,8 +250,8 @@ func (r *Reader) sweep() {
 		if rr.dropAt.IsZero() || now.Before(rr.dropAt) {
 			continue
 		}
-		if _, _, st, err := rr.cur.next(); err == nil && st != stepEmpty {
-			continue // records (or one being written) left to read
+		if _, _, st, err := rr.cur.next(); (err == nil && st != stepEmpty) || rr.holding() {
+			continue // records (or one being written) left to read or release
 		}
 		rr.commit()
 		r.poller.Remove(rr.src.pollFD())
@@ -324,17 +333,18 @@ func (r *Reader) free() {
 // Wakeups returns how many times a blocked Reader was woken by its rings.
 func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 
-// commit stores the cursor's position as the ring's consumer_pos, freeing
+// commit stores the cursor's position (in explicit release mode, the end of
+// the last released record) as the ring's consumer_pos, freeing
 // the space of the records before it. Pairs with the producers' load of
 // consumer_pos in reserve and in the wake-up test.
 func (rr *readerRing) commit() {
 	c := &rr.cur
 	// Only this goroutine stores them: a release store suffices (a
-	// plain one on amd64).
-	storeRelease(&rr.consumed, c.passed)
-	storeRelease(&rr.consumedBytes, c.passedBy)
-	if rr.stored != c.pos {
-		rr.stored = c.pos
+	// plain one on amd64). Held records are not consumed yet.
+	storeRelease(&rr.consumed, c.passed-uint64(len(rr.held)))
+	storeRelease(&rr.consumedBytes, c.passedBy-rr.heldBytes)
+	if pos := rr.target(); rr.stored != pos {
+		rr.stored = pos
 		if c.mem.consCount != nil {
 			// Before consumer_pos: a consumer that takes over reads
 			// the count of the records before the position it finds.
@@ -360,7 +370,7 @@ func (rr *readerRing) commit() {
 // space the consumer has already freed.
 func (rr *readerRing) advance(total uint64) {
 	c := &rr.cur
-	c.pass(total)
+	rr.pass(total)
 	size := c.mem.size()
 	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
 		rr.commit()
@@ -476,7 +486,7 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) error {
 	}
 	rec.Source, rec.Pos = rr.src, rr.cur.pos
 	rec.Data = append(rec.Data[:0], data...)
-	rr.cur.pass(total)
+	rr.pass(total)
 	rr.commit()
 	return nil
 }
@@ -598,8 +608,13 @@ func (r *Reader) wait(ctx context.Context) error {
 	if stalled && (timeout < 0 || timeout > deadOwnerCheck) {
 		timeout = deadOwnerCheck
 	}
-	// Rings being removed, and sets to look at again, have their times.
-	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh()} {
+	// Rings being removed, and sets to look at again, have their times;
+	// held records keep producers from waking us (release.go).
+	held := time.Duration(-1)
+	if r.holdingAny() {
+		held = heldPoll
+	}
+	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh(), held} {
 		if d >= 0 && (timeout < 0 || d < timeout) {
 			timeout = d
 		}
@@ -654,7 +669,7 @@ func (r *Reader) ready() bool {
 			if _, _, st, err := rr.cur.next(); err != nil || st == stepRecord {
 				return true
 			}
-			if rr.stored == rr.cur.pos {
+			if rr.stored == rr.target() {
 				break
 			}
 			rr.commit() // then look again: store before load

@@ -78,7 +78,7 @@ func New(size int, opts ...Option) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", o.name, err)
 	}
-	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size), nonce: newNonce()}
 	if o.overwrite {
 		id.flags |= ringFlagOverwrite
 		r.mem.enableOverwrite(r.mapping, true)

@@ -107,7 +107,7 @@ func Create(name string, size int, opts ...SharedOption) (*Ring, error) {
 		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
 	}
 	r.mem.trackOwners(r.mapping)
-	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size)}
+	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size), nonce: newNonce()}
 	if o.overwrite {
 		id.flags |= ringFlagOverwrite
 		r.mem.enableOverwrite(r.mapping, true)

@@ -1,0 +1,313 @@
+// Package forward sends the records of rings to a distributed message
+// engine, end to end at least once: a ring's consumer position moves past a
+// record only after the engine has acknowledged it, so neither a crash of
+// the forwarder nor an outage of the engine loses a record that reached the
+// ring. Each message carries an ID made of the host, the ring's identity
+// and the record's position, by which the engine (or any consumer) drops
+// the copies that a retry or a restart sends again.
+//
+// The engine is a Sink. Package forward/jetstream is the NATS JetStream
+// sink; another engine (Kafka, say) is another implementation of Sink.
+//
+// The loop: take a batch of records from the Reader (explicit release
+// mode, see ringo.Reader.SetExplicitRelease), publish it, wait for the
+// acknowledgements, release the acknowledged prefix. If publishing fails,
+// rewind the Reader to the first record not acknowledged, wait (with
+// exponential backoff) and publish again from there. While the engine is
+// unreachable the rings fill, and their producers' refusals are counted as
+// drops, as for any consumer that falls behind (ringo.LossOf).
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ringo-bpf/ringo"
+)
+
+// Message is one record as a Sink publishes it.
+type Message struct {
+	// ID identifies the record among all records of all rings of all hosts
+	// for de-duplication: Host/Kind/Name/Incarnation/Pos (see ringo.Identity).
+	ID string
+	// Host is the forwarder's host name; Ring is the identity of the ring
+	// the record came from; Pos is the position of its header there.
+	Host string
+	Ring ringo.Identity
+	Pos  uint64
+	// Data is the payload, valid until Publish returns.
+	Data []byte
+}
+
+// Result is what happened to a batch a Sink published.
+type Result struct {
+	// Acked is how many messages from the start of the batch the engine
+	// acknowledged: stored durably, or recognised as a copy of one it
+	// stored before.
+	Acked int
+	// Duplicates is how many of the acknowledged were such copies.
+	Duplicates int
+	// Reordered is how many messages after the first one that failed the
+	// engine stored anyway, out of their ring's order (they are sent again
+	// after it and dropped then as duplicates, so each is stored once, but
+	// before a record that precedes it). Sinks avoid this where the engine
+	// lets them; see the sink's documentation for when it can happen.
+	Reordered int
+}
+
+// A Sink publishes batches of messages to a message engine.
+type Sink interface {
+	// Publish sends msgs in order and waits until the engine has
+	// acknowledged or refused each of them, or ctx is done. It reports
+	// how many from the start were acknowledged and, when not all of
+	// them were, the error that stopped the rest. It must not keep msgs
+	// or their Data after it returns.
+	Publish(ctx context.Context, msgs []Message) (Result, error)
+	// Close releases the sink's connection.
+	Close() error
+}
+
+// Config tunes a Forwarder. The zero value works.
+type Config struct {
+	// Host names this machine in message IDs and headers; default the
+	// host name.
+	Host string
+	// BatchRecords and BatchBytes bound a batch: at most this many
+	// records, and payload bytes (a larger single record goes alone).
+	// Defaults 4096 records, 4 MiB.
+	BatchRecords int
+	BatchBytes   int
+	// MinBackoff and MaxBackoff bound the wait before publishing again
+	// after a failure, doubling from MinBackoff; defaults 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives failures, retries and recoveries; default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("forward: no host name given and none found: %w", err)
+		}
+		c.Host = h
+	}
+	if c.BatchRecords <= 0 {
+		c.BatchRecords = 4096
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 4 << 20
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Stats counts what a Forwarder did.
+type Stats struct {
+	// Forwarded is how many records the engine acknowledged and stored;
+	// Duplicates how many more acknowledgements were for copies it had.
+	Forwarded, Duplicates uint64
+	// Bytes is the payload bytes of the acknowledged records.
+	Bytes uint64
+	// Batches is how many batches were published; Failures how many of
+	// them failed (in part or in all), each followed by a retry.
+	Batches, Failures uint64
+	// Reordered counts records the engine stored out of ring order (see
+	// Result.Reordered).
+	Reordered uint64
+	// LastError is the last failure, "" if none.
+	LastError string
+}
+
+// Forwarder moves records from a Reader's rings to a Sink.
+type Forwarder struct {
+	rd   *ringo.Reader
+	sink Sink
+	cfg  Config
+
+	mu    sync.Mutex
+	stats Stats
+
+	// The batch being sent: the records as handed out (for Release), the
+	// messages, and one buffer holding their payloads.
+	recs  []ringo.Record
+	msgs  []Message
+	arena []byte
+	id    []byte         // scratch for message IDs
+	done  []ringo.Source // scratch for release
+	ids   map[ringo.Source]ringo.Identity
+}
+
+// New returns a Forwarder of the records of rd's rings to sink. It turns on
+// rd's explicit release: the Forwarder releases records as the engine
+// acknowledges them. rd must not be used by anything else while the
+// Forwarder runs.
+func New(rd *ringo.Reader, sink Sink, cfg Config) (*Forwarder, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := rd.SetExplicitRelease(true); err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	return &Forwarder{rd: rd, sink: sink, cfg: cfg, ids: make(map[ringo.Source]ringo.Identity)}, nil
+}
+
+// Stats returns what the Forwarder has done so far; any goroutine may call
+// it.
+func (f *Forwarder) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// errBatchFull stops a Consume call when the batch is full.
+var errBatchFull = errors.New("batch full")
+
+// Run forwards records until ctx is done, then returns ctx.Err(); records
+// handed out and not acknowledged by then stay in their rings. It returns
+// another error only if the Reader fails (ringo.ErrClosed, a corrupt ring).
+// A failing engine is not such an error: Run logs it and tries again.
+func (f *Forwarder) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	var rec ringo.Record
+	for {
+		if err := f.fill(ctx, &rec); err != nil {
+			return err
+		}
+		res, err := f.sink.Publish(ctx, f.msgs)
+		f.account(res, err)
+		if rerr := f.release(res.Acked); rerr != nil {
+			return rerr
+		}
+		if err == nil {
+			if backoff > 0 {
+				f.cfg.Logger.Info("forward: publishing again", "after", backoff)
+			}
+			backoff = 0
+			continue
+		}
+		if rerr := f.rd.Rewind(); rerr != nil {
+			return fmt.Errorf("forward: %w", rerr)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		backoff = min(max(2*backoff, f.cfg.MinBackoff), f.cfg.MaxBackoff)
+		f.cfg.Logger.Warn("forward: publish failed; records stay in the ring", "err", err,
+			"acked", res.Acked, "of", len(f.msgs), "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// release releases the first n records of the batch: for each ring, the
+// last of them from that ring.
+func (f *Forwarder) release(n int) error {
+	done := f.done[:0]
+	for i := n - 1; i >= 0; i-- {
+		r := f.recs[i]
+		if slices.Contains(done, r.Source) {
+			continue
+		}
+		done = append(done, r.Source)
+		if err := f.rd.Release(r); err != nil {
+			return fmt.Errorf("forward: %w", err)
+		}
+	}
+	f.done = done[:0]
+	return nil
+}
+
+// fill makes the next batch: it waits for a record, then takes what else
+// is there, up to the batch limits.
+func (f *Forwarder) fill(ctx context.Context, rec *ringo.Record) error {
+	f.recs, f.msgs, f.arena = f.recs[:0], f.msgs[:0], f.arena[:0]
+	// Block for the first record (a copy, into rec's reused buffer).
+	if err := f.rd.ReadInto(ctx, rec); err != nil {
+		return err
+	}
+	f.add(*rec)
+	_, err := f.rd.Consume(func(r ringo.Record) error {
+		if len(f.recs) == f.cfg.BatchRecords || len(f.arena)+len(r.Data) > f.cfg.BatchBytes {
+			return errBatchFull
+		}
+		f.add(r)
+		return nil
+	})
+	if err != nil && err != errBatchFull {
+		return err
+	}
+	// The arena may have moved while it grew: point the messages at
+	// their bytes now.
+	off := 0
+	for i := range f.msgs {
+		n := len(f.recs[i].Data)
+		f.msgs[i].Data = f.arena[off : off+n : off+n]
+		off += n
+	}
+	return nil
+}
+
+// add appends a record to the batch, copying its payload: a view would
+// do for most rings (unreleased records stay put), but not for those in
+// overwrite mode, whose producers do not wait for the consumer.
+func (f *Forwarder) add(r ringo.Record) {
+	id, ok := f.ids[r.Source]
+	if !ok {
+		id = ringo.Identify(r.Source)
+		f.ids[r.Source] = id
+	}
+	f.arena = append(f.arena, r.Data...)
+	f.id = append(f.id[:0], f.cfg.Host...)
+	f.id = append(f.id, '/')
+	f.id = append(f.id, id.Kind...)
+	f.id = append(f.id, '/')
+	f.id = append(f.id, id.Name...)
+	f.id = append(f.id, '/')
+	f.id = append(f.id, id.Incarnation...)
+	f.id = append(f.id, '/')
+	f.id = strconv.AppendUint(f.id, r.Pos, 10)
+	// Release needs the record's source, position and length.
+	f.recs = append(f.recs, ringo.Record{Source: r.Source, Pos: r.Pos, Data: r.Data[:len(r.Data):len(r.Data)]})
+	f.msgs = append(f.msgs, Message{ID: string(f.id), Host: f.cfg.Host, Ring: id, Pos: r.Pos})
+}
+
+// account adds a batch's outcome to the stats.
+func (f *Forwarder) account(res Result, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &f.stats
+	s.Batches++
+	s.Duplicates += uint64(res.Duplicates)
+	s.Forwarded += uint64(res.Acked - res.Duplicates)
+	for _, m := range f.msgs[:res.Acked] {
+		s.Bytes += uint64(len(m.Data))
+	}
+	s.Reordered += uint64(res.Reordered)
+	if err != nil {
+		s.Failures++
+		s.LastError = err.Error()
+	}
+	if res.Reordered > 0 {
+		f.cfg.Logger.Warn("forward: the engine stored records after one it refused, out of ring order", "records", res.Reordered)
+	}
+}

@@ -1,0 +1,262 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/forward"
+	"github.com/ringo-bpf/ringo/forward/jetstream"
+	"github.com/ringo-bpf/ringo/internal/natstest"
+)
+
+// TestMain runs the forwarder child of TestForwarderKilled when asked.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("RINGO_FORWARD_CHILD"); spec != "" {
+		os.Exit(forwarderChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// forwarderChild forwards the shared ring dir|name to url|subject until it
+// is killed or gets SIGTERM.
+func forwarderChild(spec string) int {
+	f := strings.Split(spec, "|")
+	dir, name, url, subject := f[0], f[1], f[2], f[3]
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	sink, err := jetstream.Connect(ctx, jetstream.Config{URL: url, Subject: subject})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer sink.Close()
+	var r *ringo.Ring
+	var rd *ringo.Reader
+	// The killed consumer's claim on the ring is taken over once the
+	// ring sees it is dead.
+	for try := 0; ; try++ {
+		r, err = ringo.Open(name, ringo.WithDir(dir))
+		if err == nil {
+			rd, err = ringo.NewReader(r)
+		}
+		if err == nil || try == 200 {
+			break
+		}
+		if r != nil {
+			r.Close()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer r.Close()
+	defer rd.Close()
+	fw, err := forward.New(rd, sink, forward.Config{Host: "testhost", BatchRecords: 256})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := fw.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// The forwarder is killed (SIGKILL) mid-stream again and again and
+// restarted: nothing that reached the ring is lost, and what batches in
+// flight at the kill sent is stored once, JetStream dropping the copies the
+// next forwarder sends by their message IDs.
+func TestForwarderKilled(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.CreateStream("KILL", false, 0, "kill.>")
+	dir := t.TempDir()
+	r, err := ringo.Create("k", 1<<16, ringo.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.Close(); ringo.Remove("k", ringo.WithDir(dir)) }()
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "RINGO_FORWARD_CHILD="+strings.Join([]string{dir, "k", srv.URL(), "kill.{ring}"}, "|"))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	// Two producers at about 10k records/s each, for 2 s.
+	const producers, n = 2, 20000
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			next := time.Now()
+			for s := range n {
+				for r.Output(record(buf, p, s), 0) != nil {
+					time.Sleep(100 * time.Microsecond) // full while no forwarder runs
+				}
+				if next = next.Add(100 * time.Microsecond); time.Until(next) > 0 {
+					time.Sleep(time.Until(next))
+				}
+			}
+		}()
+	}
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	kills := 0
+	for range 5 {
+		cmd := start()
+		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		kills++
+	}
+	stored := srv.Count("KILL")
+	final := start()
+	wg.Wait()
+	waitCount(t, srv, "KILL", producers*n, time.Minute)
+	final.Process.Signal(syscall.SIGTERM)
+	if err := final.Wait(); err != nil {
+		t.Errorf("last forwarder: %v", err)
+	}
+	t.Logf("%d kills; %d of %d records stored before the last forwarder started", kills, stored, producers*n)
+	if stored == 0 || stored == producers*n {
+		t.Fatalf("%d of %d records stored when the killing stopped: the kills did not happen mid-stream", stored, producers*n)
+	}
+	checkStream(t, srv.Messages("KILL"), "testhost", map[string][]int{"k": {n, n}}, nil)
+}
+
+// The server crashes (SIGKILL) mid-stream and comes back a second later:
+// the forwarder reconnects, says so in its log, and every record is stored
+// once and in order, except those the ring refused while full, which its
+// drop counter counts exactly.
+func TestServerOutage(t *testing.T) {
+	srv := natstest.Start(t, natstest.AsProcess())
+	srv.CreateStream("OUT", false, 0, "out.>")
+	r, err := ringo.New(1<<14, ringo.WithName("out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var log logBuffer
+	fw := startForwarder(t, jetstream.Config{URL: srv.URL(), Subject: "out.{ring}", AckTimeout: 2 * time.Second, MaxReconnectWait: 200 * time.Millisecond, Logger: log.logger()},
+		forward.Config{BatchRecords: 256, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: log.logger()}, r)
+
+	// One producer at about 20k records/s for 3 s; refusals are drops.
+	const total = 60000
+	skipped := map[[2]int]bool{}
+	outage := make(chan struct{})
+	go func() {
+		defer close(outage)
+		time.Sleep(700 * time.Millisecond)
+		srv.Kill()
+		time.Sleep(time.Second)
+		srv.Restart()
+	}()
+	buf := make([]byte, 64)
+	next := time.Now()
+	for s := range total {
+		if err := r.Output(record(buf, 0, s), 0); errors.Is(err, ringo.ErrFull) {
+			skipped[[2]int{0, s}] = true
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if next = next.Add(50 * time.Microsecond); time.Until(next) > 0 {
+			time.Sleep(time.Until(next))
+		}
+	}
+	<-outage
+	if len(skipped) == 0 {
+		t.Fatal("no record was refused during a second's outage: the ring did not fill")
+	}
+	if d := r.Dropped(); d != uint64(len(skipped)) {
+		t.Errorf("the ring counts %d drops, the producer saw %d refusals", d, len(skipped))
+	}
+	want := uint64(total - len(skipped))
+	waitCount(t, srv, "OUT", want, time.Minute)
+	fw.waitForwarded(t, want, time.Minute)
+	st := fw.f.Stats()
+	fw.stop(t)
+	checkStream(t, srv.Messages("OUT"), "testhost", map[string][]int{"out": {total}}, map[string]map[[2]int]bool{"out": skipped})
+	t.Logf("%d records, %d dropped during the outage; forwarder %+v", total, len(skipped), st)
+	if st.Failures == 0 {
+		t.Error("no failed batch counted across the outage")
+	}
+	if st.Reordered != 0 {
+		t.Errorf("%d records stored out of order", st.Reordered)
+	}
+	for _, want := range []string{"disconnected from NATS", "reconnected to NATS", "publish failed; records stay in the ring"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, log.String())
+		}
+	}
+}
+
+// Connecting fails with an error that says what is wrong, and no records
+// are consumed: the caller makes its Reader only after Connect succeeded.
+func TestConnectErrors(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.CreateStream("S", true, 0, "ok.>")
+	auth := natstest.Start(t, natstest.WithUser("ringo", "s3cret"))
+	noJS := natstest.Start(t, natstest.WithoutJetStream())
+	down := natstest.Start(t)
+	down.Stop()
+	ctx := context.Background()
+	withPass := strings.Replace(auth.URL(), "nats://", "nats://ringo:wrong@", 1)
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.Config
+		want string
+	}{
+		{"no server", jetstream.Config{URL: down.URL(), Subject: "ok.x"}, "no NATS server answers at " + down.URL()},
+		{"bad password", jetstream.Config{URL: withPass, Subject: "ok.x"}, "refused the credentials"},
+		{"no password", jetstream.Config{URL: auth.URL(), Subject: "ok.x"}, "refused the credentials"},
+		{"no jetstream", jetstream.Config{URL: noJS.URL(), Subject: "ok.x"}, "JetStream is not enabled"},
+		{"missing stream", jetstream.Config{URL: srv.URL(), Subject: "ok.x", Stream: "NOPE"}, `stream "NOPE" does not exist`},
+		{"no stream for subject", jetstream.Config{URL: srv.URL(), Subject: "other.x"}, `no stream on ` + srv.URL() + ` captures subject "other.x"`},
+		{"stream without subject", jetstream.Config{URL: srv.URL(), Subject: "other.x", Stream: "S"}, `stream "S" does not capture subject "other.x" (its subjects: ok.>)`},
+		{"wildcard", jetstream.Config{URL: srv.URL(), Subject: "ok.>"}, "has a wildcard"},
+		{"empty token", jetstream.Config{URL: srv.URL(), Subject: "ok..x"}, "empty token"},
+		{"no url", jetstream.Config{Subject: "ok.x"}, "no NATS URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := jetstream.Connect(ctx, tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("connected")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "wrong") {
+				t.Fatalf("error %q shows the password", err)
+			}
+		})
+	}
+	// The right password works.
+	s, err := jetstream.Connect(ctx, jetstream.Config{URL: strings.Replace(auth.URL(), "nats://", "nats://ringo:s3cret@", 1), Subject: "x.y"})
+	if err == nil {
+		s.Close()
+		t.Fatal("connected to a server without a stream for x.y")
+	}
+	if !strings.Contains(err.Error(), "no stream") {
+		t.Fatalf("with the right password: %v, want the missing stream named", err)
+	}
+}

@@ -32,7 +32,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		listCmd, showCmd, peekCmd, dumpCmd, createCmd, rmCmd, produceCmd, statCmd, snoopCmd, benchCmd,
+		listCmd, showCmd, peekCmd, dumpCmd, createCmd, rmCmd, produceCmd, statCmd, snoopCmd, forwardCmd, benchCmd,
 	}
 }
 

@@ -139,7 +139,7 @@ func Connect(ctx context.Context, cfg Config) (*Sink, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	where := redact(cfg.URL)
+	where := Redact(cfg.URL)
 	log := cfg.Logger
 	s := &Sink{cfg: cfg, subjects: make(map[string]string), acked: make(chan struct{}, 1)}
 	opts := []nats.Option{
@@ -241,8 +241,9 @@ func expand(subj, host, ring string) string {
 	return strings.NewReplacer("{host}", tok.Replace(host), "{ring}", tok.Replace(ring)).Replace(subj)
 }
 
-// redact hides the password of a URL list for logs and errors.
-func redact(urls string) string {
+// Redact returns a URL list as Config.URL takes it with the passwords
+// hidden, for logs and errors.
+func Redact(urls string) string {
 	var out []string
 	for u := range strings.SplitSeq(urls, ",") {
 		u = strings.TrimSpace(u)

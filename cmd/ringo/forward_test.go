@@ -1,0 +1,76 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ringo-bpf/ringo/internal/natstest"
+)
+
+type forwardJSON struct {
+	Forwarded  uint64 `json:"forwarded"`
+	Duplicates uint64 `json:"duplicates"`
+	Failures   uint64 `json:"failures"`
+	Dropped    uint64 `json:"dropped"`
+	Counted    bool   `json:"drops_counted"`
+}
+
+// ringo forward: what a shared ring holds reaches the stream, with the
+// documented headers, and the ring is consumed; errors leave the ring as it
+// was.
+func TestForward(t *testing.T) {
+	dir := t.TempDir()
+	srv := natstest.Start(t)
+	srv.CreateStream("RINGO", false, 0, "ringo.>")
+	ok(t, dir, "create", "events", "--size", "16K")
+	ok(t, dir, "produce", "events", "--count", "100", "--size", "32")
+	consumer := func() uint64 { return decode[ringJSON](t, ok(t, dir, "show", "events", "--json")).ConsumerPos }
+
+	// Errors first: nothing may be consumed by a forward that fails.
+	fails(t, dir, 1, "no NATS server answers at nats://127.0.0.1:1", "forward", "events", "--nats", "nats://127.0.0.1:1", "--subject", "ringo.x")
+	fails(t, dir, 1, `stream "NOPE" does not exist`, "forward", "events", "--nats", srv.URL(), "--subject", "ringo.x", "--stream", "NOPE")
+	fails(t, dir, 1, `no stream on `+srv.URL()+` captures subject "other.x"`, "forward", "events", "--nats", srv.URL(), "--subject", "other.x")
+	fails(t, dir, 1, "no shared ring named \"nosuch\"", "forward", "nosuch", "--nats", srv.URL(), "--subject", "ringo.x")
+	fails(t, dir, 2, "--nats URL and --subject S are required", "forward", "events")
+	fails(t, dir, 2, "no TARGET", "forward", "--nats", srv.URL(), "--subject", "ringo.x")
+	if c := consumer(); c != 0 {
+		t.Fatalf("failed forwards moved consumer_pos to %d", c)
+	}
+
+	r := runRingo(t, dir, "forward", "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--duration", "1s", "--json")
+	if r.code != 0 {
+		t.Fatalf("forward: exit %d: %s", r.code, r.stderr)
+	}
+	st := decode[forwardJSON](t, r.stdout)
+	if st.Forwarded != 100 || st.Failures != 0 || !st.Counted || st.Dropped != 0 {
+		t.Fatalf("forward --json: %+v (stderr %s)", st, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "forwarding") || !strings.Contains(r.stderr, "stream=RINGO") {
+		t.Errorf("forward's log does not say what it forwards where: %q", r.stderr)
+	}
+	msgs := srv.Messages("RINGO")
+	if len(msgs) != 100 {
+		t.Fatalf("the stream holds %d messages, want 100", len(msgs))
+	}
+	for i, m := range msgs {
+		pos := strconv.Itoa(i * 40) // 32-byte records and their headers
+		if m.Subject != "ringo.h1.events" || m.Header.Get("Ringo-Host") != "h1" || m.Header.Get("Ringo-Ring") != "events" || m.Header.Get("Ringo-Pos") != pos ||
+			!strings.HasPrefix(m.Header.Get("Nats-Msg-Id"), "h1/shared/events/") || !strings.HasSuffix(m.Header.Get("Nats-Msg-Id"), "/"+pos) || len(m.Data) != 32 {
+			t.Fatalf("message %d: subject %s, headers %v, %d bytes", i, m.Subject, m.Header, len(m.Data))
+		}
+	}
+	if c, p := consumer(), decode[ringJSON](t, ok(t, dir, "show", "events", "--json")).ProducerPos; c != p {
+		t.Fatalf("after forward, consumer_pos %d, producer_pos %d", c, p)
+	}
+
+	// A second run goes on where the first stopped.
+	ok(t, dir, "produce", "events", "--count", "5", "--size", "32")
+	st = decode[forwardJSON](t, ok(t, dir, "forward", "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--duration", "500ms", "--json"))
+	if st.Forwarded != 5 || st.Duplicates != 0 {
+		t.Fatalf("second forward: %+v", st)
+	}
+	if n := srv.Count("RINGO"); n != 105 {
+		t.Fatalf("the stream holds %d messages, want 105", n)
+	}
+}

@@ -20,6 +20,8 @@ package forward
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +37,9 @@ import (
 // Message is one record as a Sink publishes it.
 type Message struct {
 	// ID identifies the record among all records of all rings of all hosts
-	// for de-duplication: Host/Kind/Name/Incarnation/Pos (see ringo.Identity).
+	// for de-duplication: RingKey(Host, Ring), a dash, and Pos in base 36.
+	// It is short because engines keep every ID of their de-duplication
+	// window in memory, and hash each one.
 	ID string
 	// Host is the forwarder's host name; Ring is the identity of the ring
 	// the record came from; Pos is the position of its header there.
@@ -62,16 +66,26 @@ type Result struct {
 	Reordered int
 }
 
-// A Sink publishes batches of messages to a message engine.
+// A Sink publishes batches of messages to a message engine. Batches are
+// pipelined: a Forwarder sends the next batch while it waits for the
+// acknowledgements of the one before, at most two at a time.
 type Sink interface {
-	// Publish sends msgs in order and waits until the engine has
-	// acknowledged or refused each of them, or ctx is done. It reports
-	// how many from the start were acknowledged and, when not all of
-	// them were, the error that stopped the rest. It must not keep msgs
-	// or their Data after it returns.
-	Publish(ctx context.Context, msgs []Message) (Result, error)
+	// Send starts publishing msgs, in order, after the messages of the
+	// batches sent before, and returns at once or once they are handed
+	// to the engine's connection. msgs and their Data stay valid until
+	// the batch's Wait returns. A failure to send is reported by Wait.
+	Send(ctx context.Context, msgs []Message) Batch
 	// Close releases the sink's connection.
 	Close() error
+}
+
+// A Batch is a batch of messages being published.
+type Batch interface {
+	// Wait waits until the engine has acknowledged or refused each
+	// message sent, or ctx is done. It reports how many from the start
+	// were acknowledged and, when not all of them were, the error that
+	// stopped the rest.
+	Wait(ctx context.Context) (Result, error)
 }
 
 // Config tunes a Forwarder. The zero value works.
@@ -144,14 +158,35 @@ type Forwarder struct {
 	mu    sync.Mutex
 	stats Stats
 
-	// The batch being sent: the records as handed out (for Release), the
-	// messages, and one buffer holding their payloads.
+	bufs  [2]batchBuf // the batch in flight and the next one
+	id    []byte      // scratch for message IDs
+	done  []ringo.Source
+	rings map[ringo.Source]ringInfo
+	rec   ringo.Record // ReadInto's reused record
+}
+
+// batchBuf is one batch: the records as handed out (for Release), the
+// messages, and one buffer holding their payloads.
+type batchBuf struct {
 	recs  []ringo.Record
 	msgs  []Message
 	arena []byte
-	id    []byte         // scratch for message IDs
-	done  []ringo.Source // scratch for release
-	ids   map[ringo.Source]ringo.Identity
+	sent  Batch
+}
+
+// ringInfo is what the Forwarder keeps of each ring it has seen.
+type ringInfo struct {
+	id  ringo.Identity
+	key string // RingKey
+}
+
+// RingKey is the first part of the message IDs of the records of a ring:
+// 11 characters (base64url of 64 bits of SHA-256) of the host and the
+// ring's identity, so that the IDs of different rings, hosts and ring
+// incarnations never meet.
+func RingKey(host string, ring ringo.Identity) string {
+	sum := sha256.Sum256([]byte(host + "/" + ring.String()))
+	return base64.RawURLEncoding.EncodeToString(sum[:8])
 }
 
 // New returns a Forwarder of the records of rd's rings to sink. It turns on
@@ -165,7 +200,7 @@ func New(rd *ringo.Reader, sink Sink, cfg Config) (*Forwarder, error) {
 	if err := rd.SetExplicitRelease(true); err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
 	}
-	return &Forwarder{rd: rd, sink: sink, cfg: cfg, ids: make(map[ringo.Source]ringo.Identity)}, nil
+	return &Forwarder{rd: rd, sink: sink, cfg: cfg, rings: make(map[ringo.Source]ringInfo)}, nil
 }
 
 // Stats returns what the Forwarder has done so far; any goroutine may call
@@ -183,16 +218,32 @@ var errBatchFull = errors.New("batch full")
 // handed out and not acknowledged by then stay in their rings. It returns
 // another error only if the Reader fails (ringo.ErrClosed, a corrupt ring).
 // A failing engine is not such an error: Run logs it and tries again.
+//
+// While one batch waits for its acknowledgements the next is sent, so
+// that the engine always has work; a batch is released only after every
+// batch before it was acknowledged whole.
 func (f *Forwarder) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
-	var rec ringo.Record
-	for {
-		if err := f.fill(ctx, &rec); err != nil {
+	var prev *batchBuf // in flight
+	for turn := 0; ; turn++ {
+		cur := &f.bufs[turn%2]
+		// Wait for records only when nothing is in flight.
+		if err := f.fill(ctx, cur, prev == nil); err != nil {
+			if prev != nil {
+				prev.sent.Wait(ctx)
+			}
 			return err
 		}
-		res, err := f.sink.Publish(ctx, f.msgs)
-		f.account(res, err)
-		if rerr := f.release(res.Acked); rerr != nil {
+		if len(cur.msgs) > 0 {
+			cur.sent = f.sink.Send(ctx, cur.msgs)
+		}
+		if prev == nil {
+			prev = cur
+			continue
+		}
+		res, err := prev.sent.Wait(ctx)
+		f.account(prev, res, err)
+		if rerr := f.release(prev, res.Acked); rerr != nil {
 			return rerr
 		}
 		if err == nil {
@@ -200,8 +251,21 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				f.cfg.Logger.Info("forward: publishing again", "after", backoff)
 			}
 			backoff = 0
+			prev = nil
+			if len(cur.msgs) > 0 {
+				prev = cur
+			}
 			continue
 		}
+		// prev failed: cur, sent after it, goes again too. What of it the
+		// engine stored anyway came before prev's failed records.
+		if len(cur.msgs) > 0 {
+			cres, _ := cur.sent.Wait(ctx)
+			cres.Reordered += cres.Acked - cres.Duplicates
+			cres.Acked, cres.Duplicates = 0, 0
+			f.account(cur, cres, errors.New("batch after a failed one"))
+		}
+		prev = nil
 		if rerr := f.rd.Rewind(); rerr != nil {
 			return fmt.Errorf("forward: %w", rerr)
 		}
@@ -210,7 +274,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, f.cfg.MinBackoff), f.cfg.MaxBackoff)
 		f.cfg.Logger.Warn("forward: publish failed; records stay in the ring", "err", err,
-			"acked", res.Acked, "of", len(f.msgs), "retry_in", backoff)
+			"acked", res.Acked, "of", len(f.bufs[0].msgs)+len(f.bufs[1].msgs), "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -219,12 +283,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// release releases the first n records of the batch: for each ring, the
-// last of them from that ring.
-func (f *Forwarder) release(n int) error {
+// release releases the first n records of batch b: for each ring, the last
+// of them from that ring.
+func (f *Forwarder) release(b *batchBuf, n int) error {
 	done := f.done[:0]
 	for i := n - 1; i >= 0; i-- {
-		r := f.recs[i]
+		r := b.recs[i]
 		if slices.Contains(done, r.Source) {
 			continue
 		}
@@ -237,20 +301,22 @@ func (f *Forwarder) release(n int) error {
 	return nil
 }
 
-// fill makes the next batch: it waits for a record, then takes what else
-// is there, up to the batch limits.
-func (f *Forwarder) fill(ctx context.Context, rec *ringo.Record) error {
-	f.recs, f.msgs, f.arena = f.recs[:0], f.msgs[:0], f.arena[:0]
-	// Block for the first record (a copy, into rec's reused buffer).
-	if err := f.rd.ReadInto(ctx, rec); err != nil {
-		return err
+// fill makes batch b: if wait, it waits for a record first; then it takes
+// what else is there, up to the batch limits.
+func (f *Forwarder) fill(ctx context.Context, b *batchBuf, wait bool) error {
+	b.recs, b.msgs, b.arena, b.sent = b.recs[:0], b.msgs[:0], b.arena[:0], nil
+	if wait {
+		// Block for the first record (a copy, into a reused buffer).
+		if err := f.rd.ReadInto(ctx, &f.rec); err != nil {
+			return err
+		}
+		f.add(b, f.rec)
 	}
-	f.add(*rec)
 	_, err := f.rd.Consume(func(r ringo.Record) error {
-		if len(f.recs) == f.cfg.BatchRecords || len(f.arena)+len(r.Data) > f.cfg.BatchBytes {
+		if len(b.recs) == f.cfg.BatchRecords || (len(b.recs) > 0 && len(b.arena)+len(r.Data) > f.cfg.BatchBytes) {
 			return errBatchFull
 		}
-		f.add(r)
+		f.add(b, r)
 		return nil
 	})
 	if err != nil && err != errBatchFull {
@@ -259,47 +325,41 @@ func (f *Forwarder) fill(ctx context.Context, rec *ringo.Record) error {
 	// The arena may have moved while it grew: point the messages at
 	// their bytes now.
 	off := 0
-	for i := range f.msgs {
-		n := len(f.recs[i].Data)
-		f.msgs[i].Data = f.arena[off : off+n : off+n]
+	for i := range b.msgs {
+		n := len(b.recs[i].Data)
+		b.msgs[i].Data = b.arena[off : off+n : off+n]
 		off += n
 	}
 	return nil
 }
 
-// add appends a record to the batch, copying its payload: a view would
-// do for most rings (unreleased records stay put), but not for those in
+// add appends a record to batch b, copying its payload: a view would do
+// for most rings (unreleased records stay put), but not for those in
 // overwrite mode, whose producers do not wait for the consumer.
-func (f *Forwarder) add(r ringo.Record) {
-	id, ok := f.ids[r.Source]
+func (f *Forwarder) add(b *batchBuf, r ringo.Record) {
+	ri, ok := f.rings[r.Source]
 	if !ok {
-		id = ringo.Identify(r.Source)
-		f.ids[r.Source] = id
+		ri.id = ringo.Identify(r.Source)
+		ri.key = RingKey(f.cfg.Host, ri.id)
+		f.rings[r.Source] = ri
 	}
-	f.arena = append(f.arena, r.Data...)
-	f.id = append(f.id[:0], f.cfg.Host...)
-	f.id = append(f.id, '/')
-	f.id = append(f.id, id.Kind...)
-	f.id = append(f.id, '/')
-	f.id = append(f.id, id.Name...)
-	f.id = append(f.id, '/')
-	f.id = append(f.id, id.Incarnation...)
-	f.id = append(f.id, '/')
-	f.id = strconv.AppendUint(f.id, r.Pos, 10)
+	b.arena = append(b.arena, r.Data...)
+	f.id = append(append(f.id[:0], ri.key...), '-')
+	f.id = strconv.AppendUint(f.id, r.Pos, 36)
 	// Release needs the record's source, position and length.
-	f.recs = append(f.recs, ringo.Record{Source: r.Source, Pos: r.Pos, Data: r.Data[:len(r.Data):len(r.Data)]})
-	f.msgs = append(f.msgs, Message{ID: string(f.id), Host: f.cfg.Host, Ring: id, Pos: r.Pos})
+	b.recs = append(b.recs, ringo.Record{Source: r.Source, Pos: r.Pos, Data: r.Data[:len(r.Data):len(r.Data)]})
+	b.msgs = append(b.msgs, Message{ID: string(f.id), Host: f.cfg.Host, Ring: ri.id, Pos: r.Pos})
 }
 
-// account adds a batch's outcome to the stats.
-func (f *Forwarder) account(res Result, err error) {
+// account adds the outcome of batch b to the stats.
+func (f *Forwarder) account(b *batchBuf, res Result, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := &f.stats
 	s.Batches++
 	s.Duplicates += uint64(res.Duplicates)
 	s.Forwarded += uint64(res.Acked - res.Duplicates)
-	for _, m := range f.msgs[:res.Acked] {
+	for _, m := range b.msgs[:res.Acked] {
 		s.Bytes += uint64(len(m.Data))
 	}
 	s.Reordered += uint64(res.Reordered)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/internal/natstest"
 )
 
@@ -49,6 +51,12 @@ func TestForward(t *testing.T) {
 	if !strings.Contains(r.stderr, "forwarding") || !strings.Contains(r.stderr, "stream=RINGO") {
 		t.Errorf("forward's log does not say what it forwards where: %q", r.stderr)
 	}
+	ring, err := ringo.Open("events", ringo.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := forward.RingKey("h1", ringo.Identify(ring))
+	ring.Close()
 	msgs := srv.Messages("RINGO")
 	if len(msgs) != 100 {
 		t.Fatalf("the stream holds %d messages, want 100", len(msgs))
@@ -56,7 +64,7 @@ func TestForward(t *testing.T) {
 	for i, m := range msgs {
 		pos := strconv.Itoa(i * 40) // 32-byte records and their headers
 		if m.Subject != "ringo.h1.events" || m.Header.Get("Ringo-Host") != "h1" || m.Header.Get("Ringo-Ring") != "events" || m.Header.Get("Ringo-Pos") != pos ||
-			!strings.HasPrefix(m.Header.Get("Nats-Msg-Id"), "h1/shared/events/") || !strings.HasSuffix(m.Header.Get("Nats-Msg-Id"), "/"+pos) || len(m.Data) != 32 {
+			m.Header.Get("Nats-Msg-Id") != key+"-"+strconv.FormatInt(int64(i*40), 36) || len(m.Data) != 32 {
 			t.Fatalf("message %d: subject %s, headers %v, %d bytes", i, m.Subject, m.Header, len(m.Data))
 		}
 	}

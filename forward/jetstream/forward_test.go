@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,6 +152,7 @@ func checkStream(t testing.TB, msgs []natstest.Message, host string, want map[st
 	lastPos := map[string]int64{}
 	count := map[string]int{}
 	ids := map[string]bool{}
+	keys := map[string]string{}
 	for _, m := range msgs {
 		ring := m.Header.Get("Ringo-Ring")
 		if m.Header.Get("Ringo-Host") != host {
@@ -166,10 +167,14 @@ func checkStream(t testing.TB, msgs []natstest.Message, host string, want map[st
 		}
 		lastPos[ring] = pos
 		id := m.Header.Get("Nats-Msg-Id")
-		wantID := fmt.Sprintf("%s/", host)
-		if !bytes.HasPrefix([]byte(id), []byte(wantID)) || !bytes.HasSuffix([]byte(id), []byte("/"+strconv.FormatInt(pos, 10))) {
-			t.Fatalf("message %d: Nats-Msg-Id %q does not name host %s and position %d", m.Seq, id, host, pos)
+		rk, p36, found := strings.Cut(id, "-")
+		if !found || len(rk) != 11 || p36 != strconv.FormatInt(pos, 36) {
+			t.Fatalf("message %d: Nats-Msg-Id %q is not an 11-character ring key, a dash and position %d in base 36", m.Seq, id, pos)
 		}
+		if k, seen := keys[ring]; seen && k != rk {
+			t.Fatalf("message %d: ring %s has ring key %s, and %s before", m.Seq, ring, rk, k)
+		}
+		keys[ring] = rk
 		if ids[id] {
 			t.Fatalf("message %d: Nats-Msg-Id %q stored twice", m.Seq, id)
 		}

@@ -4,14 +4,15 @@
 //
 // Each record is one message. Its headers:
 //
-//	Nats-Msg-Id        host/kind/ring/incarnation/pos: JetStream drops a
-//	                   message whose ID it stored within the stream's
-//	                   duplicate window, so records sent again after a
-//	                   failure or a restart are stored once
-//	Ringo-Host         the forwarder's host
-//	Ringo-Ring         the ring's name
-//	Ringo-Incarnation  which ring of that name (see ringo.Identity)
-//	Ringo-Pos          the record's position in the ring, increasing
+//	Nats-Msg-Id  RINGKEY-POS: forward.RingKey of the host and the ring's
+//	             identity (which ring of its name, on which host), a
+//	             dash, the position in base 36. JetStream drops a
+//	             message whose ID it stored within the stream's
+//	             duplicate window, so records sent again after a
+//	             failure or a restart are stored once
+//	Ringo-Host   the forwarder's host
+//	Ringo-Ring   the ring's name
+//	Ringo-Pos    the record's position in the ring (decimal), increasing
 //
 // Messages of a batch are published asynchronously, all at once, and the
 // batch is over when every one is acknowledged, refused, or past the ack
@@ -35,7 +36,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,8 +81,8 @@ type Config struct {
 	Options []nats.Option
 }
 
-// Sink publishes to a JetStream stream. Its Publish is for one goroutine at
-// a time.
+// Sink publishes to a JetStream stream. Its Send is for one goroutine at a
+// time (a Forwarder's); batches may be waited for from any goroutine.
 type Sink struct {
 	nc     *nats.Conn
 	cfg    Config
@@ -93,25 +93,50 @@ type Sink struct {
 	subjects map[string]string // subject of each ring name
 	msg      nats.Msg
 	// One value slice per header, reused for every message.
-	vID, vHost, vRing, vInc, vPos []string
-	reply                         []byte
+	vID, vHost, vRing, vPos []string
+	reply                   []byte
 
-	mu      sync.Mutex
-	batch   uint64   // number of the batch being published
-	results []result // its messages' outcomes
-	pending int      // messages sent and not yet answered
-	acked   chan struct{}
+	mu       sync.Mutex
+	next     uint64            // number of the next batch
+	inflight map[uint64]*batch // batches sent and not waited for
+	// fence is the connection's reconnection count and loss count when
+	// the oldest batch in flight began: if either changes, messages sent
+	// since may be lost on the old connection, so nothing more goes out
+	// until the batches in flight are over.
+	fence struct{ reconnects, drops uint64 }
 	// drops counts lost connections: acknowledgements of messages sent
 	// before one will never come.
 	drops atomic.Uint64
 }
 
-// lost is called when the connection is lost: it wakes a Publish waiting
+// batch is a batch being published.
+type batch struct {
+	s       *Sink
+	num     uint64
+	results []result // under s.mu
+	pending int      // messages sent and not yet answered, under s.mu
+	sent    int
+	sendErr error
+	fence   struct{ reconnects, drops uint64 }
+	acked   chan struct{} // a token when pending drops to 0, or the connection is lost
+	waited  bool
+}
+
+// lost is called when the connection is lost: it wakes the batches waiting
 // for acknowledgements that will not come.
 func (s *Sink) lost() {
 	s.drops.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.inflight {
+		b.wake()
+	}
+}
+
+// wake wakes the batch's Wait; s.mu held.
+func (b *batch) wake() {
 	select {
-	case s.acked <- struct{}{}:
+	case b.acked <- struct{}{}:
 	default:
 	}
 }
@@ -141,7 +166,7 @@ func Connect(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	where := Redact(cfg.URL)
 	log := cfg.Logger
-	s := &Sink{cfg: cfg, subjects: make(map[string]string), acked: make(chan struct{}, 1)}
+	s := &Sink{cfg: cfg, subjects: make(map[string]string)}
 	opts := []nats.Option{
 		nats.Name("ringo forward"),
 		nats.Timeout(cfg.ConnectTimeout),
@@ -187,11 +212,12 @@ func Connect(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("forward/jetstream: subscribe to acknowledgements: %w", err)
 	}
 	s.sub.SetPendingLimits(-1, -1) // never drop an acknowledgement
-	s.vID, s.vHost, s.vRing, s.vInc, s.vPos = []string{""}, []string{""}, []string{""}, []string{""}, []string{""}
+	s.vID, s.vHost, s.vRing, s.vPos = []string{""}, []string{""}, []string{""}, []string{""}
 	s.msg.Header = nats.Header{
 		"Nats-Msg-Id": s.vID, "Ringo-Host": s.vHost, "Ringo-Ring": s.vRing,
-		"Ringo-Incarnation": s.vInc, "Ringo-Pos": s.vPos,
+		"Ringo-Pos": s.vPos,
 	}
+
 	return s, nil
 }
 
@@ -355,47 +381,85 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// Publish publishes msgs in order, at once, and waits for their
-// acknowledgements (see forward.Sink).
-func (s *Sink) Publish(ctx context.Context, msgs []forward.Message) (forward.Result, error) {
+// Send starts publishing msgs, in order, after the batches sent before
+// (see forward.Sink).
+func (s *Sink) Send(ctx context.Context, msgs []forward.Message) forward.Batch {
 	s.mu.Lock()
-	s.batch++
-	batch := s.batch
-	s.results = slices.Grow(s.results[:0], len(msgs))[:len(msgs)]
-	clear(s.results)
-	s.pending = 0
+	if s.inflight == nil {
+		s.inflight = make(map[uint64]*batch)
+	}
+	if len(s.inflight) == 0 {
+		s.fence.reconnects, s.fence.drops = s.nc.Stats().Reconnects, s.drops.Load()
+	}
+	b := &batch{s: s, num: s.next, results: make([]result, len(msgs)), fence: s.fence, acked: make(chan struct{}, 1)}
+	s.next++
+	s.inflight[b.num] = b
 	s.mu.Unlock()
-	select {
-	case <-s.acked: // a token left from the batch before
-	default:
-	}
-
-	reconnects, drops := s.nc.Stats().Reconnects, s.drops.Load()
-	var sendErr error
-	n := 0
 	for i := range msgs {
-		if err := s.send(batch, i, &msgs[i]); err != nil {
-			sendErr = fmt.Errorf("forward/jetstream: publish: %w", err)
+		if err := ctx.Err(); err != nil {
+			b.sendErr = err
 			break
 		}
-		n++
-		if s.nc.Stats().Reconnects != reconnects {
-			// The connection was replaced under us: what went out on
-			// the old one may be lost, so send nothing more of this
-			// batch on the new one (see the package documentation).
-			sendErr = errors.New("forward/jetstream: reconnected while publishing: the rest of the batch waits for the retry")
+		if s.drops.Load() != b.fence.drops || s.nc.Stats().Reconnects != b.fence.reconnects {
+			// The connection was lost or replaced: what went out on
+			// the old one may be lost, so send nothing more until the
+			// batches in flight are over (see the package
+			// documentation).
+			b.sendErr = errors.New("forward/jetstream: the connection was lost while publishing: the rest waits for the retry")
 			break
 		}
+		if err := s.send(b, i, &msgs[i]); err != nil {
+			b.sendErr = fmt.Errorf("forward/jetstream: publish: %w", err)
+			break
+		}
+		b.sent++
 	}
-	waitErr := s.wait(ctx, n, drops)
+	return b
+}
 
+// send publishes message i of batch b.
+func (s *Sink) send(b *batch, i int, m *forward.Message) error {
+	subj, found := s.subjects[m.Ring.Name]
+	if !found {
+		subj = expand(s.cfg.Subject, m.Host, m.Ring.Name)
+		s.subjects[m.Ring.Name] = subj
+	}
+	s.reply = append(append(s.reply[:0], s.prefix...), '.')
+	s.reply = strconv.AppendUint(s.reply, b.num, 36)
+	s.reply = append(s.reply, '.')
+	s.reply = strconv.AppendUint(s.reply, uint64(i), 36)
+	s.msg.Subject, s.msg.Reply, s.msg.Data = subj, string(s.reply), m.Data
+	s.vID[0], s.vHost[0], s.vRing[0] = m.ID, m.Host, m.Ring.Name
+	s.vPos[0] = strconv.FormatUint(m.Pos, 10)
+	// Marked sent before it is: the acknowledgement may come first.
+	s.mu.Lock()
+	b.results[i].state = sent
+	b.pending++
+	s.mu.Unlock()
+	if err := s.nc.PublishMsg(&s.msg); err != nil {
+		s.mu.Lock()
+		if b.results[i].state == sent {
+			b.results[i].state = unsent
+			b.pending--
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Wait waits until every message of the batch sent is answered, the ack
+// timeout passes, the connection is lost, or ctx is done, and says which
+// were acknowledged (see forward.Batch).
+func (b *batch) Wait(ctx context.Context) (forward.Result, error) {
+	s := b.s
+	waitErr := b.wait(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.batch++ // acknowledgements arriving from now on are late: ignored
+	delete(s.inflight, b.num) // acknowledgements arriving from now on are late: ignored
 	var res forward.Result
 	var first error
-	for i := range msgs {
-		r := s.results[i]
+	for _, r := range b.results {
 		if first == nil {
 			switch r.state {
 			case ok:
@@ -409,7 +473,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []forward.Message) (forward.Res
 			case sent:
 				first = waitErr
 			default:
-				first = sendErr
+				first = b.sendErr
 			}
 			continue
 		}
@@ -420,57 +484,26 @@ func (s *Sink) Publish(ctx context.Context, msgs []forward.Message) (forward.Res
 	return res, first
 }
 
-// send publishes message i of the batch.
-func (s *Sink) send(batch uint64, i int, m *forward.Message) error {
-	subj, found := s.subjects[m.Ring.Name]
-	if !found {
-		subj = expand(s.cfg.Subject, m.Host, m.Ring.Name)
-		s.subjects[m.Ring.Name] = subj
-	}
-	s.reply = append(append(s.reply[:0], s.prefix...), '.')
-	s.reply = strconv.AppendUint(s.reply, batch, 36)
-	s.reply = append(s.reply, '.')
-	s.reply = strconv.AppendUint(s.reply, uint64(i), 36)
-	s.msg.Subject, s.msg.Reply, s.msg.Data = subj, string(s.reply), m.Data
-	s.vID[0], s.vHost[0], s.vRing[0], s.vInc[0] = m.ID, m.Host, m.Ring.Name, m.Ring.Incarnation
-	s.vPos[0] = strconv.FormatUint(m.Pos, 10)
-	// Marked sent before it is: the acknowledgement may come first.
-	s.mu.Lock()
-	s.results[i].state = sent
-	s.pending++
-	s.mu.Unlock()
-	if err := s.nc.PublishMsg(&s.msg); err != nil {
-		s.mu.Lock()
-		if s.results[i].state == sent {
-			s.results[i].state = unsent
-			s.pending--
-		}
-		s.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
-// wait waits until the n messages sent are answered, the ack timeout
-// passes, the connection is lost (drops is the count of losses before the
-// batch), or ctx is done; it returns why messages are still unanswered.
-func (s *Sink) wait(ctx context.Context, n int, drops uint64) error {
+// wait waits for the answers to the messages sent; it returns why some are
+// still unanswered.
+func (b *batch) wait(ctx context.Context) error {
+	s := b.s
 	timer := time.NewTimer(s.cfg.AckTimeout)
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
-		left := s.pending
+		left := b.pending
 		s.mu.Unlock()
-		if left == 0 || n == 0 {
+		if left == 0 {
 			return nil
 		}
-		if s.drops.Load() != drops {
-			return fmt.Errorf("forward/jetstream: the connection was lost with %d of %d messages not acknowledged", left, n)
+		if s.drops.Load() != b.fence.drops {
+			return fmt.Errorf("forward/jetstream: the connection was lost with %d of %d messages not acknowledged", left, b.sent)
 		}
 		select {
-		case <-s.acked:
+		case <-b.acked:
 		case <-timer.C:
-			return fmt.Errorf("forward/jetstream: %d of %d messages not acknowledged within %v (stream %q unavailable?)", left, n, s.cfg.AckTimeout, s.stream)
+			return fmt.Errorf("forward/jetstream: %d of %d messages not acknowledged within %v (stream %q unavailable?)", left, b.sent, s.cfg.AckTimeout, s.stream)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -484,7 +517,7 @@ func (s *Sink) onAck(m *nats.Msg) {
 	if dot < 0 {
 		return
 	}
-	batch, err1 := strconv.ParseUint(rest[:dot], 36, 64)
+	num, err1 := strconv.ParseUint(rest[:dot], 36, 64)
 	i, err2 := strconv.ParseUint(rest[dot+1:], 36, 32)
 	if err1 != nil || err2 != nil {
 		return
@@ -492,20 +525,18 @@ func (s *Sink) onAck(m *nats.Msg) {
 	dup, err := parseAck(m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if batch != s.batch || i >= uint64(len(s.results)) || s.results[i].state != sent {
+	b := s.inflight[num]
+	if b == nil || i >= uint64(len(b.results)) || b.results[i].state != sent {
 		return // late, for a batch given up
 	}
-	r := &s.results[i]
+	r := &b.results[i]
 	r.dup, r.err = dup, err
 	r.state = ok
 	if err != nil {
 		r.state = failed
 	}
-	if s.pending--; s.pending == 0 {
-		select {
-		case s.acked <- struct{}{}:
-		default:
-		}
+	if b.pending--; b.pending == 0 {
+		b.wake()
 	}
 }
 

@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -88,13 +89,18 @@ func TestForwardExactlyOnce(t *testing.T) {
 }
 
 // BenchmarkForward forwards 64-byte records from one producer goroutine
-// through a 16 MiB ring to a JetStream stream of a local NATS server (a
-// process of its own), all on this machine's cores.
+// through a 16 MiB ring to a JetStream stream (5 s duplicate window) of a
+// local NATS server, a process of its own, all on this machine's cores:
+// with file and memory storage, and with the server's GOGC at its default
+// and at 400 (see natstest.WithGOGC).
 func BenchmarkForward(b *testing.B) {
-	for _, storage := range []string{"memory", "file"} {
-		b.Run("storage="+storage, func(b *testing.B) {
-			srv := natstest.Start(b, natstest.AsProcess())
-			srv.CreateStream("BENCH", storage == "memory", 30*time.Second, "bench.>")
+	for _, v := range []struct {
+		storage string
+		gogc    int
+	}{{"file", 100}, {"file", 400}, {"memory", 400}} {
+		b.Run(fmt.Sprintf("storage=%s/server-gogc=%d", v.storage, v.gogc), func(b *testing.B) {
+			srv := natstest.Start(b, natstest.AsProcess(), natstest.WithGOGC(v.gogc))
+			srv.CreateStream("BENCH", v.storage == "memory", 5*time.Second, "bench.>")
 			r, err := ringo.New(1<<24, ringo.WithName("bench"))
 			if err != nil {
 				b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,6 +34,7 @@ type Server struct {
 	srv  *server.Server // in this process
 	cmd  *exec.Cmd      // or a process of its own (InProcess false)
 	proc bool
+	gogc string      // the process's GOGC, if set
 	log  *syncBuffer // the process's log
 }
 
@@ -69,6 +71,16 @@ func AsProcess() Option { return func(o *server.Options) { o.Tags = append(o.Tag
 
 const processTag = "natstest:process"
 
+// WithGOGC runs a server process (AsProcess) with this GOGC: nats-server
+// keeps the IDs of its de-duplication window as a map of pointers, which
+// its garbage collector scans again and again; a higher GOGC trades memory
+// for that time.
+func WithGOGC(gogc int) Option {
+	return func(o *server.Options) { o.Tags = append(o.Tags, gogcTag+strconv.Itoa(gogc)) }
+}
+
+const gogcTag = "natstest:gogc="
+
 // WithoutJetStream runs the server without JetStream.
 func WithoutJetStream() Option { return func(o *server.Options) { o.JetStream = false } }
 
@@ -92,6 +104,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 		o(&s.opts)
 	}
 	s.proc = slices.Contains(s.opts.Tags, processTag)
+	for _, tag := range s.opts.Tags {
+		if v, ok := strings.CutPrefix(tag, gogcTag); ok {
+			s.gogc = v
+		}
+	}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -307,6 +324,10 @@ func (s *Server) startProcess() {
 		args = append(args, "--user", s.opts.Username, "--pass", s.opts.Password)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = os.Environ()
+	if s.gogc != "" {
+		cmd.Env = append(cmd.Env, "GOGC="+s.gogc)
+	}
 	if s.log == nil {
 		s.log = new(syncBuffer)
 		s.t.Cleanup(func() {

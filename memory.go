@@ -27,6 +27,16 @@ type memory struct {
 	// when someone waits for it. See Reader.wait.
 	waiter *atomic.Uint32
 
+	// fencedByReader is set for in-process rings when the system offers a
+	// process-wide memory barrier (sys.ProcessBarrier): Output then commits
+	// its record with a plain store instead of a locked exchange, and the
+	// Reader, before it sleeps, runs the barrier between its stores
+	// (consumer_pos, waiter) and its last look at the ring, which orders
+	// the producers' store before their wake-up test for them. See
+	// Ring.finish and Reader.wait. Only a consumer in this process can do
+	// that, so shared rings, whose consumer may be elsewhere, never set it.
+	fencedByReader bool
+
 	// lockWord, in the producer page, is ringo's own reservation lock for
 	// user-space rings (the kernel's spin lock lives in its private page):
 	// 0 free, 1 held. nil for kernel rings, which user space never

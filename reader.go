@@ -590,15 +590,16 @@ func (r *Reader) wait(ctx context.Context) error {
 	for range spinRounds {
 		runtime.Gosched()
 		pause()
-		if r.ready() {
+		if r.ready(false) {
 			return nil
 		}
 	}
 	// Announce the wait to the producers of user-space rings, then look
 	// once more: a commit that this look misses sees the announcement
-	// (both sequentially consistent) and makes the wake-up system call.
+	// (both sequentially consistent, or fenced by ready) and makes the
+	// wake-up system call.
 	r.announce(1)
-	if r.ready() {
+	if r.ready(true) {
 		r.announce(0)
 		return nil
 	}
@@ -663,7 +664,19 @@ func (r *Reader) announce(v uint32) {
 // by comparing consumer_pos with its record's position, so before sleeping
 // consumer_pos must be the position the Reader waits at, not an earlier
 // discarded record's.
-func (r *Reader) ready() bool {
+//
+// final is set for the look after the Reader announced its wait. Then,
+// for rings whose producers commit without a fence of their own
+// (memory.fencedByReader), a process-wide barrier separates the Reader's
+// stores from each look: a producer's commit either is visible to the look
+// or sees the announcement and this consumer_pos. Without the barrier,
+// both sides could read the other's old value (a store-buffer race) and
+// the Reader would sleep on a committed record.
+func (r *Reader) ready(final bool) bool {
+	fence := final && r.fenced()
+	if fence && !sys.ProcessBarrier() {
+		return true // cannot sleep safely: look again (never happens)
+	}
 	for _, rr := range r.rings {
 		for {
 			if _, _, st, err := rr.cur.next(); err != nil || st == stepRecord {
@@ -673,6 +686,20 @@ func (r *Reader) ready() bool {
 				break
 			}
 			rr.commit() // then look again: store before load
+			if fence && rr.cur.mem.fencedByReader && !sys.ProcessBarrier() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fenced reports whether a ring of the Reader has producers that count on
+// its barrier (memory.fencedByReader).
+func (r *Reader) fenced() bool {
+	for _, rr := range r.rings {
+		if rr.cur.mem.fencedByReader {
+			return true
 		}
 	}
 	return false

@@ -16,3 +16,9 @@ import (
 func storeRelease(p *atomic.Uint64, v uint64) {
 	*(*uint64)(unsafe.Pointer(p)) = v
 }
+
+// storeRelease32 is storeRelease for a 32-bit word: a header's length word
+// that only its record's producer writes.
+func storeRelease32(p *atomic.Uint32, v uint32) {
+	*(*uint32)(unsafe.Pointer(p)) = v
+}

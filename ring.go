@@ -84,6 +84,10 @@ func New(size int, opts ...Option) (*Ring, error) {
 		r.mem.enableOverwrite(r.mapping, true)
 	}
 	*identity(r.mapping) = id
+	// Its Reader is in this process too (attach refuses a second one, and
+	// the memory file is never opened elsewhere), so it can fence for
+	// the producers.
+	r.mem.fencedByReader = sys.ProcessBarrierAvailable()
 	return r, nil
 }
 
@@ -191,7 +195,7 @@ func (r *Ring) Output(data []byte, flags uint64) error {
 	}
 	off := pos & r.mem.mask
 	copy(r.mem.data[off+HeaderSize:], data)
-	r.finish(off, uint32(len(data))|BusyBit, flags, false, slot)
+	r.finish(off, uint32(len(data))|BusyBit, flags, false, slot, true)
 	return nil
 }
 
@@ -370,7 +374,7 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
 	if w&BusyBit == 0 || v.pos-pend >= m.producerPos.Load()-pend {
 		return fmt.Errorf("%w: %s of the record at position %d of ring %q, which was already committed or discarded", ErrNotReserved, op, v.pos, r.name)
 	}
-	if !r.finish(off, w, flags, discard, v.slot) {
+	if !r.finish(off, w, flags, discard, v.slot, false) {
 		return fmt.Errorf("%w: the record at position %d of ring %q was committed or discarded concurrently", ErrNotReserved, v.pos, r.name)
 	}
 	return nil
@@ -379,26 +383,34 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
 // finish is bpf_ringbuf_commit: clear the busy bit (and set the discard bit),
 // then wake the consumer if forced, or if it has caught up with this very
 // record and waking is not suppressed. It reports false if the length word
-// was no longer w.
-func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int) bool {
+// was no longer w. owned says that no other goroutine can commit the record
+// (Output's, which never leaves it).
+func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int, owned bool) bool {
 	m := r.mem
 	nw := w ^ BusyBit
 	if discard {
 		nw |= DiscardBit
 	}
-	// The kernel's xchg; a compare-and-swap so that two goroutines
-	// committing the same slice cannot both succeed. Pairs with the
-	// consumer's load of the length word.
-	if !m.lenWord(off).CompareAndSwap(w, nw) {
+	if owned && m.fencedByReader {
+		// Nobody else commits this record, and the Reader fences for us
+		// before it sleeps (memory.fencedByReader): a release store
+		// publishes the payload, as the exchange does, without the
+		// locked instruction's wait for the payload's cache lines. The
+		// bytes in the ring are the same.
+		storeRelease32(m.lenWord(off), nw)
+	} else if !m.lenWord(off).CompareAndSwap(w, nw) {
+		// The kernel's xchg; a compare-and-swap so that two goroutines
+		// committing the same slice cannot both succeed. Pairs with the
+		// consumer's load of the length word.
 		return false
 	}
 	if slot >= 0 {
 		// After the swap: a record whose slot is free is never busy.
 		m.slots[slot].owner.Store(0)
 	}
-	// Load after the swap (both sequentially consistent): either the
-	// consumer sees the committed header, or we see its consumer_pos and
-	// wake it. See Reader for its half.
+	// Load after the swap (both sequentially consistent, or fenced by
+	// the Reader): either the consumer sees the committed header, or we
+	// see its consumer_pos and wake it. See Reader for its half.
 	cons := m.consumerPos.Load()
 	if flags&ForceWakeup != 0 || (flags&NoWakeup == 0 && (cons&m.mask == off || m.lapped(cons))) {
 		r.wakeups.Add(1)

@@ -58,11 +58,12 @@ type Result struct {
 	Acked int
 	// Duplicates is how many of the acknowledged were such copies.
 	Duplicates int
-	// Reordered is how many messages after the first one that failed the
-	// engine stored anyway, out of their ring's order (they are sent again
-	// after it and dropped then as duplicates, so each is stored once, but
-	// before a record that precedes it). Sinks avoid this where the engine
-	// lets them; see the sink's documentation for when it can happen.
+	// Reordered is how many messages after the first one not
+	// acknowledged the engine stored anyway: out of their ring's order,
+	// unless the unacknowledged one was stored too and only its
+	// acknowledgement was lost. (They are sent again after it and
+	// dropped then as duplicates, so each is stored once.) Sinks avoid
+	// this where the engine lets them; see the sink's documentation.
 	Reordered int
 }
 

@@ -1,6 +1,7 @@
 package ringo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -150,4 +151,36 @@ func ExampleNew_invalidSize() {
 	_, err := ringo.New(5000)
 	fmt.Println(err)
 	// Output: ringo: ring size 5000 is not a power of two: the nearest valid size is 4096: invalid argument
+}
+
+// With explicit release, records stay in the ring until released: a
+// consumer that sends them on frees them only once the far side has them,
+// and hands the rest out again when it fails.
+func ExampleReader_Release() {
+	ring, _ := ringo.New(4096)
+	defer ring.Close()
+	rd, _ := ringo.NewReader(ring)
+	defer rd.Close()
+	rd.SetExplicitRelease(true)
+
+	for _, s := range []string{"a", "b", "c"} {
+		ring.Output([]byte(s), 0)
+	}
+	var sent []ringo.Record
+	rd.Consume(func(rec ringo.Record) error {
+		sent = append(sent, ringo.Record{Source: rec.Source, Pos: rec.Pos, Data: bytes.Clone(rec.Data)})
+		return nil
+	})
+	// The far side acknowledged "a" only.
+	rd.Release(sent[0])
+	fmt.Println("consumer_pos", ring.Positions().Consumer)
+	rd.Rewind()
+	rd.Consume(func(rec ringo.Record) error {
+		fmt.Println("again:", string(rec.Data))
+		return nil
+	})
+	// Output:
+	// consumer_pos 16
+	// again: b
+	// again: c
 }

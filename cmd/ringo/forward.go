@@ -195,9 +195,9 @@ func printForward(e *env, asJSON bool, fw *forward.Forwarder, rd *ringo.Reader, 
 	}
 	drops := "not counted"
 	if out.Counted {
-		drops = fmt.Sprint(out.Dropped)
+		drops = fmt.Sprintf("%d (lost, unless their producers tried again)", out.Dropped)
 	}
-	_, err := fmt.Fprintf(e.stdout, "forwarded %d records (%s) in %.1fs, %d duplicates dropped by the stream, %d batches, %d failed and retried; ring drops: %s\n",
+	_, err := fmt.Fprintf(e.stdout, "forwarded %d records (%s) in %.1fs, %d duplicates dropped by the stream, %d batches, %d failed and retried; reservations the full ring refused: %s\n",
 		out.Forwarded, human(out.Bytes), out.Seconds, out.Duplicates, out.Batches, out.Failures, drops)
 	return err
 }

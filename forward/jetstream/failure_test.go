@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/ringo-bpf/ringo"
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/forward/jetstream"
@@ -202,7 +203,7 @@ func TestServerOutage(t *testing.T) {
 	if st.Reordered != 0 {
 		t.Errorf("%d records stored out of order", st.Reordered)
 	}
-	for _, want := range []string{"disconnected from NATS", "reconnected to NATS", "publish failed; records stay in the ring"} {
+	for _, want := range []string{"disconnected from NATS", "reconnecting", "reconnected to NATS", "publish failed; records stay in the ring"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, log.String())
 		}
@@ -214,6 +215,7 @@ func TestServerOutage(t *testing.T) {
 func TestConnectErrors(t *testing.T) {
 	srv := natstest.Start(t)
 	srv.CreateStream("S", true, 0, "ok.>")
+	srv.CreateStreamConfig(natsjs.StreamConfig{Name: "NOACK", Subjects: []string{"noack.>"}, NoAck: true, Storage: natsjs.MemoryStorage})
 	auth := natstest.Start(t, natstest.WithUser("ringo", "s3cret"))
 	noJS := natstest.Start(t, natstest.WithoutJetStream())
 	down := natstest.Start(t)
@@ -232,6 +234,7 @@ func TestConnectErrors(t *testing.T) {
 		{"missing stream", jetstream.Config{URL: srv.URL(), Subject: "ok.x", Stream: "NOPE"}, `stream "NOPE" does not exist`},
 		{"no stream for subject", jetstream.Config{URL: srv.URL(), Subject: "other.x"}, `no stream on ` + srv.URL() + ` captures subject "other.x"`},
 		{"stream without subject", jetstream.Config{URL: srv.URL(), Subject: "other.x", Stream: "S"}, `stream "S" does not capture subject "other.x" (its subjects: ok.>)`},
+		{"no acknowledgements", jetstream.Config{URL: srv.URL(), Subject: "noack.x"}, `stream "NOACK" does not acknowledge messages`},
 		{"wildcard", jetstream.Config{URL: srv.URL(), Subject: "ok.>"}, "has a wildcard"},
 		{"empty token", jetstream.Config{URL: srv.URL(), Subject: "ok..x"}, "empty token"},
 		{"no url", jetstream.Config{Subject: "ok.x"}, "no NATS URL"},

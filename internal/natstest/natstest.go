@@ -207,12 +207,19 @@ func (s *Server) jetStream() (jetstream.JetStream, func()) {
 // with the given duplicate window (0: JetStream's default, 2 minutes).
 func (s *Server) CreateStream(name string, memory bool, dupWindow time.Duration, subjects ...string) {
 	s.t.Helper()
-	js, done := s.jetStream()
-	defer done()
 	cfg := jetstream.StreamConfig{Name: name, Subjects: subjects, Duplicates: dupWindow}
 	if memory {
 		cfg.Storage = jetstream.MemoryStorage
 	}
+	s.CreateStreamConfig(cfg)
+}
+
+// CreateStreamConfig creates a stream as cfg says.
+func (s *Server) CreateStreamConfig(cfg jetstream.StreamConfig) {
+	s.t.Helper()
+	js, done := s.jetStream()
+	defer done()
+	name := cfg.Name
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, cfg); err != nil {

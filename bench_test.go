@@ -73,16 +73,21 @@ func BenchmarkReserveCommit(b *testing.B) {
 // fixed-size arrays by value (chan-array, the best a channel can do, but
 // only for one record size) and as slices copied per record (chan-slice,
 // what variable-length records over a channel cost: the producer's buffer
-// is reused, so each record needs its own copy). Compare the records/s
+// is reused, so each record needs its own copy). ring is a ring any number
+// of goroutines may produce into; ring-single one made WithSingleProducer,
+// which this benchmark's one producer allows. Compare the records/s
 // metrics in one run.
 func BenchmarkTransfer(b *testing.B) {
 	b.Run("ring/size=16", func(b *testing.B) { benchRingTransfer(b, 16) })
+	b.Run("ring-single/size=16", func(b *testing.B) { benchRingTransfer(b, 16, WithSingleProducer()) })
 	b.Run("chan-array/size=16", func(b *testing.B) { benchChanTransfer[[16]byte](b, 16) })
 	b.Run("chan-slice/size=16", func(b *testing.B) { benchSliceChanTransfer(b, 16) })
 	b.Run("ring/size=64", func(b *testing.B) { benchRingTransfer(b, 64) })
+	b.Run("ring-single/size=64", func(b *testing.B) { benchRingTransfer(b, 64, WithSingleProducer()) })
 	b.Run("chan-array/size=64", func(b *testing.B) { benchChanTransfer[[64]byte](b, 64) })
 	b.Run("chan-slice/size=64", func(b *testing.B) { benchSliceChanTransfer(b, 64) })
 	b.Run("ring/size=256", func(b *testing.B) { benchRingTransfer(b, 256) })
+	b.Run("ring-single/size=256", func(b *testing.B) { benchRingTransfer(b, 256, WithSingleProducer()) })
 	b.Run("chan-array/size=256", func(b *testing.B) { benchChanTransfer[[256]byte](b, 256) })
 	b.Run("chan-slice/size=256", func(b *testing.B) { benchSliceChanTransfer(b, 256) })
 }
@@ -118,8 +123,8 @@ func benchSliceChanTransfer(b *testing.B, size int) {
 
 const transferRingSize = 1 << 20
 
-func benchRingTransfer(b *testing.B, size int) {
-	r := newRing(b, transferRingSize)
+func benchRingTransfer(b *testing.B, size int, opts ...Option) {
+	r := newRing(b, transferRingSize, opts...)
 	rd := newReader(b, r)
 	payload := make([]byte, size)
 	done := make(chan uint64)

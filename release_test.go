@@ -23,6 +23,17 @@ func outputSeq(t testing.TB, r *Ring, from, to int) {
 	}
 }
 
+// outputWaiting outputs data, waiting while the ring is full.
+func outputWaiting(r *Ring, data []byte) error {
+	for {
+		err := r.Output(data, 0)
+		if !errors.Is(err, ErrFull) {
+			return err
+		}
+		time.Sleep(10 * time.Microsecond)
+	}
+}
+
 // consumeSeq consumes what is there and returns the records and their
 // sequence numbers.
 func consumeSeq(t testing.TB, rd *Reader) ([]Record, []int) {
@@ -210,16 +221,9 @@ func TestExplicitReleaseStress(t *testing.T) {
 				for j := 16; j < n; j++ {
 					buf[j] = byte(i + j)
 				}
-				for {
-					err := r.Output(buf[:n], 0)
-					if err == nil {
-						break
-					}
-					if !errors.Is(err, ErrFull) {
-						t.Error(err)
-						return
-					}
-					time.Sleep(10 * time.Microsecond)
+				if err := outputWaiting(r, buf[:n]); err != nil {
+					t.Error(err)
+					return
 				}
 			}
 		}()

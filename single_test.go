@@ -85,15 +85,8 @@ func TestSingleProducerTransfer(t *testing.T) {
 			for j := 8; j < size; j++ {
 				buf[j] = byte(i + j)
 			}
-			for {
-				err := r.Output(buf[:size], 0)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, ErrFull) {
-					panic(err)
-				}
-				time.Sleep(10 * time.Microsecond)
+			if err := outputWaiting(r, buf[:size]); err != nil {
+				panic(err)
 			}
 			if rng.IntN(2000) == 0 {
 				time.Sleep(time.Millisecond) // let the reader fall asleep

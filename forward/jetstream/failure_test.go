@@ -156,9 +156,9 @@ func TestServerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var log logBuffer
-	fw := startForwarder(t, jetstream.Config{URL: srv.URL(), Subject: "out.{ring}", AckTimeout: 2 * time.Second, MaxReconnectWait: 200 * time.Millisecond, Logger: log.logger()},
-		forward.Config{BatchRecords: 256, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: log.logger()}, r)
+	var log natstest.Log
+	fw := startForwarder(t, jetstream.Config{URL: srv.URL(), Subject: "out.{ring}", AckTimeout: 2 * time.Second, MaxReconnectWait: 200 * time.Millisecond, Logger: log.Logger()},
+		forward.Config{BatchRecords: 256, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: log.Logger()}, r)
 
 	// One producer at about 20k records/s for 3 s; refusals are drops.
 	const total = 60000

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -34,27 +35,32 @@ type Server struct {
 	srv  *server.Server // in this process
 	cmd  *exec.Cmd      // or a process of its own (InProcess false)
 	proc bool
-	gogc string      // the process's GOGC, if set
-	log  *syncBuffer // the process's log
+	gogc string // the process's GOGC, if set
+	log  *Log   // the process's log
 }
 
-// syncBuffer is a buffer the server process writes its log to.
-type syncBuffer struct {
+// Log collects log lines from any goroutine (the server process's, a
+// forwarder's), for tests that check what was said.
+type Log struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// String returns everything written so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
+
+// Logger returns a logger writing text lines to l.
+func (l *Log) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // Option changes the server's options.
 type Option func(*server.Options)
@@ -336,7 +342,7 @@ func (s *Server) startProcess() {
 		cmd.Env = append(cmd.Env, "GOGC="+s.gogc)
 	}
 	if s.log == nil {
-		s.log = new(syncBuffer)
+		s.log = new(Log)
 		s.t.Cleanup(func() {
 			if s.t.Failed() {
 				s.t.Logf("nats-server's log:\n%s", s.log.String())

@@ -37,7 +37,7 @@ import (
 // Message is one record as a Sink publishes it.
 type Message struct {
 	// ID identifies the record among all records of all rings of all hosts
-	// for de-duplication: RingKey(Host, Ring), a dash, and Pos in base 36.
+	// for de-duplication: RingKey(Host, Ring), a dot, and Pos in base 36.
 	// It is short because engines keep every ID of their de-duplication
 	// window in memory, and hash each one.
 	ID string
@@ -345,7 +345,7 @@ func (f *Forwarder) add(b *batchBuf, r ringo.Record) {
 		f.rings[r.Source] = ri
 	}
 	b.arena = append(b.arena, r.Data...)
-	f.id = append(append(f.id[:0], ri.key...), '-')
+	f.id = append(append(f.id[:0], ri.key...), '.')
 	f.id = strconv.AppendUint(f.id, r.Pos, 36)
 	// Release needs the record's source, position and length.
 	b.recs = append(b.recs, ringo.Record{Source: r.Source, Pos: r.Pos, Data: r.Data[:len(r.Data):len(r.Data)]})

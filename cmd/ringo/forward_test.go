@@ -64,7 +64,7 @@ func TestForward(t *testing.T) {
 	for i, m := range msgs {
 		pos := strconv.Itoa(i * 40) // 32-byte records and their headers
 		if m.Subject != "ringo.h1.events" || m.Header.Get("Ringo-Host") != "h1" || m.Header.Get("Ringo-Ring") != "events" || m.Header.Get("Ringo-Pos") != pos ||
-			m.Header.Get("Nats-Msg-Id") != key+"-"+strconv.FormatInt(int64(i*40), 36) || len(m.Data) != 32 {
+			m.Header.Get("Nats-Msg-Id") != key+"."+strconv.FormatInt(int64(i*40), 36) || len(m.Data) != 32 {
 			t.Fatalf("message %d: subject %s, headers %v, %d bytes", i, m.Subject, m.Header, len(m.Data))
 		}
 	}

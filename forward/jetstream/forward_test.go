@@ -144,9 +144,9 @@ func checkStream(t testing.TB, msgs []natstest.Message, host string, want map[st
 		}
 		lastPos[ring] = pos
 		id := m.Header.Get("Nats-Msg-Id")
-		rk, p36, found := strings.Cut(id, "-")
+		rk, p36, found := strings.Cut(id, ".")
 		if !found || len(rk) != 11 || p36 != strconv.FormatInt(pos, 36) {
-			t.Fatalf("message %d: Nats-Msg-Id %q is not an 11-character ring key, a dash and position %d in base 36", m.Seq, id, pos)
+			t.Fatalf("message %d: Nats-Msg-Id %q is not an 11-character ring key, a dot and position %d in base 36", m.Seq, id, pos)
 		}
 		if k, seen := keys[ring]; seen && k != rk {
 			t.Fatalf("message %d: ring %s has ring key %s, and %s before", m.Seq, ring, rk, k)

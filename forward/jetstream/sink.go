@@ -4,9 +4,9 @@
 //
 // Each record is one message. Its headers:
 //
-//	Nats-Msg-Id  RINGKEY-POS: forward.RingKey of the host and the ring's
+//	Nats-Msg-Id  RINGKEY.POS: forward.RingKey of the host and the ring's
 //	             identity (which ring of its name, on which host), a
-//	             dash, the position in base 36. JetStream drops a
+//	             dot, the position in base 36. JetStream drops a
 //	             message whose ID it stored within the stream's
 //	             duplicate window, so records sent again after a
 //	             failure or a restart are stored once

@@ -145,7 +145,8 @@ It runs until Ctrl-C (or --duration), then prints what it forwarded; with
 func openForwardTarget(spec string) (ringo.Source, *ringo.KernelRingSet, error) {
 	if strings.Contains(spec, "/") {
 		if info, err := ringo.LookupPinned(spec); err == nil && (info.Type == ringo.ArrayOfMaps || info.Type == ringo.HashOfMaps) {
-			set, err := ringo.OpenRingSetPinned(spec, 0)
+			// Rings that others add to the set or take out are followed.
+			set, err := ringo.OpenRingSetPinned(spec, time.Second)
 			return nil, set, err
 		}
 	}

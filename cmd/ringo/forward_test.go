@@ -1,9 +1,15 @@
 package main
 
 import (
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/ringo-bpf/ringo"
 	"github.com/ringo-bpf/ringo/forward"
@@ -80,5 +86,73 @@ func TestForward(t *testing.T) {
 	}
 	if n := srv.Count("RINGO"); n != 105 {
 		t.Fatalf("the stream holds %d messages, want 105", n)
+	}
+}
+
+// ringo forward of a kernel ringbuf (by ID) and a ring set (by its pinned
+// path) together: every record written by BPF programs reaches the stream,
+// each ring's under its own subject.
+func TestForwardKernelRings(t *testing.T) {
+	requireKernel(t)
+	pins := bpffsDir(t)
+	srv := natstest.Start(t)
+	srv.CreateStream("K", false, 0, "k.>")
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 14, Name: "cmd_fwd_ring"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	info, _ := ring.Info()
+	id, _ := info.ID()
+	set, err := ringo.CreateRingSet(ringo.RingSetSpec{Name: "cmd_fwd_set", Shards: 2, Size: 1 << 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	setPin := filepath.Join(pins, "set")
+	if err := set.Pin(setPin); err != nil {
+		t.Fatal(err)
+	}
+	run := func(m *ebpf.Map, n int) {
+		prog := outputProgram(t, m)
+		for range n {
+			if ret, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil || ret != 0 {
+				t.Fatalf("output program: %d, %v", ret, err)
+			}
+		}
+	}
+	run(ring, 50)
+	names := map[string]int{"cmd_fwd_ring": 50}
+	for _, key := range set.Keys() {
+		k := set.Ring(key)
+		fd, err := syscall.Dup(k.FD())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := ebpf.NewMapFromFD(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(m, 10+int(key))
+		names[k.Name()] = 10 + int(key)
+		m.Close()
+	}
+	st := decode[forwardJSON](t, ok(t, t.TempDir(), "forward", fmt.Sprintf("id:%d", id), setPin, "--nats", srv.URL(), "--subject", "k.{ring}", "--duration", "1s", "--json"))
+	if st.Forwarded != 71 || st.Failures != 0 {
+		t.Fatalf("forward: %+v, want 71 records forwarded", st)
+	}
+	got := map[string]int{}
+	for _, m := range srv.Messages("K") {
+		r := m.Header.Get("Ringo-Ring")
+		if m.Subject != "k."+r || binary.LittleEndian.Uint64(m.Data) != 0x0807060504030201 {
+			t.Fatalf("message %d: subject %s, ring %s, data %x", m.Seq, m.Subject, r, m.Data)
+		}
+		got[r]++
+	}
+	if fmt.Sprint(got) != fmt.Sprint(names) {
+		t.Fatalf("records per ring in the stream: %v, want %v", got, names)
+	}
+	if show := decode[ringJSON](t, ok(t, t.TempDir(), "show", fmt.Sprintf("id:%d", id), "--json")); show.ConsumerPos != show.ProducerPos {
+		t.Fatalf("after forward: %+v", show)
 	}
 }

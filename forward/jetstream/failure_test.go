@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv("RINGO_FORWARD_CHILD"); spec != "" {
 		os.Exit(forwarderChild(spec))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	natstest.RemoveBinary()
+	os.Exit(code)
 }
 
 // forwarderChild forwards the shared ring dir|name to url|subject until it

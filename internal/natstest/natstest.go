@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -309,12 +310,25 @@ func (s *Server) Count(stream string) uint64 {
 // String describes the server.
 func (s *Server) String() string { return fmt.Sprintf("nats-server at %s", s.URL()) }
 
+// RemoveBinary removes the nats-server program AsProcess built, if it did:
+// call it from TestMain after the tests ran.
+func RemoveBinary() {
+	if binaryBuilt.Load() {
+		if bin, err := binary(); err == nil {
+			os.RemoveAll(filepath.Dir(bin))
+		}
+	}
+}
+
+var binaryBuilt atomic.Bool
+
 // binary builds the nats-server program once per test process.
 var binary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "natstest-")
 	if err != nil {
 		return "", err
 	}
+	binaryBuilt.Store(true)
 	bin := filepath.Join(dir, "nats-server")
 	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
 	if err != nil {

@@ -243,6 +243,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			continue
 		}
 		res, err := prev.sent.Wait(ctx)
+		if err != nil && ctx.Err() != nil {
+			// Stopping, not failing: keep what was acknowledged, leave
+			// the rest in the ring.
+			f.account(prev, res, nil)
+			if rerr := f.release(prev, res.Acked); rerr != nil {
+				return rerr
+			}
+			return ctx.Err()
+		}
 		f.account(prev, res, err)
 		if rerr := f.release(prev, res.Acked); rerr != nil {
 			return rerr

@@ -246,6 +246,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() != nil {
 			// Stopping, not failing: keep what was acknowledged, leave
 			// the rest in the ring.
+			if len(cur.msgs) > 0 {
+				cur.sent.Wait(ctx) // ends it at once: ctx is done
+			}
 			f.account(prev, res, nil)
 			if rerr := f.release(prev, res.Acked); rerr != nil {
 				return rerr

@@ -75,23 +75,28 @@ It runs until Ctrl-C (or --duration), then prints what it forwarded; with
 			var srcs []ringo.Source
 			var sets []*ringo.KernelRingSet
 			defer func() {
-				for _, s := range srcs {
-					s.(interface{ Close() error }).Close()
-				}
 				for _, s := range sets {
 					s.Close()
 				}
 			}()
 			for _, spec := range args {
-				src, set, err := openForwardTarget(spec)
+				if set, err := openPinnedSet(spec); set != nil || err != nil {
+					if err != nil {
+						return err
+					}
+					sets = append(sets, set)
+					continue
+				}
+				t, err := openTarget(spec)
 				if err != nil {
 					return err
 				}
-				if set != nil {
-					sets = append(sets, set)
-				} else {
-					srcs = append(srcs, src)
+				defer t.Close()
+				src, err := t.source()
+				if err != nil {
+					return err
 				}
+				srcs = append(srcs, src)
 			}
 			sink, err := jetstream.Connect(ctx, jetstream.Config{URL: *url, Subject: *subject, Stream: *stream, Credentials: *creds, AckTimeout: *ackTimeout, Logger: log})
 			if err != nil {
@@ -141,27 +146,17 @@ It runs until Ctrl-C (or --duration), then prints what it forwarded; with
 	},
 }
 
-// openForwardTarget opens a ring, or the ring set pinned at spec.
-func openForwardTarget(spec string) (ringo.Source, *ringo.KernelRingSet, error) {
-	if strings.Contains(spec, "/") {
-		if info, err := ringo.LookupPinned(spec); err == nil && (info.Type == ringo.ArrayOfMaps || info.Type == ringo.HashOfMaps) {
-			// Rings that others add to the set or take out are followed.
-			set, err := ringo.OpenRingSetPinned(spec, time.Second)
-			return nil, set, err
-		}
+// openPinnedSet opens the ring set pinned at spec, if spec is the path of
+// one (an array or hash of maps); nil otherwise.
+func openPinnedSet(spec string) (*ringo.KernelRingSet, error) {
+	if !strings.Contains(spec, "/") {
+		return nil, nil
 	}
-	t, err := openTarget(spec)
-	if err != nil {
-		return nil, nil, err
+	if info, err := ringo.LookupPinned(spec); err != nil || (info.Type != ringo.ArrayOfMaps && info.Type != ringo.HashOfMaps) {
+		return nil, nil // not a set: openTarget says what it is
 	}
-	switch {
-	case t.user != nil:
-		t.Close()
-		return nil, nil, fmt.Errorf("%s is a user_ringbuf: BPF programs consume it, there is nothing to forward from it", spec)
-	case t.kernel != nil:
-		return t.kernel, nil, nil
-	}
-	return t.shared, nil, nil
+	// Rings that others add to the set or take out are followed.
+	return ringo.OpenRingSetPinned(spec, time.Second)
 }
 
 // forwardStats is what forward prints.

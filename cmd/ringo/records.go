@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -94,14 +93,9 @@ it waits for more until Ctrl-C (or until -n records).`,
 				return err
 			}
 			defer t.Close()
-			var src ringo.Source
-			switch {
-			case t.user != nil:
-				return fmt.Errorf("%s is a user_ringbuf: the kernel consumes it (bpf_user_ringbuf_drain); use ringo peek to see its records", t.spec)
-			case t.kernel != nil:
-				src = t.kernel
-			default:
-				src = t.shared
+			src, err := t.source()
+			if err != nil {
+				return err
 			}
 			rd, err := ringo.NewReader(src)
 			if err != nil {

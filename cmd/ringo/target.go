@@ -77,6 +77,18 @@ func (t *target) ring() ringo.Inspectable {
 	return t.shared
 }
 
+// source is the target as a Reader consumes it; user rings, which the
+// kernel consumes, are refused.
+func (t *target) source() (ringo.Source, error) {
+	switch {
+	case t.user != nil:
+		return nil, fmt.Errorf("%s is a user_ringbuf: the kernel consumes it (bpf_user_ringbuf_drain); use ringo peek to see its records", t.spec)
+	case t.kernel != nil:
+		return t.kernel, nil
+	}
+	return t.shared, nil
+}
+
 // kind is the target's type as list and show print it.
 func (t *target) kind() string {
 	switch {

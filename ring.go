@@ -61,7 +61,7 @@ func WithName(name string) Option {
 // goroutine needs the usual synchronisation (a channel, a mutex) between
 // the two. Reservations then take no lock: one locked instruction less
 // per record, the last one of Output, which makes one producer goroutine
-// about 1.7x faster (BenchmarkTransfer, ring-single). The ring's memory,
+// 1.3-2x faster (BenchmarkTransfer: ring-single against ring). The ring's memory,
 // positions and headers are those of any other ring. Two goroutines
 // reserving at once break the promise; ringo panics when it notices (not
 // always: like Go's maps, it checks without a lock). Where the system

@@ -265,3 +265,30 @@ func TestConnectErrors(t *testing.T) {
 		t.Fatalf("with the right password: %v, want the missing stream named", err)
 	}
 }
+
+// While the connection is down, publishing fails at once (not at the hour
+// of ack timeout) rather than being buffered for the next connection.
+func TestPublishWhileDisconnected(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.CreateStream("D", true, 0, "d.>")
+	sink, err := jetstream.Connect(context.Background(), jetstream.Config{URL: srv.URL(), Subject: "d.x", AckTimeout: time.Hour, Logger: new(natstest.Log).Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	msgs := []forward.Message{{ID: "a.0", Host: "h", Ring: ringo.Identity{Name: "r"}, Data: []byte("x")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, err := sink.Send(ctx, msgs).Wait(ctx); err != nil || res.Acked != 1 {
+		t.Fatalf("connected: %+v, %v", res, err)
+	}
+	srv.Stop()
+	for sink.Conn().IsConnected() {
+		time.Sleep(time.Millisecond)
+	}
+	res, err := sink.Send(ctx, msgs).Wait(ctx)
+	if err == nil || res.Acked != 0 || ctx.Err() != nil {
+		t.Fatalf("disconnected: %+v, %v (ctx %v): want a failure at once", res, err, ctx.Err())
+	}
+	t.Logf("disconnected: %v", err)
+}

@@ -119,7 +119,6 @@ type batch struct {
 	sendErr error
 	fence   struct{ reconnects, drops uint64 }
 	acked   chan struct{} // a token when pending drops to 0, or the connection is lost
-	waited  bool
 }
 
 // lost is called when the connection is lost: it wakes the batches waiting
@@ -394,10 +393,17 @@ func (s *Sink) Send(ctx context.Context, msgs []forward.Message) forward.Batch {
 	b := &batch{s: s, num: s.next, results: make([]result, len(msgs)), fence: s.fence, acked: make(chan struct{}, 1)}
 	s.next++
 	s.inflight[b.num] = b
+	// Every message is marked sent before it goes out (its
+	// acknowledgement may come first); those that do not go out are
+	// unmarked below. One lock for the batch, not two per message.
+	for i := range b.results {
+		b.results[i].state = sent
+	}
+	b.pending = len(msgs)
 	s.mu.Unlock()
 	for i := range msgs {
-		if err := ctx.Err(); err != nil {
-			b.sendErr = err
+		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
+			b.sendErr = ctx.Err()
 			break
 		}
 		if s.drops.Load() != b.fence.drops || s.nc.Stats().Reconnects != b.fence.reconnects {
@@ -414,8 +420,22 @@ func (s *Sink) Send(ctx context.Context, msgs []forward.Message) forward.Batch {
 		}
 		b.sent++
 	}
+	if b.sent < len(msgs) {
+		s.mu.Lock()
+		for i := b.sent; i < len(msgs); i++ {
+			if b.results[i].state == sent {
+				b.results[i].state = unsent
+				b.pending--
+			}
+		}
+		s.mu.Unlock()
+	}
 	return b
 }
+
+// ctxCheckEvery is how many messages Send publishes between two looks at
+// its context (each look may take a lock).
+const ctxCheckEvery = 64
 
 // send publishes message i of batch b.
 func (s *Sink) send(b *batch, i int, m *forward.Message) error {
@@ -431,21 +451,7 @@ func (s *Sink) send(b *batch, i int, m *forward.Message) error {
 	s.msg.Subject, s.msg.Reply, s.msg.Data = subj, string(s.reply), m.Data
 	s.vID[0], s.vHost[0], s.vRing[0] = m.ID, m.Host, m.Ring.Name
 	s.vPos[0] = strconv.FormatUint(m.Pos, 10)
-	// Marked sent before it is: the acknowledgement may come first.
-	s.mu.Lock()
-	b.results[i].state = sent
-	b.pending++
-	s.mu.Unlock()
-	if err := s.nc.PublishMsg(&s.msg); err != nil {
-		s.mu.Lock()
-		if b.results[i].state == sent {
-			b.results[i].state = unsent
-			b.pending--
-		}
-		s.mu.Unlock()
-		return err
-	}
-	return nil
+	return s.nc.PublishMsg(&s.msg)
 }
 
 // Wait waits until every message of the batch sent is answered, the ack

@@ -14,9 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,33 +61,29 @@ func (l *Log) String() string {
 // Logger returns a logger writing text lines to l.
 func (l *Log) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
-// Option changes the server's options.
-type Option func(*server.Options)
+// Option changes how the server runs.
+type Option func(*Server)
 
 // WithUser makes the server demand this user and password.
 func WithUser(user, password string) Option {
-	return func(o *server.Options) { o.Username, o.Password = user, password }
+	return func(s *Server) { s.opts.Username, s.opts.Password = user, password }
 }
 
 // AsProcess runs the server as a process of its own, the nats-server
 // program built from the module this project requires, as a server is run
 // for real: its memory and its garbage collector are not the test's.
-func AsProcess() Option { return func(o *server.Options) { o.Tags = append(o.Tags, processTag) } }
-
-const processTag = "natstest:process"
+func AsProcess() Option { return func(s *Server) { s.proc = true } }
 
 // WithGOGC runs a server process (AsProcess) with this GOGC: nats-server
 // keeps the IDs of its de-duplication window as a map of pointers, which
 // its garbage collector scans again and again; a higher GOGC trades memory
 // for that time.
 func WithGOGC(gogc int) Option {
-	return func(o *server.Options) { o.Tags = append(o.Tags, gogcTag+strconv.Itoa(gogc)) }
+	return func(s *Server) { s.gogc = strconv.Itoa(gogc) }
 }
 
-const gogcTag = "natstest:gogc="
-
 // WithoutJetStream runs the server without JetStream.
-func WithoutJetStream() Option { return func(o *server.Options) { o.JetStream = false } }
+func WithoutJetStream() Option { return func(s *Server) { s.opts.JetStream = false } }
 
 // Start starts a server on a free loopback port, with JetStream storing in
 // a temporary directory; it stops when the test ends.
@@ -108,13 +102,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		JetStreamMaxStore:  8 << 30,
 	}}
 	for _, o := range opts {
-		o(&s.opts)
-	}
-	s.proc = slices.Contains(s.opts.Tags, processTag)
-	for _, tag := range s.opts.Tags {
-		if v, ok := strings.CutPrefix(tag, gogcTag); ok {
-			s.gogc = v
-		}
+		o(s)
 	}
 	s.Restart()
 	t.Cleanup(s.Stop)

@@ -32,7 +32,7 @@ type Server struct {
 	t    testing.TB
 	opts server.Options
 	srv  *server.Server // in this process
-	cmd  *exec.Cmd      // or a process of its own (InProcess false)
+	cmd  *exec.Cmd      // or a process of its own (AsProcess)
 	proc bool
 	gogc string // the process's GOGC, if set
 	log  *Log   // the process's log

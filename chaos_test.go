@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,25 +137,46 @@ func TestChaosKillProducersAndConsumer(t *testing.T) {
 
 	var mu sync.Mutex
 	var delivered []chaosDelivery
-	var readers sync.WaitGroup
+	// Children still running when the test ends (it failed) are killed.
+	var children []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range children {
+			if c.ProcessState == nil && c.Process != nil {
+				c.Process.Kill()
+				c.Wait()
+			}
+		}
+	})
 	start := func(env string) *exec.Cmd {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), env)
 		cmd.Stderr = os.Stderr
+		children = append(children, cmd)
 		return cmd
 	}
 	life := 0
-	startConsumer := func() *exec.Cmd {
+	// A consumer's stdout is read to its end before its process is
+	// waited for: Wait closes the pipe, and lines still in it would be
+	// records the consumer was handed (and may have freed) that the test
+	// never saw.
+	type chaosConsumer struct {
+		cmd  *exec.Cmd
+		read chan struct{} // closed once its stdout is read to EOF
+	}
+	startConsumer := func() chaosConsumer {
 		cmd := start("RINGO_TEST_CHAOS_CONSUMER=" + dir + "|chaos")
-		out, _ := cmd.StdoutPipe()
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		life++
 		l := life
-		readers.Add(1)
+		read := make(chan struct{})
 		go func() {
-			defer readers.Done()
+			defer close(read)
 			s := bufio.NewScanner(out)
 			for s.Scan() {
 				var id, seq int
@@ -165,7 +187,7 @@ func TestChaosKillProducersAndConsumer(t *testing.T) {
 			}
 			io.Copy(io.Discard, out)
 		}()
-		return cmd
+		return chaosConsumer{cmd, read}
 	}
 	nextID := 0
 	startProducer := func() *exec.Cmd {
@@ -177,32 +199,54 @@ func TestChaosKillProducersAndConsumer(t *testing.T) {
 		return cmd
 	}
 
-	rng := rand.New(rand.NewPCG(1, 2))
-	consumer := startConsumer()
-	producers := []*exec.Cmd{startProducer(), startProducer(), startProducer()}
+	// RINGO_CHAOS_SEED replays a run's kill schedule (the timing still
+	// differs); RINGO_CHAOS_RUN makes a run longer, for soaks.
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("RINGO_CHAOS_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (RINGO_CHAOS_SEED)", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
 	run := 3 * time.Second
 	if testing.Short() {
 		run = time.Second
 	}
+	if s := os.Getenv("RINGO_CHAOS_RUN"); s != "" {
+		if run, err = time.ParseDuration(s); err != nil {
+			t.Fatalf("RINGO_CHAOS_RUN: %v", err)
+		}
+	}
+	// A child that exits on its own rather than by the kill has failed
+	// (its error is on stderr): a producer whose commit was refused, say,
+	// because its record was taken for a dead process's.
+	killed := func(what string, cmd *exec.Cmd, err error) {
+		t.Helper()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+			t.Fatalf("%s exited by itself before it was killed: %v (its error is above)", what, err)
+		}
+	}
+	consumer := startConsumer()
+	producers := []*exec.Cmd{startProducer(), startProducer(), startProducer()}
 	kills, consumerKills := 0, 0
 	for deadline := time.Now().Add(run); time.Now().Before(deadline); {
 		time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
 		if rng.IntN(4) == 0 {
-			consumer.Process.Kill()
-			consumer.Wait()
+			consumer.cmd.Process.Kill()
+			<-consumer.read
+			killed("consumer", consumer.cmd, consumer.cmd.Wait())
 			consumerKills++
 			consumer = startConsumer()
 			continue
 		}
 		i := rng.IntN(len(producers))
 		producers[i].Process.Kill()
-		producers[i].Wait()
+		killed("producer", producers[i], producers[i].Wait())
 		kills++
 		producers[i] = startProducer()
 	}
 	for _, p := range producers {
 		p.Process.Kill()
-		p.Wait()
+		killed("producer", p, p.Wait())
 		kills++
 	}
 	end := make([]byte, 8)
@@ -213,17 +257,16 @@ func TestChaosKillProducersAndConsumer(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	done := make(chan error, 1)
-	go func() { done <- consumer.Wait() }()
+	go func() { <-consumer.read; done <- consumer.cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("consumer: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		consumer.Process.Kill()
+		consumer.cmd.Process.Kill()
 		t.Fatalf("consumer did not reach the end record (positions %+v)", r.Positions())
 	}
-	readers.Wait()
 
 	// What the producers say they did.
 	log, _ := os.ReadFile(chaosLog(dir))

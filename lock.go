@@ -45,8 +45,12 @@ func (m *memory) lockSlow() {
 				since = time.Now()
 			} else if time.Since(since) >= deadOwnerCheck {
 				since = time.Now()
-				if !sys.Alive(owner) {
-					m.lockWord.CompareAndSwap(owner, 0)
+				// Handed straight from the dead holder to this
+				// process, so that no one else reserves before the
+				// dead one's unpublished claim is forgotten.
+				if !sys.Alive(owner) && m.lockWord.CompareAndSwap(owner, me) {
+					m.forgetReserver(owner)
+					return
 				}
 			}
 		}

@@ -46,6 +46,23 @@ func (m *memory) claimSlot(pos uint64) int {
 	return -1
 }
 
+// forgetReserver frees the slot a lock holder that died (dead) may have
+// claimed for a reservation it never published; called by the process that
+// took its lock over, holding it. Such a slot carries producer_pos, where
+// this process is about to reserve: left in place, it would name a dead
+// owner for the live record published there next, and a consumer stalled
+// on that record would discard it from under its producer. Slots of
+// records dead published stay: those records are the consumer's to recover.
+func (m *memory) forgetReserver(dead uint64) {
+	prod := m.producerPos.Load()
+	for i := range m.slots {
+		s := &m.slots[i]
+		if s.owner.Load() == dead && s.pos.Load() == prod {
+			s.owner.CompareAndSwap(dead, 0)
+		}
+	}
+}
+
 // ownedReservations counts the owner slots this process holds: its open
 // reservations of a shared ring. (Several Rings opened on one shared ring in
 // one process count each other's too.)
@@ -68,20 +85,18 @@ func (r *Ring) recoverHead(pos uint64) bool {
 	if m.slots == nil {
 		return false // in-process: a goroutine cannot die without its process
 	}
-	var owner uint64
-	slot := -1
+	// Every slot that names pos is looked at, not only the first: should
+	// a dead reserver's slot for pos survive beside its successor's (see
+	// claimSlot), the live one must win.
 	for i := range m.slots {
 		s := &m.slots[i]
-		if o := s.owner.Load(); o != 0 && s.pos.Load() == pos {
-			owner, slot = o, i
-			break
+		if o := s.owner.Load(); o != 0 && s.pos.Load() == pos && sys.Alive(o) {
+			return false
 		}
 	}
-	if slot >= 0 && sys.Alive(owner) {
-		return false
-	}
-	// No live owner. Every reservation claims its slot before it is
-	// published, so a busy record without one lost its owner before it
+	// No live owner: and a dead process never runs again, so none will
+	// commit the record. Every reservation claims its slot before it is
+	// published, so a busy record without a slot lost its owner before it
 	// could be recorded, or the slot was freed after the owner died.
 	w := m.lenWord(pos & m.mask).Load()
 	if w&BusyBit == 0 {
@@ -89,8 +104,14 @@ func (r *Ring) recoverHead(pos uint64) bool {
 	}
 	if m.lenWord(pos&m.mask).CompareAndSwap(w, payloadLen(w)|DiscardBit) {
 		m.abandoned.Add(1)
-		if slot >= 0 {
-			m.slots[slot].owner.CompareAndSwap(owner, 0)
+		// Free the dead owners' slots. pos is published, so no new
+		// claim carries it, and a dead owner's token never comes back:
+		// the swap frees exactly the slot that was looked at.
+		for i := range m.slots {
+			s := &m.slots[i]
+			if o := s.owner.Load(); o != 0 && s.pos.Load() == pos {
+				s.owner.CompareAndSwap(o, 0)
+			}
 		}
 	}
 	return true

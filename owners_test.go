@@ -87,6 +87,60 @@ func TestRecordOfDeadProcessIsAbandoned(t *testing.T) {
 	r.Commit(live, 0)
 }
 
+// A producer that died holding the lock inside claimSlot leaves a slot naming
+// itself at producer_pos, where its successor then reserves. The successor's
+// live record must not be taken for the dead one's: neither the slot left
+// behind nor one that names a dead owner beside the live owner's may make a
+// stalled consumer discard it.
+func TestDeadReserverSlotDoesNotDoomSuccessor(t *testing.T) {
+	r, err := Create("successor", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dead := deadToken(t)
+	prod := r.mem.producerPos.Load()
+	start := int(prod/8) % len(r.mem.slots)
+	// The dead holder's state: the lock, and the slot it claimed first.
+	r.mem.slots[start].pos.Store(prod)
+	r.mem.slots[start].owner.Store(dead)
+	r.mem.lockWord.Store(dead)
+	res, err := r.Reserve(16) // takes the lock over
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.pos != prod {
+		t.Fatalf("reserved at %d, want the dead holder's %d", res.pos, prod)
+	}
+	if r.recoverHead(res.pos) {
+		t.Fatal("the live successor's record was recovered as the dead holder's")
+	}
+	if err := r.Commit(res, 0); err != nil {
+		t.Fatalf("commit of the successor's record: %v", err)
+	}
+
+	// A slot naming a dead owner for the same position, found before the
+	// live owner's: the live one wins.
+	live, err := r.Reserve(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.slot == 0 {
+		t.Fatalf("test needs the live slot after slot 0")
+	}
+	r.mem.slots[0].pos.Store(live.pos)
+	r.mem.slots[0].owner.Store(dead)
+	if r.recoverHead(live.pos) {
+		t.Fatal("a dead owner's slot for the position doomed the live owner's record")
+	}
+	if err := r.Commit(live, 0); err != nil {
+		t.Fatalf("commit of the live record: %v", err)
+	}
+	if r.Abandoned() != 0 {
+		t.Fatalf("Abandoned() = %d, want 0", r.Abandoned())
+	}
+}
+
 func TestOneConsumerProcess(t *testing.T) {
 	dir := t.TempDir()
 	r, err := Create("cons", 4096, WithDir(dir))

@@ -48,7 +48,7 @@ const (
 	// ringo's own: u64 reservation lock of user-space rings, in the
 	// producer page, a cache line away from the positions the consumer
 	// reads (and from overwrite_pos at 16, which mainline kernels add).
-	// It holds the process token of its holder (internal/sys.SelfToken).
+	// It holds the token of its holder's handle (liveness.go).
 	lockOffset = 64
 
 	// ringo's own: the owners of open reservations of shared rings, from
@@ -69,9 +69,16 @@ const (
 	overSeqOffset   = 128
 	overCountOffset = 136
 
-	// ringo's own: u64 token of the process whose Reader consumes a shared
+	// ringo's own: u64 token of the handle whose Reader consumes a shared
 	// ring, in the consumer page.
 	consumerOwnerOffset = 128
+
+	// ringo's own: the presence table of shared rings (liveness.go), u64
+	// entries from consumer page offset 2304 to its end; and the offset in
+	// the ring file of the byte a handle at index 0 locks (index i locks
+	// the byte at presenceLockBase+i, far past the file's end).
+	presenceOffset   = 2304
+	presenceLockBase = 1 << 40
 
 	// The kernel's struct bpf_ringbuf has one page of its own before the
 	// consumer page, so a header's pg_off counts three pages before the data.

@@ -3,8 +3,6 @@ package ringo
 import (
 	"runtime"
 	"time"
-
-	"github.com/ringo-bpf/ringo/internal/sys"
 )
 
 // The reservation lock of a user-space ring: a spin lock, like the kernel
@@ -13,15 +11,15 @@ import (
 // between processes can use it too, and its release is a plain store
 // (storeRelease), where sync.Mutex pays a second locked instruction.
 
-// lock takes the reservation lock, writing this process's token into it.
+// lock takes the reservation lock, writing this handle's token into it.
 func (m *memory) lock() {
-	if !m.lockWord.CompareAndSwap(0, sys.SelfToken()) {
+	if !m.lockWord.CompareAndSwap(0, m.self) {
 		m.lockSlow()
 	}
 }
 
 func (m *memory) lockSlow() {
-	me := sys.SelfToken()
+	me := m.self
 	var since time.Time
 	for i := 0; ; i++ {
 		// Wait for the word to read free before trying again, so that
@@ -48,7 +46,7 @@ func (m *memory) lockSlow() {
 				// Handed straight from the dead holder to this
 				// process, so that no one else reserves before the
 				// dead one's unpublished claim is forgotten.
-				if !sys.Alive(owner) && m.lockWord.CompareAndSwap(owner, me) {
+				if !m.alive(owner) && m.lockWord.CompareAndSwap(owner, me) {
 					m.forgetReserver(owner)
 					return
 				}

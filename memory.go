@@ -43,12 +43,20 @@ type memory struct {
 	// reserves in.
 	lockWord *atomic.Uint64
 
-	// slots records which process owns each open reservation of a shared
+	// slots records which handle owns each open reservation of a shared
 	// ring, so that the records of a process that died can be recovered;
 	// nil for in-process rings, whose goroutines cannot die alone.
 	slots []slot
-	// consumerOwner is the token of the process consuming a shared ring.
+	// consumerOwner is the token of the handle consuming a shared ring.
 	consumerOwner *atomic.Uint64
+
+	// self is this handle's token, written into the lock word, owner
+	// slots and consumer claim; presence is a shared ring's presence
+	// table (nil otherwise) and file the ring file, whose locks say which
+	// tokens are alive (liveness.go).
+	self     uint64
+	presence []atomic.Uint64
+	file     int
 
 	// dropped and abandoned are ringo's counters of user-space rings, in
 	// the consumer page (nil for kernel rings).
@@ -98,6 +106,8 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		data:             m.Data[: 2*size : 2*size],
 		mask:             uint64(size - 1),
 		pageShift:        shift,
+		self:             inProcessToken,
+		file:             -1,
 	}
 }
 
@@ -127,16 +137,21 @@ func (m *memory) enableOverwrite(mp *sys.Mapping, counts bool) {
 // slot is one entry of a shared ring's reservation owner table.
 type slot struct {
 	pos   atomic.Uint64 // position of the reservation's header
-	owner atomic.Uint64 // process token of its owner; 0: free
+	owner atomic.Uint64 // token of its owner's handle; 0: free
 }
 
-// trackOwners turns on the reservation owner table and the consumer owner
-// word of a shared ring: the producer page from slotsOffset on, and a word
-// of the consumer page, both page-aligned memory of the mapping.
-func (m *memory) trackOwners(mp *sys.Mapping) {
+// trackOwners turns on the reservation owner table, the consumer owner
+// word and the presence table of a shared ring: the producer page from
+// slotsOffset on, a word of the consumer page and the consumer page from
+// presenceOffset on, all 8-byte aligned memory of the mapping. It then
+// registers this handle, whose ring file is fd (liveness.go).
+func (m *memory) trackOwners(mp *sys.Mapping, fd int) error {
 	n := (len(mp.Producer) - slotsOffset) / slotSize
 	m.slots = unsafe.Slice((*slot)(unsafe.Pointer(&mp.Producer[slotsOffset])), n)
 	m.consumerOwner = (*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[consumerOwnerOffset]))
+	p := (len(mp.Consumer) - presenceOffset) / 8
+	m.presence = unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[presenceOffset])), p)
+	return m.register(fd)
 }
 
 // size is the size of the data area in bytes.

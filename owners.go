@@ -1,16 +1,12 @@
 package ringo
 
-import (
-	"fmt"
-
-	"github.com/ringo-bpf/ringo/internal/sys"
-)
+import "fmt"
 
 // Crash safety of shared rings. A process may die at any instant: holding
 // the reservation lock (lock.go takes a dead holder's lock over), between a
 // reservation and its commit (its record would stay busy and stall the
 // consumer forever), or while consuming. Each open reservation of a shared
-// ring records its owner's process token in the producer page; a consumer
+// ring records its owner's token (liveness.go) in the producer page; a consumer
 // that finds a busy record at its head for a while checks that owner, and
 // discards the record if the owner is gone, counting it as abandoned.
 
@@ -25,7 +21,7 @@ func (m *memory) claimSlot(pos uint64) int {
 			i := (start + k) % n
 			s := &m.slots[i]
 			owner := s.owner.Load()
-			if owner != 0 && pass == 1 && !sys.Alive(owner) {
+			if owner != 0 && pass == 1 && !m.alive(owner) {
 				// Left by a process that died after its commit or
 				// before its reservation was published; a busy record
 				// of a dead owner is the consumer's to recover, and a
@@ -38,7 +34,7 @@ func (m *memory) claimSlot(pos uint64) int {
 				// pos before owner: a slot with an owner always has
 				// the right position.
 				s.pos.Store(pos)
-				s.owner.Store(sys.SelfToken())
+				s.owner.Store(m.self)
 				return i
 			}
 		}
@@ -63,11 +59,10 @@ func (m *memory) forgetReserver(dead uint64) {
 	}
 }
 
-// ownedReservations counts the owner slots this process holds: its open
-// reservations of a shared ring. (Several Rings opened on one shared ring in
-// one process count each other's too.)
+// ownedReservations counts the owner slots this handle holds: its open
+// reservations of a shared ring.
 func (m *memory) ownedReservations() int {
-	self, n := sys.SelfToken(), 0
+	self, n := m.self, 0
 	for i := range m.slots {
 		if m.slots[i].owner.Load() == self {
 			n++
@@ -90,7 +85,7 @@ func (r *Ring) recoverHead(pos uint64) bool {
 	// claimSlot), the live one must win.
 	for i := range m.slots {
 		s := &m.slots[i]
-		if o := s.owner.Load(); o != 0 && s.pos.Load() == pos && sys.Alive(o) {
+		if o := s.owner.Load(); o != 0 && s.pos.Load() == pos && m.alive(o) {
 			return false
 		}
 	}
@@ -128,11 +123,11 @@ func (r *Ring) claimConsumer() error {
 	if m.consumerOwner == nil {
 		return nil
 	}
-	me := sys.SelfToken()
+	me := m.self
 	for {
 		owner := m.consumerOwner.Load()
-		if owner != 0 && sys.Alive(owner) {
-			return fmt.Errorf("ringo: ring %q is consumed by process %d already: a ring has one consumer", r.name, owner>>32)
+		if owner != 0 && m.alive(owner) {
+			return fmt.Errorf("ringo: ring %q is consumed by process %d already: a ring has one consumer", r.name, m.pidOf(owner))
 		}
 		if m.consumerOwner.CompareAndSwap(owner, me) {
 			return nil
@@ -143,6 +138,6 @@ func (r *Ring) claimConsumer() error {
 // releaseConsumer gives up the consumer role of a shared ring.
 func (r *Ring) releaseConsumer() {
 	if m := r.mem; m.consumerOwner != nil {
-		m.consumerOwner.CompareAndSwap(sys.SelfToken(), 0)
+		m.consumerOwner.CompareAndSwap(m.self, 0)
 	}
 }

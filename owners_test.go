@@ -8,29 +8,29 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// deadToken returns the token of a process that ran and is gone: a child
-// started, killed and reaped.
-func deadToken(t *testing.T) uint64 {
+// deadToken returns the token of a handle of shared ring r that was opened
+// and is gone: as a process that died leaves it.
+func deadToken(t *testing.T, r *Ring) uint64 {
 	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+	h, err := Open(filepath.Base(r.path), WithDir(filepath.Dir(r.path)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	cmd.Process.Kill()
-	cmd.Wait()
-	return uint64(cmd.Process.Pid)<<32 | uint64(uint32(start))
+	token := h.mem.self
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r.mem.alive(token) {
+		t.Fatal("a closed handle's token is alive")
+	}
+	return token
 }
 
 func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
@@ -39,7 +39,7 @@ func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	r.mem.lockWord.Store(deadToken(t))
+	r.mem.lockWord.Store(deadToken(t, r))
 	start := time.Now()
 	if err := r.Output([]byte("after"), 0); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestRecordOfDeadProcessIsAbandoned(t *testing.T) {
 	}
 	r.Output([]byte("after the dead one"), 0)
 	// The reservation's owner dies.
-	r.mem.slots[res.slot].owner.Store(deadToken(t))
+	r.mem.slots[res.slot].owner.Store(deadToken(t, r))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -98,7 +98,7 @@ func TestDeadReserverSlotDoesNotDoomSuccessor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	dead := deadToken(t)
+	dead := deadToken(t, r)
 	prod := r.mem.producerPos.Load()
 	start := int(prod/8) % len(r.mem.slots)
 	// The dead holder's state: the lock, and the slot it claimed first.
@@ -164,7 +164,7 @@ func TestOneConsumerProcess(t *testing.T) {
 	}
 	rd2.Close()
 	// A consumer that died leaves its claim behind; the next one takes it.
-	r.mem.consumerOwner.Store(deadToken(t))
+	r.mem.consumerOwner.Store(deadToken(t, r))
 	rd3, err := NewReader(r)
 	if err != nil {
 		t.Fatalf("after the consumer died: %v", err)
@@ -233,10 +233,102 @@ func runHold(spec string) error {
 			return err
 		}
 		copy(res.Bytes(), "half-writ")
+	case "consume":
+		if _, err := NewReader(r); err != nil {
+			return err
+		}
 	}
 	os.Stdout.WriteString("holding\n")
 	time.Sleep(time.Minute)
 	return errors.New("not killed")
+}
+
+// startHolder starts a child that opens the shared ring name in dir and
+// holds what mode says (runHold), in a PID namespace of its own if newPIDNS;
+// it returns once the child says it holds it. The child is killed when the
+// test ends.
+func startHolder(t *testing.T, dir, name, mode string, newPIDNS bool) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	if newPIDNS {
+		// The child is PID 1 of a new PID namespace, with its own
+		// /proc (as in a container); --kill-child
+		// kills it with unshare.
+		cmd = exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", exe)
+	}
+	cmd.Env = append(os.Environ(), "RINGO_TEST_HOLD="+dir+"|"+name+"|"+mode)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(out).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "holding\n" {
+			t.Fatalf("%s child: said %q (its error is above)", mode, l)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s child: did not say it holds in 30s", mode)
+	}
+	return cmd
+}
+
+// A consumer and a producer in another PID namespace (as in a container
+// sharing the host's /dev/shm) are told apart from dead processes: their
+// PIDs mean nothing here, the kernel's file locks do.
+func TestSharedAcrossPIDNamespaces(t *testing.T) {
+	if err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "true").Run(); err != nil {
+		msg := fmt.Sprintf("cannot make a PID namespace (unshare --pid: %v)", err)
+		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+			t.Fatal(msg + " and RINGO_REQUIRE_KERNEL=1")
+		}
+		t.Skip(msg + "; run as root, or set RINGO_REQUIRE_KERNEL=1 to make this a failure")
+	}
+	dir := t.TempDir()
+	r, err := Create("ns", 8192, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	consumer := startHolder(t, dir, "ns", "consume", true)
+	if _, err := NewReader(r); err == nil || !strings.Contains(err.Error(), "consumed by process") {
+		t.Fatalf("a second consumer beside one in another PID namespace: %v", err)
+	}
+	consumer.Process.Kill()
+	consumer.Wait()
+
+	startHolder(t, dir, "ns", "hold-reservation", true)
+	pos := r.Positions().Pending
+	if r.recoverHead(pos) {
+		t.Fatal("the live reservation of a producer in another PID namespace was recovered as abandoned")
+	}
+	rd := newReader(t, r) // the consumer's claim died with it
+	if n, err := rd.Consume(func(Record) error { return nil }); n != 0 || err != nil {
+		t.Fatalf("Consume over a live busy head: %d records, %v", n, err)
+	}
+	if r.Abandoned() != 0 {
+		t.Fatalf("Abandoned() = %d, want 0", r.Abandoned())
+	}
 }
 
 // A producer process closes its handle of a shared ring while another

@@ -106,7 +106,10 @@ func Create(name string, size int, opts ...SharedOption) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
 	}
-	r.mem.trackOwners(r.mapping)
+	if err := r.mem.trackOwners(r.mapping, fd); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
+	}
 	id := ident{magic: ringMagic, version: ringVersion, pageSize: uint32(sys.PageSize), size: uint64(size), nonce: newNonce()}
 	if o.overwrite {
 		id.flags |= ringFlagOverwrite
@@ -153,7 +156,10 @@ func Open(name string, opts ...SharedOption) (*Ring, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: open ring %q: %w", name, err)
 	}
-	r.mem.trackOwners(r.mapping)
+	if err := r.mem.trackOwners(r.mapping, fd); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("ringo: open ring %q: %w", name, err)
+	}
 	if flags&ringFlagOverwrite != 0 {
 		r.mem.enableOverwrite(r.mapping, true)
 	}

@@ -32,6 +32,12 @@ var (
 	// discarded, resliced, or from elsewhere. It matches syscall.EINVAL.
 	ErrNotReserved error = &ringError{"ringo: not an outstanding reservation of this ring", syscall.EINVAL}
 
+	// ErrBusy means a shared ring's reservation lock stayed held by another
+	// process for so long (a second) that Output or Reserve gave up: a
+	// process stopped (SIGSTOP, a frozen cgroup) in the middle of a
+	// reservation. The record was not written. It matches syscall.EBUSY.
+	ErrBusy error = &ringError{"ringo: ring is busy", syscall.EBUSY}
+
 	// ErrClosed means the ring or reader was closed.
 	ErrClosed = errors.New("ringo: closed")
 

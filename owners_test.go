@@ -226,7 +226,7 @@ func runHold(spec string) error {
 	}
 	switch f[2] {
 	case "hold-lock":
-		r.mem.lock()
+		r.mem.lock(nil)
 	case "hold-reservation":
 		res, err := r.Reserve(100)
 		if err != nil {
@@ -328,6 +328,86 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 	}
 	if r.Abandoned() != 0 {
 		t.Fatalf("Abandoned() = %d, want 0", r.Abandoned())
+	}
+}
+
+// A producer process stopped (SIGSTOP) while it holds the reservation lock
+// keeps it for as long as it is stopped. Producers give up on it after a
+// bound, sleeping rather than spinning meanwhile, or as soon as their
+// context ends; handles that never reserve (a reader, `ringo show`) never
+// wait for it.
+func TestStoppedLockHolder(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create("stopped", 8192, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	holder := startHolder(t, dir, "stopped", "hold-lock", false)
+	if err := holder.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Signal(syscall.SIGCONT)
+
+	// Handles that only look or consume are not held up.
+	done := make(chan error, 1)
+	go func() {
+		h, err := Open("stopped", WithDir(dir))
+		if err != nil {
+			done <- err
+			return
+		}
+		if _, err := h.Query(AvailData); err != nil {
+			done <- err
+			return
+		}
+		rd, err := NewReader(h)
+		if err != nil {
+			done <- err
+			return
+		}
+		if _, err := rd.Consume(func(Record) error { return nil }); err != nil {
+			done <- err
+			return
+		}
+		done <- errors.Join(rd.Close(), h.Close())
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("opening, reading and closing a ring waited for a stopped process's lock (20s)")
+	}
+
+	// A producer without a context gives up, having slept.
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	start := time.Now()
+	err = r.Output([]byte("x"), 0)
+	waited := time.Since(start)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	if !errors.Is(err, ErrBusy) || !errors.Is(err, syscall.EBUSY) || !strings.Contains(err.Error(), "held by process") {
+		t.Fatalf("Output while a stopped process holds the lock: %v", err)
+	}
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+	t.Logf("Output gave up after %v, using %v of CPU: %v", waited, cpu, err)
+	if cpu > waited/2 {
+		t.Fatalf("the waiting producer spun: %v of CPU in %v", cpu, waited)
+	}
+	// One with a context gives up when it ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.mem.lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock with a context that ends: %v", err)
+	}
+	// Once the holder goes on (and dies), producers do too.
+	holder.Process.Signal(syscall.SIGCONT)
+	holder.Process.Kill()
+	holder.Wait()
+	if err := r.Output([]byte("after"), 0); err != nil {
+		t.Fatalf("Output after the holder died: %v", err)
 	}
 }
 

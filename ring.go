@@ -1,6 +1,7 @@
 package ringo
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync"
@@ -203,7 +204,7 @@ func (r *Ring) Output(data []byte, flags uint64) error {
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
-	pos, slot, err := r.reserve(uint64(len(data)))
+	pos, slot, err := r.reserve(uint64(len(data)), nil)
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func (r *Ring) Reserve(n int) (Reservation, error) {
 	if n < 0 {
 		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
 	}
-	pos, slot, err := r.reserve(uint64(n))
+	pos, slot, err := r.reserve(uint64(n), nil)
 	if err != nil {
 		return Reservation{}, err
 	}
@@ -260,7 +261,10 @@ func (r *Ring) Reserve(n int) (Reservation, error) {
 // to a record boundary at or before the oldest busy record, the header is
 // written past producer_pos where nobody reads it, the owner slot is
 // written before producer_pos publishes the record, and producer_pos last.
-func (r *Ring) reserve(n uint64) (uint64, int, error) {
+//
+// ctx bounds the wait for the lock of a shared ring that another process
+// holds; without one, the wait gives up after lockPatience (lock.go).
+func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 	m := r.mem
 	if n > MaxRecordSize || recordSize(n) > m.mask {
 		return 0, -1, ErrTooLarge
@@ -270,8 +274,8 @@ func (r *Ring) reserve(n uint64) (uint64, int, error) {
 	// can only make the ring look fuller than it is.
 	cons := m.consumerPos.Load()
 
-	if !r.lockReserve() {
-		return 0, -1, ErrClosed
+	if err := r.lockReserve(ctx); err != nil {
+		return 0, -1, err
 	}
 	pend := m.pendingPos.Load()
 	prod := m.producerPos.Load()
@@ -433,7 +437,9 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 }
 
 // closeReservations waits until no reservation that saw the ring open is
-// under way, and counts the open ones. Called after closed is set.
+// under way, and counts the open ones. Called after closed is set. It takes
+// no lock: a stopped process holding a shared ring's lock must not keep a
+// handle that never reserved (a reader, `ringo show`) from closing.
 func (r *Ring) closeReservations() int {
 	if r.single {
 		// The producer stores reserving, then loads closed; we stored
@@ -446,21 +452,27 @@ func (r *Ring) closeReservations() int {
 		}
 		return r.openReservations()
 	}
-	// A reservation that saw closed unset may still be under way.
-	r.mem.lock()
-	defer r.mem.unlock()
+	// A reservation of this handle that saw closed unset holds the lock
+	// now, or will see closed once it has it (lockReserve looks again):
+	// wait for the first kind, which lets go within microseconds. (Both
+	// sequentially consistent: our store of closed, then our load of the
+	// lock word, against its swap of the lock word, then its load of
+	// closed.)
+	for r.mem.lockWord.Load() == r.mem.self {
+		runtime.Gosched()
+	}
 	if r.mem.slots != nil {
-		// Other processes' reservations of a shared ring are theirs
-		// to finish; only this process's stop it closing.
+		// Other handles' reservations of a shared ring are theirs
+		// to finish; only this handle's stop it closing.
 		return r.mem.ownedReservations()
 	}
 	return r.openReservations()
 }
 
 // lockReserve starts a reservation: it takes the reservation lock, or for
-// a single producer marks the reservation under way. It reports false,
-// holding nothing, if the ring is closed.
-func (r *Ring) lockReserve() bool {
+// a single producer marks the reservation under way. It fails, holding
+// nothing, if the ring is closed, or the lock could not be had (lock).
+func (r *Ring) lockReserve(ctx context.Context) error {
 	if r.single {
 		if r.reserving.Load() != 0 {
 			panic(fmt.Sprintf("ringo: two goroutines reserve at once in ring %q, made WithSingleProducer", r.name))
@@ -469,21 +481,27 @@ func (r *Ring) lockReserve() bool {
 		storeRelease32(&r.reserving, 1)
 		if r.closed.Load() {
 			storeRelease32(&r.reserving, 0)
-			return false
+			return ErrClosed
 		}
-		return true
+		return nil
 	}
 	if r.closed.Load() {
-		return false
+		return ErrClosed
 	}
-	r.mem.lock()
+	if err := r.mem.lock(ctx); err != nil {
+		if held, ok := err.(*lockHeldError); ok {
+			held.ring = r.name
+			return held
+		}
+		return fmt.Errorf("ringo: reserve in ring %q: %w", r.name, err)
+	}
 	if r.closed.Load() {
-		// Close took the lock after our first look: it counts on no
+		// Close looked at the lock before we took it: it counts on no
 		// reservation starting once it has.
 		r.mem.unlock()
-		return false
+		return ErrClosed
 	}
-	return true
+	return nil
 }
 
 // unlockReserve ends what lockReserve started.

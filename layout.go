@@ -21,6 +21,15 @@ const (
 	MaxSize = 1 << 31
 )
 
+// What a sleeping Reader asks of a user-space ring's producers, in its
+// waiter word: to be woken by the kernel's rule (a commit at consumer_pos,
+// or forced), or by any commit not marked NoWakeup (a shared ring whose
+// head was empty: see Ring.finish).
+const (
+	waitAtConsumer = 1
+	waitAnyCommit  = 2
+)
+
 // Offsets inside the two position pages.
 const (
 	consumerPosOffset = 0 // u64 consumer_pos, consumer page
@@ -28,7 +37,8 @@ const (
 	pendingPosOffset  = 8 // u64 pending_pos, producer page
 
 	// ringo's own: u32 consumer-is-waiting word of user-space rings, in the
-	// consumer page but a cache line away from consumer_pos.
+	// consumer page but a cache line away from consumer_pos: 0, or one of
+	// the waitAt values below.
 	waiterOffset = 64
 
 	// ringo's own: the identity and counters of user-space rings, in the

@@ -331,6 +331,66 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 	}
 }
 
+// A producer killed between Reserve and Commit while the consumer sleeps on
+// an empty ring: the commits after its record wake the consumer, which
+// recovers the dead record and delivers the rest. Consume recovers too,
+// and at once: liveness is the kernel's word, so there is nothing to wait
+// for.
+func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create("asleep", 4096, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd := newReader(t, r)
+	got := make(chan string, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		rec, err := rd.Read(ctx)
+		got <- fmt.Sprintf("%s %v", rec.Data, err)
+	}()
+	waitFor(t, "the Reader to sleep on the empty ring", func() bool { return r.mem.waiter.Load() != 0 })
+	holder := startHolder(t, dir, "asleep", "hold-reservation", false)
+	holder.Process.Kill()
+	holder.Wait()
+	if err := r.Output([]byte("after"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != "after <nil>" {
+		t.Fatalf("Read: %s (positions %+v, abandoned %d)", g, r.Positions(), r.Abandoned())
+	}
+
+	// Consume, which never sleeps.
+	holder = startHolder(t, dir, "asleep", "hold-reservation", false)
+	holder.Process.Kill()
+	holder.Wait()
+	r.Output([]byte("after again"), 0)
+	var recs []string
+	if _, err := rd.Consume(func(rec Record) error { recs = append(recs, string(rec.Data)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0] != "after again" {
+		t.Fatalf("Consume after a killed producer: %q (abandoned %d)", recs, r.Abandoned())
+	}
+	if r.Abandoned() != 2 {
+		t.Fatalf("Abandoned() = %d, want 2", r.Abandoned())
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 20 seconds
+// with what it waited for.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20s for %s", what)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
 // A producer process stopped (SIGSTOP) while it holds the reservation lock
 // keeps it for as long as it is stopped. Producers give up on it after a
 // bound, sleeping rather than spinning meanwhile, or as soon as their

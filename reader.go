@@ -110,6 +110,9 @@ type readerRing struct {
 	// taken, not the distance moved: a cursor that jumps over records
 	// producers overwrote moves further.)
 	taken uint64
+	// stallCheck is when a busy head of a shared ring may next be looked
+	// into (see stalled).
+	stallCheck time.Time
 }
 
 // spinRounds is how many times a Reader looks at its rings again, yielding
@@ -420,6 +423,9 @@ func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Boo
 	size := rr.cur.mem.size()
 	for n < max && rr.taken < size && !closed.Load() {
 		data, total, st, err := rr.cur.next()
+		if st == stepBusy && rr.recovers() && rr.stalled(time.Now()) {
+			continue
+		}
 		if err != nil || st != stepRecord {
 			return n, err
 		}
@@ -538,6 +544,9 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 			rr := r.rings[r.turn]
 			if r.taken < batchRecords {
 				data, total, st, err := rr.cur.next()
+				if st == stepBusy && rr.recovers() && rr.stalled(time.Now()) {
+					data, total, st, err = rr.cur.next()
+				}
 				if err != nil {
 					rr.commit()
 					return nil, nil, 0, err
@@ -598,38 +607,26 @@ func (r *Reader) wait(ctx context.Context) error {
 	// once more: a commit that this look misses sees the announcement
 	// (both sequentially consistent, or fenced by ready) and makes the
 	// wake-up system call.
-	r.announce(1)
+	r.announce(true)
 	if r.ready(true) {
-		r.announce(0)
+		r.announce(false)
 		return nil
 	}
-	// A busy head of a shared ring may belong to a process that died:
-	// wake up now and then to check (Ring.recoverHead).
-	stalled := r.stalledShared()
-	if stalled && (timeout < 0 || timeout > deadOwnerCheck) {
-		timeout = deadOwnerCheck
-	}
-	// Rings being removed, and sets to look at again, have their times;
+	// Rings being removed, sets to look at again and busy heads of shared
+	// rings (whose owners may have died: see stalled) have their times;
 	// held records keep producers from waking us (release.go).
 	held := time.Duration(-1)
 	if r.holdingAny() {
 		held = heldPoll
 	}
-	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh(), held} {
+	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh(), held, r.nextStallCheck()} {
 		if d >= 0 && (timeout < 0 || d < timeout) {
 			timeout = d
 		}
 	}
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
-	r.announce(0)
+	r.announce(false)
 	r.keys = keys[:0]
-	if stalled && len(keys) == 0 {
-		for _, rr := range r.rings {
-			if rr.cur.mem.slots != nil && rr.busyHead() {
-				rr.src.recoverHead(rr.cur.pos)
-			}
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("ringo: wait for records: %w", err)
 	}
@@ -649,12 +646,26 @@ func (r *Reader) wait(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// announce sets the waiter word of every ring that has one.
-func (r *Reader) announce(v uint32) {
+// announce sets the waiter word of every ring that has one: to what the
+// Reader asks of its producers before it sleeps (on, see waitAtConsumer and
+// waitAnyCommit), or to 0 once it is awake.
+func (r *Reader) announce(on bool) {
 	for _, rr := range r.rings {
-		if w := rr.cur.mem.waiter; w != nil {
-			w.Store(v)
+		w := rr.cur.mem.waiter
+		if w == nil {
+			continue
 		}
+		v := uint32(0)
+		if on {
+			v = waitAtConsumer
+			if rr.recovers() && !rr.busyHead() {
+				// Empty: should the next record's producer die
+				// before its commit, only the commits after it
+				// can tell us (Ring.finish).
+				v = waitAnyCommit
+			}
+		}
+		w.Store(v)
 	}
 }
 
@@ -716,15 +727,38 @@ func pause() { cpuPause(pauseSteps) }
 // tens of cycles on current x86 cores).
 const pauseSteps = 64
 
-// stalledShared reports whether a ring that can recover dead producers'
-// records (a shared ring) is busy at its head.
-func (r *Reader) stalledShared() bool {
+// recovers reports whether the ring can recover the records of producers
+// that died (a shared ring).
+func (rr *readerRing) recovers() bool { return rr.cur.mem.slots != nil }
+
+// stalled is called when a shared ring's head is busy. At once the first
+// time, then every deadOwnerCheck, it has the ring look into the record's
+// owner: if its handle is gone (its process died between reserve and
+// commit), the ring discards the record (Ring.recoverHead), and stalled
+// reports true: the head is to be looked at again. Liveness is the kernel's
+// word (liveness.go), so a record is never recovered from under a live
+// producer, however slow.
+func (rr *readerRing) stalled(now time.Time) bool {
+	if now.Before(rr.stallCheck) {
+		return false
+	}
+	rr.stallCheck = now.Add(deadOwnerCheck)
+	return rr.src.recoverHead(rr.cur.pos)
+}
+
+// nextStallCheck is how long until a shared ring busy at its head is due
+// to be looked into again (at least a millisecond), or -1 if none is busy.
+func (r *Reader) nextStallCheck() time.Duration {
+	d := time.Duration(-1)
 	for _, rr := range r.rings {
-		if rr.cur.mem.slots != nil && rr.busyHead() {
-			return true
+		if rr.recovers() && rr.busyHead() {
+			d = sooner(d, rr.stallCheck)
+			if d < 0 {
+				d = time.Millisecond // due now: look at once after a moment
+			}
 		}
 	}
-	return false
+	return d
 }
 
 // busyHead reports whether the record at the cursor is still being written.

@@ -423,13 +423,19 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 	// the Reader): either the consumer sees the committed header, or we
 	// see its consumer_pos and wake it. See Reader for its half.
 	cons := m.consumerPos.Load()
-	if flags&ForceWakeup != 0 || (flags&NoWakeup == 0 && (cons&m.mask == off || m.lapped(cons))) {
+	wake := flags&ForceWakeup != 0 || (flags&NoWakeup == 0 && (cons&m.mask == off || m.lapped(cons)))
+	if wake {
 		r.wakeups.Add(1)
-		// The kernel queues irq_work that wakes whoever waits; the
-		// system call is only worth making if the Reader announced that
-		// it waits. Loaded after the swap: pairs with the Reader's store
-		// of waiter before its last look at the ring.
-		if m.waiter.Load() != 0 && m.waiter.Swap(0) != 0 {
+	}
+	// The kernel queues irq_work that wakes whoever waits; the system call
+	// is only worth making if the Reader announced that it waits. Loaded
+	// after the swap: pairs with the Reader's store of waiter before its
+	// last look at the ring. A Reader asleep on an empty shared ring asks
+	// to be woken by any commit (waitAnyCommit): a record reserved at its
+	// position since may belong to a process that died, and the commits
+	// after it are then the only sign that something waits behind it.
+	if wake || (m.slots != nil && flags&NoWakeup == 0) {
+		if w := m.waiter.Load(); w != 0 && (wake || w == waitAnyCommit) && m.waiter.Swap(0) != 0 {
 			r.bell.Signal()
 		}
 	}

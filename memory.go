@@ -222,7 +222,9 @@ func (m *memory) overwriteMark() (pos, count uint64) {
 			// (An odd word that stays odd is a producer process that
 			// died mid-update: the position is still usable.)
 			pos, count = m.overwritePos.Load(), m.overCount.Load()
-			if m.overSeq.Load() == seq {
+			if m.overSeq.Load() == seq || try > 20000 {
+				// (A word that never stays put is a process
+				// writing garbage: the caller checks the position.)
 				return pos, count
 			}
 		}

@@ -22,8 +22,14 @@ func WithSharedOverwrite() SharedOption { return func(o *sharedOptions) { o.over
 // ones; called with the reservation lock held, before producer_pos is
 // published. The records it passes lie before pending_pos (the caller
 // checked newProd-pend <= mask), so none is still being written.
-func (m *memory) overwriteTo(newProd uint64) error {
+func (m *memory) overwriteTo(prod, newProd uint64) error {
 	over, count := m.overwriteMark()
+	// overwrite_pos trails producer_pos by less than a ring (each
+	// reservation brings it along); one that does not is garbage, and a
+	// walk from it would never end.
+	if prod-over > m.mask || over&7 != 0 {
+		return fmt.Errorf("%w: overwrite position %d is not 8-byte aligned within the ring size before producer position %d", ErrCorrupt, over, prod)
+	}
 	if newProd-over <= m.mask {
 		return nil
 	}

@@ -536,6 +536,52 @@ func TestProducersRefuseGarbagePositions(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(r.Output(nil, 0)), "producer position 1099511627776") {
 		t.Fatal("the error does not name the bad position")
 	}
+
+	// A consumer position past the producer's, or a lap behind it, is
+	// garbage too, not a full ring to wait on for ever.
+	for _, cons := range []uint64{64, 1 << 40} {
+		r.mem.producerPos.Store(0)
+		r.mem.pendingPos.Store(0)
+		r.mem.consumerPos.Store(cons)
+		if err := r.Output([]byte("x"), 0); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "consumer position") {
+			t.Fatalf("Output with consumer position %d past producer position 0: %v", cons, err)
+		}
+	}
+	r.mem.consumerPos.Store(0)
+	r.mem.producerPos.Store(8192)
+	r.mem.pendingPos.Store(8192)
+	if err := r.Output([]byte("x"), 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Output with the consumer a lap behind: %v", err)
+	}
+}
+
+// A corrupt overwrite_pos must not send a producer of an overwrite ring into
+// an endless walk with the lock held.
+func TestCorruptOverwritePosition(t *testing.T) {
+	r, err := Create("overgarbage", 4096, WithDir(t.TempDir()), WithSharedOverwrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fill := make([]byte, 1000)
+	for i := 0; i < 8; i++ { // laps the ring: overwriting from here on
+		if err := r.Output(fill, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, over := range []uint64{r.mem.producerPos.Load() + 64, 1 << 62, 3, r.mem.producerPos.Load() - 5} {
+		r.mem.setOverwriteMark(over, 0)
+		done := make(chan error, 1)
+		go func() { done <- r.Output(fill, 0) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Output with overwrite_pos %d: %v", over, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Output with overwrite_pos %d did not return in 10s", over)
+		}
+	}
 }
 
 // FuzzSharedFile opens ring files holding arbitrary bytes: Open refuses

@@ -303,6 +303,13 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 		storeRelease(m.pendingPos, pend)
 	}
 
+	// The consumer never stores a position past producer_pos, nor, unless
+	// producers overwrite, a lap behind it: anything else is garbage,
+	// which would make the ring look full for ever.
+	if int64(prod-cons) < 0 || (m.overwritePos == nil && prod-cons > m.mask) {
+		r.unlockReserve()
+		return 0, -1, fmt.Errorf("%w: consumer position %d is not within the ring size before producer position %d", ErrCorrupt, cons, prod)
+	}
 	newProd := prod + total
 	// Never past a record still being written; past unconsumed ones only
 	// in overwrite mode, which then overwrites the oldest records.
@@ -312,7 +319,7 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 		return 0, -1, ErrFull
 	}
 	if m.overwritePos != nil {
-		if err := m.overwriteTo(newProd); err != nil {
+		if err := m.overwriteTo(prod, newProd); err != nil {
 			r.unlockReserve()
 			return 0, -1, err
 		}

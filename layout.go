@@ -44,7 +44,7 @@ const (
 	// ringo's own: the identity and counters of user-space rings, in the
 	// consumer page, past everything the kernel uses. Shared rings are
 	// checked against them when opened.
-	identOffset      = 2048 // u64 magic, u32 version, u32 page size, u64 data size, u32 flags, u32 pad, u64 nonce
+	identOffset      = 2048 // u64 magic, u32 version, u32 page size, u64 data size, u32 flags, u32 pad, u64 nonce, u64 wake-up pipe inode
 	droppedOffset    = 2112 // u64 reservations refused because the ring was full
 	abandonedOffset  = 2176 // u64 records abandoned by dead producers
 	droppedBytesOff  = 2184 // u64 payload bytes of the refused reservations
@@ -53,7 +53,9 @@ const (
 	overwrittenBytes = 2256 // u64 overwrite mode: bytes of positions the consumer lost
 
 	ringMagic   = 0x00474e4952 // "RING" and a NUL, little-endian
-	ringVersion = 1
+	// Version 2: tokens of handles (liveness.go), the presence table,
+	// the wake-up pipe's inode.
+	ringVersion = 2
 
 	// ringo's own: u64 reservation lock of user-space rings, in the
 	// producer page, a cache line away from the positions the consumer

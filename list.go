@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
@@ -147,8 +146,8 @@ func SharedRings(opts ...SharedOption) ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if !e.Type().IsRegular() || strings.HasSuffix(n, ".wake") || strings.Contains(n, ".tmp.") {
-			continue
+		if !e.Type().IsRegular() || checkName(n) != nil {
+			continue // a wake-up pipe, a temporary file, not a ring's name
 		}
 		names = append(names, n)
 	}

@@ -195,12 +195,18 @@ type ident struct {
 	size     uint64
 	flags    uint32 // ringFlagOverwrite; 0 in rings of earlier ringo versions
 	_        uint32
-	// nonce is random, drawn when the ring is created (0 in rings of
-	// earlier ringo versions): with the name, it tells this ring from
-	// one created later under the same name, whose positions start
-	// again at 0 (see Identify).
+	// nonce is random, drawn when the ring is created: with the name, it
+	// tells this ring from one created later under the same name, whose
+	// positions start again at 0 (see Identify).
 	nonce uint64
+	// wake is the inode number of a shared ring's wake-up pipe, so that
+	// a pipe deleted or replaced since is noticed (shared.go); 0 for
+	// in-process rings.
+	wake uint64
 }
+
+// wakeOffset is the offset of ident.wake in the identity block.
+const wakeOffset = 40
 
 // identity returns a pointer to the identity block of a mapping. The block
 // is written once, when the ring is created, before any other process can

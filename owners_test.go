@@ -314,8 +314,11 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 	if _, err := NewReader(r); err == nil || !strings.Contains(err.Error(), "consumed by process") {
 		t.Fatalf("a second consumer beside one in another PID namespace: %v", err)
 	}
+	// unshare goes at once; the consumer it forked a moment later.
+	claim := r.mem.consumerOwner.Load()
 	consumer.Process.Kill()
 	consumer.Wait()
+	waitFor(t, "the killed consumer's handle to close", func() bool { return !r.mem.alive(claim) })
 
 	startHolder(t, dir, "ns", "hold-reservation", true)
 	pos := r.Positions().Pending

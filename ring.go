@@ -188,7 +188,9 @@ func (r *Ring) Close() error {
 	r.mapping = nil
 	runtime.SetFinalizer(r, func(*Ring) {
 		m.Unmap()
-		bell.Close()
+		if bell != nil {
+			bell.Close()
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("ringo: close ring %q: %w", r.name, err)
@@ -305,10 +307,13 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 
 	// The consumer never stores a position past producer_pos, nor, unless
 	// producers overwrite, a lap behind it: anything else is garbage,
-	// which would make the ring look full for ever.
+	// which would make the ring look full for ever. (cons was loaded
+	// before the lock, and may be that old: look again before saying so.)
 	if int64(prod-cons) < 0 || (m.overwritePos == nil && prod-cons > m.mask) {
-		r.unlockReserve()
-		return 0, -1, fmt.Errorf("%w: consumer position %d is not within the ring size before producer position %d", ErrCorrupt, cons, prod)
+		if c := m.consumerPos.Load(); int64(prod-c) < 0 || (m.overwritePos == nil && prod-c > m.mask) {
+			r.unlockReserve()
+			return 0, -1, fmt.Errorf("%w: consumer position %d is not within the ring size before producer position %d", ErrCorrupt, c, prod)
+		}
 	}
 	newProd := prod + total
 	// Never past a record still being written; past unconsumed ones only

@@ -249,3 +249,260 @@ func TestDroppedCounter(t *testing.T) {
 		t.Fatalf("Dropped() = %d, want 9", d)
 	}
 }
+
+// needRoot skips a test that needs root (to act as another user, or to
+// mount), naming why, unless RINGO_REQUIRE_KERNEL=1, under which it fails.
+func needRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	msg := "needs root " + why
+	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+		t.Fatal(msg + ", and RINGO_REQUIRE_KERNEL=1")
+	}
+	t.Skip(msg + "; run as root, or set RINGO_REQUIRE_KERNEL=1 to make this a failure")
+}
+
+// nobody is the uid and gid of the unprivileged user the hostile tests act
+// as (the nobody user and nogroup group of Debian).
+const nobody = 65534
+
+// sharedBase makes a directory that other users may enter, for tests in
+// which another user acts: t.TempDir is root's alone.
+func sharedBase(t *testing.T) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", "ringo-hostile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	// Like /dev/shm and /tmp: anyone may make files, none may remove
+	// another's.
+	if err := os.Chmod(base, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
+// asNobody runs sh -c script as the nobody user and fails the test if it
+// fails.
+func asNobody(t *testing.T, script string) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("as nobody: %s: %v: %s", script, err, out)
+	}
+}
+
+// Another local user makes the directory of named rings before root does:
+// world-writable, or its own. Root must refuse it rather than create rings
+// that user can replace or read.
+func TestSharedDirOfAnotherUser(t *testing.T) {
+	needRoot(t, "to act as the nobody user")
+	base := sharedBase(t)
+	open := filepath.Join(base, "open")
+	own := filepath.Join(base, "own")
+	asNobody(t, "mkdir -m 0777 "+open+" && chmod 0777 "+open+" && mkdir -m 0755 "+own)
+	for dir, want := range map[string]string{open: "writable by every user", own: "belongs to uid 65534"} {
+		if _, err := Create("events", 4096, WithDir(dir)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Create in %s: %v, want %q", dir, err, want)
+		}
+		if _, err := Open("events", WithDir(dir)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open in %s: %v, want %q", dir, err, want)
+		}
+	}
+	// A symbolic link as the directory is not followed.
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create("events", 4096, WithDir(link)); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Create in a symlinked directory: %v", err)
+	}
+}
+
+// A member of the group a ring directory is shared with plants links where a
+// ring and its pipe would be: neither is followed, and no byte of what they
+// point at is shown.
+func TestSharedPlantedLinks(t *testing.T) {
+	needRoot(t, "to act as the nobody user")
+	base := sharedBase(t)
+	dir := filepath.Join(base, "rings")
+	if err := os.Mkdir(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 0, nobody); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o770)
+	secret := filepath.Join(base, "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("TOPSECRET", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	asNobody(t, "ln -s "+secret+" "+dir+"/events && ln -s /dev/zero "+dir+"/pipe.wake")
+	_, err := Open("events", WithDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") || strings.Contains(err.Error(), "TOPSECRET") || strings.Contains(err.Error(), "0x") {
+		t.Fatalf("Open of a planted link: %v", err)
+	}
+	// A link in the pipe's place is neither followed nor removed.
+	if _, err := Create("pipe", 4096, WithDir(dir), WithGroupAccess()); err == nil || !strings.Contains(err.Error(), "is in the way") {
+		t.Fatalf("Create with a link where its pipe goes: %v", err)
+	}
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Fatal("/dev/zero is gone")
+	}
+	os.Remove(filepath.Join(dir, "pipe.wake"))
+	r, err := Create("pipe", 4096, WithDir(dir), WithGroupAccess())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// A planted link in place of an existing ring's pipe.
+	os.Remove(filepath.Join(dir, "pipe.wake"))
+	asNobody(t, "ln -s /dev/zero "+dir+"/pipe.wake")
+	rd := newReader(t, r) // a consumer runs: the pipe cannot be made anew
+	if _, err := Open("pipe", WithDir(dir)); err == nil || !strings.Contains(err.Error(), "pipe.wake is a symbolic link") {
+		t.Fatalf("Open with a link for a pipe: %v", err)
+	}
+	rd.Close()
+}
+
+// The wake-up pipe deleted or replaced: while a consumer runs, Open refuses
+// (producers signalling another pipe would never wake it); with none, the
+// pipe is made anew with the ring file's mode and group, and a consumer
+// started then is woken through it. Under a umask that would narrow the
+// modes (022), a group ring's directory, file and pipe keep the group's
+// access.
+func TestSharedWakePipeLostAndModes(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := filepath.Join(t.TempDir(), "rings")
+	r, err := Create("w", 4096, WithDir(dir), WithGroupAccess())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	mode := func(p string) fs.FileMode {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode().Perm()
+	}
+	if m := mode(dir); m != 0o770 {
+		t.Errorf("directory mode %v, want 0770", m)
+	}
+	for _, f := range []string{"w", "w.wake"} {
+		if m := mode(filepath.Join(dir, f)); m != 0o660 {
+			t.Errorf("%s mode %v, want 0660", f, m)
+		}
+	}
+	wake := filepath.Join(dir, "w.wake")
+	rd := newReader(t, r)
+	for what, spoil := range map[string]func(){
+		"is missing":   func() { os.Remove(wake) },
+		"was replaced": func() { os.Remove(wake); syscall.Mkfifo(wake, 0o600) },
+	} {
+		spoil()
+		if _, err := Open("w", WithDir(dir)); err == nil || !strings.Contains(err.Error(), what+" while process") {
+			t.Errorf("Open when the pipe %s under a live consumer: %v", what, err)
+		}
+	}
+	rd.Close()
+	os.Remove(wake)
+	p, err := Open("w", WithDir(dir)) // makes the pipe anew
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if m := mode(wake); m != 0o660 {
+		t.Errorf("pipe made anew has mode %v, want the ring file's 0660", m)
+	}
+	c, err := Open("w", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd2 := newReader(t, c)
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := rd2.Read(ctx)
+		got <- err
+	}()
+	waitFor(t, "the new consumer to sleep", func() bool { return c.mem.waiter.Load() != 0 })
+	p.Output([]byte("through the new pipe"), 0)
+	if err := <-got; err != nil {
+		t.Fatalf("a consumer on the pipe made anew was not woken: %v", err)
+	}
+}
+
+// Create allocates the ring's memory: on a file system without the room it
+// fails, naming the free space, instead of leaving producers to die of
+// SIGBUS later.
+func TestSharedCreateWithoutRoom(t *testing.T) {
+	needRoot(t, "to mount a small tmpfs")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(dir, syscall.MNT_DETACH)
+	_, err := Create("big", 1<<20, WithDir(filepath.Join(dir, "rings")))
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "KiB free") {
+		t.Fatalf("Create of 1 MiB on a 256 KiB tmpfs: %v", err)
+	}
+	if names, _ := SharedRings(WithDir(filepath.Join(dir, "rings"))); len(names) != 0 {
+		t.Fatalf("a ring is left behind: %v", names)
+	}
+	r, err := Create("small", 64<<10, WithDir(filepath.Join(dir, "rings")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
+
+// Names: one rule, said in the error.
+func TestRingNames(t *testing.T) {
+	for _, ok := range []string{"events", "a", "x.y_z-1", strings.Repeat("n", maxNameLen)} {
+		if err := checkName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a/b", "..", ".hidden", "-flag", "x.wake", "id:2742", "new\nline", "tab\t", "w*", "w>", "sp ace", strings.Repeat("n", maxNameLen+1)} {
+		err := checkName(bad)
+		if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "a name is 1 to 200 letters") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+// Remove deletes rings only, and an orphan pipe.
+func TestRemoveOnlyRings(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "passwd")
+	os.WriteFile(plain, []byte("root:x:0:0"), 0o600)
+	if err := Remove("passwd", WithDir(dir)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Remove of a plain file: %v", err)
+	}
+	if _, err := os.Stat(plain); err != nil {
+		t.Fatal("a plain file was removed")
+	}
+	os.Symlink(plain, filepath.Join(dir, "link"))
+	if err := Remove("link", WithDir(dir)); err == nil {
+		t.Fatal("Remove of a symbolic link succeeded")
+	}
+	os.Mkdir(filepath.Join(dir, "empty"), 0o700)
+	if err := Remove("empty", WithDir(dir)); err == nil {
+		t.Fatal("Remove of a directory succeeded")
+	}
+	syscall.Mkfifo(filepath.Join(dir, "orphan.wake"), 0o600)
+	if err := Remove("orphan", WithDir(dir)); err != nil {
+		t.Fatalf("Remove of an orphan pipe: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "orphan.wake")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the orphan pipe is still there: %v", err)
+	}
+}

@@ -1,10 +1,6 @@
 package sys
 
 import (
-	"errors"
-	"fmt"
-	"os"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -15,23 +11,8 @@ import (
 // a while) fails quietly instead of blocking: the pipe is readable already.
 type FIFO struct{ fd int }
 
-// OpenFIFO opens the named pipe at path, creating it with mode perm if it
-// does not exist.
-func OpenFIFO(path string, perm uint32) (*FIFO, error) {
-	if err := unix.Mkfifo(path, perm); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("mkfifo %s: %w", path, err)
-	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s is not a named pipe", path)
-	}
-	return &FIFO{fd: fd}, nil
-}
+// NewFIFO wraps fd, a named pipe open read-write and non-blocking.
+func NewFIFO(fd int) *FIFO { return &FIFO{fd: fd} }
 
 // FD returns the descriptor to poll.
 func (f *FIFO) FD() int { return f.fd }

@@ -52,7 +52,7 @@ const (
 	overwrittenOff   = 2248 // u64 overwrite mode: records the consumer lost to producers
 	overwrittenBytes = 2256 // u64 overwrite mode: bytes of positions the consumer lost
 
-	ringMagic   = 0x00474e4952 // "RING" and a NUL, little-endian
+	ringMagic = 0x00474e4952 // "RING" and a NUL, little-endian
 	// Version 2: tokens of handles (liveness.go), the presence table,
 	// the wake-up pipe's inode.
 	ringVersion = 2

@@ -7,6 +7,9 @@ import (
 
 // ringError is a sentinel error that also matches an errno, so that callers
 // used to the BPF helpers' return codes can test for those.
+//
+// The sentinels that are mostly wrapped (ErrFull, ErrCorrupt, ...) carry no
+// "ringo: " prefix: the error that wraps them has it, once.
 type ringError struct {
 	msg   string
 	errno syscall.Errno
@@ -19,24 +22,24 @@ var (
 	// ErrFull means the ring has no room for the record: bpf_ringbuf_reserve
 	// would return NULL and bpf_ringbuf_output -EAGAIN. It matches
 	// syscall.EAGAIN. Try again once the consumer has caught up.
-	ErrFull error = &ringError{"ringo: ring is full", syscall.EAGAIN}
+	ErrFull error = &ringError{"ring is full", syscall.EAGAIN}
 
 	// ErrTooLarge means the record can never fit in the ring, however empty:
 	// its size plus the 8-byte header, rounded up to 8, must be below the ring
 	// size. The kernel reports this as a full ring; ringo tells the two
 	// apart because retrying cannot help. It matches syscall.E2BIG.
-	ErrTooLarge error = &ringError{"ringo: record too large for the ring", syscall.E2BIG}
+	ErrTooLarge error = &ringError{"record too large for the ring", syscall.E2BIG}
 
 	// ErrNotReserved means Commit or Discard was given a slice that is not
 	// an outstanding reservation of this ring: already committed or
 	// discarded, resliced, or from elsewhere. It matches syscall.EINVAL.
-	ErrNotReserved error = &ringError{"ringo: not an outstanding reservation of this ring", syscall.EINVAL}
+	ErrNotReserved error = &ringError{"not an outstanding reservation of this ring", syscall.EINVAL}
 
 	// ErrBusy means a shared ring's reservation lock stayed held by another
 	// process for so long (a second) that Output or Reserve gave up: a
 	// process stopped (SIGSTOP, a frozen cgroup) in the middle of a
 	// reservation. The record was not written. It matches syscall.EBUSY.
-	ErrBusy error = &ringError{"ringo: ring is busy", syscall.EBUSY}
+	ErrBusy error = &ringError{"ring is busy", syscall.EBUSY}
 
 	// ErrClosed means the ring or reader was closed.
 	ErrClosed = errors.New("ringo: closed")
@@ -44,5 +47,5 @@ var (
 	// ErrCorrupt means a ring's memory breaks the format: a position or
 	// header that no correct producer writes. The error that wraps it names
 	// the position. Consuming stops there; nothing past it is delivered.
-	ErrCorrupt = errors.New("ringo: corrupt ring")
+	ErrCorrupt = errors.New("corrupt ring")
 )

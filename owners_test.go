@@ -336,9 +336,8 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 
 // A producer killed between Reserve and Commit while the consumer sleeps on
 // an empty ring: the commits after its record wake the consumer, which
-// recovers the dead record and delivers the rest. Consume recovers too,
-// and at once: liveness is the kernel's word, so there is nothing to wait
-// for.
+// recovers the dead record and delivers the rest. Consume, which never
+// sleeps, recovers too, once the head has been busy for a moment.
 func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 	dir := t.TempDir()
 	r, err := Create("asleep", 4096, WithDir(dir))
@@ -371,9 +370,12 @@ func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 	holder.Wait()
 	r.Output([]byte("after again"), 0)
 	var recs []string
-	if _, err := rd.Consume(func(rec Record) error { recs = append(recs, string(rec.Data)); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "Consume to recover the dead record", func() bool {
+		if _, err := rd.Consume(func(rec Record) error { recs = append(recs, string(rec.Data)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return len(recs) > 0
+	})
 	if len(recs) != 1 || recs[0] != "after again" {
 		t.Fatalf("Consume after a killed producer: %q (abandoned %d)", recs, r.Abandoned())
 	}

@@ -110,8 +110,9 @@ type readerRing struct {
 	// taken, not the distance moved: a cursor that jumps over records
 	// producers overwrote moves further.)
 	taken uint64
-	// stallCheck is when a busy head of a shared ring may next be looked
-	// into (see stalled).
+	// stallPos is the busy head of a shared ring last seen, and
+	// stallCheck when it is next to be looked into (see stalled).
+	stallPos   uint64
 	stallCheck time.Time
 }
 
@@ -731,14 +732,19 @@ const pauseSteps = 64
 // that died (a shared ring).
 func (rr *readerRing) recovers() bool { return rr.cur.mem.slots != nil }
 
-// stalled is called when a shared ring's head is busy. At once the first
-// time, then every deadOwnerCheck, it has the ring look into the record's
-// owner: if its handle is gone (its process died between reserve and
-// commit), the ring discards the record (Ring.recoverHead), and stalled
-// reports true: the head is to be looked at again. Liveness is the kernel's
-// word (liveness.go), so a record is never recovered from under a live
-// producer, however slow.
+// stalled is called when a shared ring's head is busy. Once the same head
+// has been busy for stallGrace (a live producer commits within
+// microseconds), then every deadOwnerCheck, it has the ring look into the
+// record's owner: if its handle is gone (its process died between reserve
+// and commit), the ring discards the record (Ring.recoverHead), and
+// stalled reports true: the head is to be looked at again. Liveness is the
+// kernel's word (liveness.go), so a record is never recovered from under a
+// live producer, however slow.
 func (rr *readerRing) stalled(now time.Time) bool {
+	if rr.stallPos != rr.cur.pos || rr.stallCheck.IsZero() {
+		rr.stallPos, rr.stallCheck = rr.cur.pos, now.Add(stallGrace)
+		return false
+	}
 	if now.Before(rr.stallCheck) {
 		return false
 	}
@@ -746,15 +752,20 @@ func (rr *readerRing) stalled(now time.Time) bool {
 	return rr.src.recoverHead(rr.cur.pos)
 }
 
+// stallGrace is how long a shared ring's head may be busy before its
+// owner is looked into.
+const stallGrace = time.Millisecond
+
 // nextStallCheck is how long until a shared ring busy at its head is due
 // to be looked into again (at least a millisecond), or -1 if none is busy.
 func (r *Reader) nextStallCheck() time.Duration {
 	d := time.Duration(-1)
 	for _, rr := range r.rings {
 		if rr.recovers() && rr.busyHead() {
-			d = sooner(d, rr.stallCheck)
-			if d < 0 {
-				d = time.Millisecond // due now: look at once after a moment
+			if rr.stallPos != rr.cur.pos || rr.stallCheck.IsZero() {
+				d = sooner(d, time.Now().Add(stallGrace)) // not seen yet
+			} else {
+				d = sooner(d, rr.stallCheck)
 			}
 		}
 	}

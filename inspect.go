@@ -31,14 +31,16 @@ var errStopPeek = errors.New("stop")
 //
 // Record.Source is the ring for *Ring and *KernelRing, and nil for a
 // *UserRing, which no Reader can consume.
-func Peek(ring Inspectable, fn func(Record) error) (int, error) {
+func Peek(ring Inspectable, fn func(Record) error) (n int, err error) {
+	if r, ok := ring.(*Ring); ok && r.path != "" {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	m := ring.ringMemory()
 	src, _ := ring.(Source)
 	c := cursor{mem: m, pos: m.consumerPos.Load()}
 	end := m.producerPos.Load()
 	c.prod = end
 	var buf []byte
-	n := 0
 	for int64(end-c.pos) > 0 { // (in overwrite mode the cursor may jump past end)
 		data, total, st, err := c.next()
 		if err != nil {
@@ -78,7 +80,8 @@ func consumedPast(m *memory, pos uint64) bool {
 // next. It never consumes and needs no consumer. The zero Meter is not
 // usable; make one with NewMeter.
 type Meter struct {
-	mem *memory
+	mem  *memory
+	ring *Ring // a shared ring, whose memory may fault (faults.go), or nil
 	pos uint64 // position of the next header to count
 	avg uint64 // record size (header included) seen last, for estimates
 }
@@ -98,16 +101,26 @@ type Traffic struct {
 
 // NewMeter returns a Meter that counts from ring's current producer
 // position on.
-func NewMeter(ring Inspectable) *Meter {
-	m := ring.ringMemory()
-	return &Meter{mem: m, pos: m.producerPos.Load()}
+func NewMeter(ring Inspectable) (mt *Meter) {
+	mt = &Meter{mem: ring.ringMemory()}
+	if r, ok := ring.(*Ring); ok && r.path != "" {
+		mt.ring = r
+		var err error
+		defer r.catchFault(guardFaults(), &err)
+	}
+	mt.pos = mt.mem.producerPos.Load()
+	return mt
 }
 
 // Sample counts what producers published since the last sample (or since
 // NewMeter). A record still being written is counted by a later sample.
-func (mt *Meter) Sample() Traffic {
+func (mt *Meter) Sample() (t Traffic) {
+	if mt.ring != nil {
+		// A fault (the ring's file truncated) leaves what was counted.
+		var err error
+		defer mt.ring.catchFault(guardFaults(), &err)
+	}
 	m := mt.mem
-	var t Traffic
 	c := cursor{mem: m, pos: mt.pos}
 	end := m.producerPos.Load()
 	c.prod = end

@@ -230,9 +230,8 @@ func (r *Reader) Stats() ([]RingStats, error) {
 	out := make([]RingStats, 0, len(rings))
 	var errs []error
 	for _, rr := range rings {
-		m := rr.src.ringMemory()
 		st := RingStats{Ring: rr.src, Records: rr.consumed.Load(), Bytes: rr.consumedBytes.Load(),
-			AvailData: m.positions().Avail(), Size: int(m.size())}
+			AvailData: rr.src.Positions().Avail(), Size: int(rr.src.ringMemory().size())}
 		l, err := LossOf(rr.src)
 		if err != nil {
 			errs = append(errs, err)

@@ -68,6 +68,10 @@ func (m *memory) countDrop(n uint64) {
 // taken while a Reader is storing its position may be briefly short, never
 // over.
 func (r *Ring) Overwritten() (records, bytes uint64) {
+	if r.path != "" {
+		var err error
+		defer r.catchFault(guardFaults(), &err)
+	}
 	m := r.mem
 	if m.overwritePos == nil {
 		return 0, 0

@@ -18,6 +18,9 @@ import (
 // producers wake the consumer. *Ring is a Source; so are the kernel and
 // shared rings of this package.
 type Source interface {
+	// Positions returns the ring's positions, as bpf_ringbuf_query
+	// reads them.
+	Positions() Positions
 	ringMemory() *memory
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.
@@ -67,6 +70,10 @@ type Reader struct {
 	explicit bool // explicit release (release.go)
 
 	wakeups atomic.Uint64
+
+	// shared is set while a ring is a shared one, whose memory may fault
+	// (faults.go): the methods that touch the rings then guard against it.
+	shared bool
 
 	// statRings is a copy of rings for Stats and Losses, which must not
 	// wait for the consumer's lock (a blocked Read holds it).
@@ -146,6 +153,7 @@ func (r *Reader) ringsChanged() {
 	r.ringsMu.Lock()
 	r.statRings = slices.Clone(r.rings)
 	r.ringsMu.Unlock()
+	r.shared = slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.recovers() })
 }
 
 // lock takes the consumer's lock and reports false, unlocking, if the Reader
@@ -173,11 +181,14 @@ func (r *Reader) unlock() {
 
 // Add adds a ring to the Reader. The Reader becomes its single consumer and
 // continues from its consumer position.
-func (r *Reader) Add(s Source) error {
+func (r *Reader) Add(s Source) (err error) {
 	if !r.lock() {
 		return ErrClosed
 	}
 	defer r.unlock()
+	if rs, ok := s.(*Ring); ok && rs.path != "" {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	return r.add(s, nil)
 }
 
@@ -314,6 +325,10 @@ func (r *Reader) Close() error {
 
 // free releases the rings and the poller, once; called with r.mu held.
 func (r *Reader) free() {
+	if r.shared {
+		// Closing goes on whatever the rings' memory does.
+		defer func(old bool) { faultError(old, recover(), r.mapped) }(guardFaults())
+	}
 	r.freed.Do(func() {
 		if r.stopWait != nil {
 			r.stopWait()
@@ -387,11 +402,14 @@ func (rr *readerRing) advance(total uint64) {
 // it, and that record stays in the ring, to be handed out again. Rings take
 // turns, a batch of records each, and one call takes at most one ring's
 // worth of bytes from each ring, so it returns even while producers flood.
-func (r *Reader) Consume(fn func(Record) error) (int, error) {
+func (r *Reader) Consume(fn func(Record) error) (n int, err error) {
 	if !r.lock() {
 		return 0, ErrClosed
 	}
 	defer r.unlock()
+	if r.shared {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	r.follow()
 	defer r.sweep()
 	for _, rr := range r.rings {
@@ -443,12 +461,14 @@ func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Boo
 // Peek hands the records not yet consumed to fn, ring after ring, without
 // consuming them: a later Consume or Read returns them again. It stops when
 // fn returns an error, and returns that error and how many records fn saw.
-func (r *Reader) Peek(fn func(Record) error) (int, error) {
+func (r *Reader) Peek(fn func(Record) error) (n int, err error) {
 	if !r.lock() {
 		return 0, ErrClosed
 	}
 	defer r.unlock()
-	n := 0
+	if r.shared {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	for _, rr := range r.rings {
 		c := rr.cur
 		for {
@@ -482,11 +502,14 @@ func (r *Reader) Read(ctx context.Context) (Record, error) {
 // ReadInto waits for the next record like Read and copies it into rec,
 // reusing rec.Data's memory when it is large enough. It stores the consumer
 // position after each record, as libbpf does.
-func (r *Reader) ReadInto(ctx context.Context, rec *Record) error {
+func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 	if !r.lock() {
 		return ErrClosed
 	}
 	defer r.unlock()
+	if r.shared {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	rr, data, total, err := r.next(ctx)
 	if err != nil {
 		return err
@@ -511,19 +534,44 @@ func (r *Reader) Records(ctx context.Context) iter.Seq2[Record, error] {
 		}
 		defer r.unlock()
 		for {
-			rr, data, total, err := r.next(ctx)
+			rr, data, total, err := r.guardedNext(ctx)
 			if err != nil {
 				yield(Record{}, err)
 				return
 			}
 			more := yield(Record{Source: rr.src, Pos: rr.cur.pos, Data: data}, nil)
-			rr.advance(total)
-			if !more {
-				rr.commit()
+			if err := r.guardedAdvance(rr, total, !more); err != nil || !more {
+				if more {
+					yield(Record{}, err)
+				}
 				return
 			}
 		}
 	}
+}
+
+// guardedNext is next, guarded against faults of shared rings' memory; the
+// loop body of Records is not (faults.go), since an iterator may not
+// recover its body's panics.
+func (r *Reader) guardedNext(ctx context.Context) (rr *readerRing, data []byte, total uint64, err error) {
+	if r.shared {
+		defer r.catchFault(guardFaults(), &err)
+	}
+	return r.next(ctx)
+}
+
+// guardedAdvance moves rr past the record of total bytes Records handed
+// out, storing the consumer position if the loop stops, guarded against
+// faults.
+func (r *Reader) guardedAdvance(rr *readerRing, total uint64, stop bool) (err error) {
+	if r.shared {
+		defer r.catchFault(guardFaults(), &err)
+	}
+	rr.advance(total)
+	if stop {
+		rr.commit()
+	}
+	return nil
 }
 
 // next finds the next record, taking rings in turns of batchRecords and

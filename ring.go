@@ -162,9 +162,12 @@ func (r *Ring) String() string { return r.name }
 // committing and discarding but closed to new reservations, while
 // reservations are still open or a Reader still consumes the ring: their
 // memory must outlive them.
-func (r *Ring) Close() error {
+func (r *Ring) Close() (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.path != "" && r.mapping != nil {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	if r.mapping == nil {
 		return nil
 	}
@@ -182,7 +185,7 @@ func (r *Ring) Close() error {
 	// anonymous ones: the memory is freed, a late access is harmless, and
 	// the address range and the doorbell go back to the system once the
 	// Ring itself is garbage.
-	err := r.mapping.Retire()
+	err = r.mapping.Retire()
 	closeFD(r.file)
 	m, bell := r.mapping, r.bell
 	r.mapping = nil
@@ -203,6 +206,19 @@ func (r *Ring) Close() error {
 // an error wrapping syscall.EINVAL. A full ring returns ErrFull, which
 // matches syscall.EAGAIN as the helper's -EAGAIN does.
 func (r *Ring) Output(data []byte, flags uint64) error {
+	if r.path != "" {
+		return r.outputShared(data, flags)
+	}
+	return r.output(data, flags)
+}
+
+// outputShared is Output for a shared ring, whose memory may fault.
+func (r *Ring) outputShared(data []byte, flags uint64) (err error) {
+	defer r.catchFault(guardFaults(), &err)
+	return r.output(data, flags)
+}
+
+func (r *Ring) output(data []byte, flags uint64) error {
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
@@ -242,7 +258,10 @@ func (v Reservation) Pos() uint64 { return v.pos }
 //
 // A full ring returns ErrFull; a record that cannot fit even in an empty
 // ring (n > Size()-16) returns ErrTooLarge.
-func (r *Ring) Reserve(n int) (Reservation, error) {
+func (r *Ring) Reserve(n int) (res Reservation, err error) {
+	if r.path != "" {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	if n < 0 {
 		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
 	}
@@ -372,7 +391,10 @@ func (r *Ring) Discard(v Reservation, flags uint64) error {
 	return r.commit(v, flags, true)
 }
 
-func (r *Ring) commit(v Reservation, flags uint64, discard bool) error {
+func (r *Ring) commit(v Reservation, flags uint64, discard bool) (err error) {
+	if r.path != "" {
+		defer r.catchFault(guardFaults(), &err)
+	}
 	op := "commit"
 	if discard {
 		op = "discard"
@@ -554,10 +576,22 @@ func (r *Ring) openReservations() int {
 // are a snapshot that producers and the consumer may change at once. An
 // unknown property, for which the helper returns 0, is an error wrapping
 // syscall.EINVAL.
-func (r *Ring) Query(p Prop) (uint64, error) { return r.mem.query(p) }
+func (r *Ring) Query(p Prop) (v uint64, err error) {
+	if r.path != "" {
+		defer r.catchFault(guardFaults(), &err)
+	}
+	return r.mem.query(p)
+}
 
-// Positions returns the consumer, producer and pending positions.
-func (r *Ring) Positions() Positions { return r.mem.positions() }
+// Positions returns the consumer, producer and pending positions (zeros if
+// a shared ring's memory faults: see faults.go).
+func (r *Ring) Positions() (p Positions) {
+	if r.path != "" {
+		var err error
+		defer r.catchFault(guardFaults(), &err)
+	}
+	return r.mem.positions()
+}
 
 // Wakeups returns how many times a commit, discard or output decided to wake
 // the consumer, by the kernel's rule: forced, or adaptive (the consumer had
@@ -567,7 +601,13 @@ func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 // Dropped returns how many reservations and outputs the ring refused
 // because it was full, over its whole life (for a shared ring, by every
 // process). The kernel keeps no such count.
-func (r *Ring) Dropped() uint64 { return r.mem.dropped.Load() }
+func (r *Ring) Dropped() (n uint64) {
+	if r.path != "" {
+		var err error
+		defer r.catchFault(guardFaults(), &err)
+	}
+	return r.mem.dropped.Load()
+}
 
 // The Source methods.
 func (r *Ring) ringMemory() *memory { return r.mem }

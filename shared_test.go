@@ -506,3 +506,67 @@ func TestRemoveOnlyRings(t *testing.T) {
 		t.Fatalf("the orphan pipe is still there: %v", err)
 	}
 }
+
+// Truncating a shared ring's file under its mappings (anyone who may write
+// the file can) makes every access to the lost pages fault: the methods
+// that touch the ring return an error wrapping ErrCorrupt instead of the
+// process dying of SIGBUS.
+func TestSharedRingTruncatedWhileMapped(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create("trunc", 1<<16, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open("trunc", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		p.Output([]byte("before the truncation"), 0)
+	}
+	rd := newReader(t, r)
+	for _, size := range []int64{3 * 4096, 0} { // the data pages, then the positions too
+		if err := os.Truncate(filepath.Join(dir, "trunc"), size); err != nil {
+			t.Fatal(err)
+		}
+		isFault := func(what string, err error) {
+			t.Helper()
+			// Cut to three pages, what lies in the first data page
+			// is still there: only no crash is asked for.
+			if size == 0 && (!errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "faulted")) {
+				t.Errorf("truncated to %d: %s: %v", size, what, err)
+			}
+		}
+		_, err := rd.Consume(func(Record) error { return nil })
+		isFault("Consume", err)
+		_, err = rd.Peek(func(Record) error { return nil })
+		isFault("Reader.Peek", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		var rec Record
+		isFault("ReadInto", rd.ReadInto(ctx, &rec))
+		for _, err := range rd.Records(ctx) {
+			isFault("Records", err)
+			break
+		}
+		cancel()
+		isFault("Output", p.Output([]byte("after"), 0))
+		_, err = p.Reserve(8)
+		isFault("Reserve", err)
+		_, err = Peek(p, func(Record) error { return nil })
+		isFault("Peek", err)
+		NewMeter(p).Sample()
+		r.Positions()
+		p.Dropped()
+		r.Abandoned()
+	}
+	rd.Close()
+	p.Close()
+	r.Close()
+
+	// An in-process ring's memory file cannot be truncated at all (it is
+	// sealed), even by whoever gets hold of it through /proc/PID/fd.
+	in := newRing(t, 4096)
+	if err := syscall.Ftruncate(in.file, 0); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("truncating an in-process ring's memory file: %v", err)
+	}
+}

@@ -109,7 +109,7 @@ func (m *Mapping) Retire() error {
 // MemFile creates an anonymous memory file of the given length, for a ring
 // that lives in this process only.
 func MemFile(name string, length int) (int, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return -1, fmt.Errorf("memfd_create: %w", err)
 	}
@@ -117,5 +117,17 @@ func MemFile(name string, length int) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("size memory file to %d bytes: %w", length, err)
 	}
+	// Its size is final: nobody who gets hold of the file (through
+	// /proc/PID/fd) can truncate it under the mapping.
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL)
 	return fd, nil
+}
+
+// Contains reports whether addr lies in the mapping.
+func (m *Mapping) Contains(p uintptr) bool {
+	if m == nil || m.region == nil {
+		return false
+	}
+	base := addr(m.region)
+	return p >= base && p-base < uintptr(len(m.region))
 }

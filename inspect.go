@@ -81,9 +81,9 @@ func consumedPast(m *memory, pos uint64) bool {
 // usable; make one with NewMeter.
 type Meter struct {
 	mem  *memory
-	ring *Ring // a shared ring, whose memory may fault (faults.go), or nil
-	pos uint64 // position of the next header to count
-	avg uint64 // record size (header included) seen last, for estimates
+	ring *Ring  // a shared ring, whose memory may fault (faults.go), or nil
+	pos  uint64 // position of the next header to count
+	avg  uint64 // record size (header included) seen last, for estimates
 }
 
 // Traffic is what a Meter counted since its last sample.

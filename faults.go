@@ -39,9 +39,13 @@ func faultError(old bool, p any, mine func(uintptr) bool) error {
 
 // catchFault is deferred by a Ring method that called guardFaults.
 func (r *Ring) catchFault(old bool, err *error) {
-	if e := faultError(old, recover(), r.mapping.Contains); e != nil {
-		*err = fmt.Errorf("ringo: ring %q: %w", r.name, e)
+	p := recover()
+	if p == nil {
+		debug.SetPanicOnFault(old)
+		return
 	}
+	// (r.mapping only now: Close may be clearing it meanwhile.)
+	*err = fmt.Errorf("ringo: ring %q: %w", r.name, faultError(old, p, r.mapping.Contains))
 }
 
 // catchFault is deferred by a Reader method that called guardFaults.

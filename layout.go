@@ -41,6 +41,11 @@ const (
 	// the waitAt values below.
 	waiterOffset = 64
 
+	// ringo's own: the wanted and seq words (u32 each) of producers that
+	// wait for room in a user-space ring (wait.go), in the consumer page,
+	// a cache line of their own.
+	spaceOffset = 192
+
 	// ringo's own: the identity and counters of user-space rings, in the
 	// consumer page, past everything the kernel uses. Shared rings are
 	// checked against them when opened.

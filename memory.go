@@ -78,6 +78,10 @@ type memory struct {
 	// droppedBytes counts the payload bytes of refused reservations.
 	droppedBytes *atomic.Uint64
 
+	// space is where producers wait for room (wait.go); nil for kernel
+	// rings.
+	space *spaceWait
+
 	// data is the data area mapped twice: data[i] and data[i+size] alias.
 	data []byte
 	mask uint64 // size - 1
@@ -108,6 +112,11 @@ func newMemory(m *sys.Mapping, size int) *memory {
 		pageShift:        shift,
 		self:             inProcessToken,
 		file:             -1,
+		space: &spaceWait{
+			wanted: (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[spaceOffset])),
+			seq:    (*atomic.Uint32)(unsafe.Pointer(&m.Consumer[spaceOffset+4])),
+			ch:     make(chan struct{}),
+		},
 	}
 }
 
@@ -115,7 +124,7 @@ func newMemory(m *sys.Mapping, size int) *memory {
 // words only, none of ringo's own.
 func newKernelMemory(m *sys.Mapping, size int) *memory {
 	mem := newMemory(m, size)
-	mem.waiter, mem.lockWord, mem.dropped, mem.abandoned, mem.droppedBytes = nil, nil, nil, nil, nil
+	mem.waiter, mem.lockWord, mem.dropped, mem.abandoned, mem.droppedBytes, mem.space = nil, nil, nil, nil, nil, nil
 	// What the consumer loses to an overwriting kernel ring is counted
 	// here, in the Go heap: the kernel's pages have no room for it.
 	mem.overwritten, mem.overwrittenBytes = new(atomic.Uint64), new(atomic.Uint64)
@@ -149,6 +158,7 @@ func (m *memory) trackOwners(mp *sys.Mapping, fd int) error {
 	n := (len(mp.Producer) - slotsOffset) / slotSize
 	m.slots = unsafe.Slice((*slot)(unsafe.Pointer(&mp.Producer[slotsOffset])), n)
 	m.consumerOwner = (*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[consumerOwnerOffset]))
+	m.space.shared = true // its producers may be in other processes
 	p := (len(mp.Consumer) - presenceOffset) / 8
 	m.presence = unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(&mp.Consumer[presenceOffset])), p)
 	return m.register(fd)

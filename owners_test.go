@@ -237,6 +237,13 @@ func runHold(spec string) error {
 		if _, err := NewReader(r); err != nil {
 			return err
 		}
+	case "output-wait":
+		// Waits for room in a full ring; the parent drains it or
+		// kills this process.
+		os.Stdout.WriteString("holding\n")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return r.OutputWait(ctx, []byte("waited"), 0)
 	}
 	os.Stdout.WriteString("holding\n")
 	time.Sleep(time.Minute)

@@ -370,6 +370,11 @@ func (rr *readerRing) commit() {
 			c.mem.consCount.Store(c.count)
 		}
 		c.mem.consumerPos.Store(rr.stored)
+		// After consumer_pos: pairs with a waiting producer's store of
+		// wanted before its last try (wait.go).
+		if w := c.mem.space; w != nil && w.wanted.Load() != 0 {
+			w.wake()
+		}
 	}
 	if c.lost|c.lostBytes != 0 {
 		// After consumer_pos: until then Ring.Overwritten counts these

@@ -2,6 +2,7 @@ package ringo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -172,6 +173,9 @@ func (r *Ring) Close() (err error) {
 		return nil
 	}
 	r.closed.Store(true)
+	if w := r.mem.space; w != nil {
+		w.wake() // waiting producers of this ring see it closed
+	}
 	n := r.closeReservations()
 	if n > 0 {
 		return fmt.Errorf("ringo: close ring %q: %d reservations are still open: commit or discard them first", r.name, n)
@@ -222,7 +226,7 @@ func (r *Ring) output(data []byte, flags uint64) error {
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
-	pos, slot, err := r.reserve(uint64(len(data)), nil)
+	pos, slot, err := r.reserve(uint64(len(data)), nil, true)
 	if err != nil {
 		return err
 	}
@@ -263,14 +267,23 @@ func (r *Ring) Reserve(n int) (res Reservation, err error) {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	if n < 0 {
-		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
+		return Reservation{}, negativeSize(n)
 	}
-	pos, slot, err := r.reserve(uint64(n), nil)
+	pos, slot, err := r.reserve(uint64(n), nil, true)
 	if err != nil {
 		return Reservation{}, err
 	}
+	return r.reservation(pos, slot, n), nil
+}
+
+func negativeSize(n int) error {
+	return fmt.Errorf("ringo: reserve %d bytes: negative size: %w", n, ErrTooLarge)
+}
+
+// reservation is the view of the n-byte record reserved at pos.
+func (r *Ring) reservation(pos uint64, slot, n int) Reservation {
 	p := pos&r.mem.mask + HeaderSize
-	return Reservation{ring: r, pos: pos, buf: r.mem.data[p : p+uint64(n) : p+uint64(n)], slot: slot}, nil
+	return Reservation{ring: r, pos: pos, buf: r.mem.data[p : p+uint64(n) : p+uint64(n)], slot: slot}
 }
 
 // reserve is __bpf_ringbuf_reserve: it returns the position of a new
@@ -285,7 +298,10 @@ func (r *Ring) Reserve(n int) (res Reservation, err error) {
 //
 // ctx bounds the wait for the lock of a shared ring that another process
 // holds; without one, the wait gives up after lockPatience (lock.go).
-func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
+// count says whether a refusal (ErrFull, ErrBusy) counts as a record
+// dropped: a non-waiting call gives the record up, a waiting one tries
+// again (wait.go).
+func (r *Ring) reserve(n uint64, ctx context.Context, count bool) (uint64, int, error) {
 	m := r.mem
 	if n > MaxRecordSize || recordSize(n) > m.mask {
 		return 0, -1, ErrTooLarge
@@ -296,6 +312,9 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 	cons := m.consumerPos.Load()
 
 	if err := r.lockReserve(ctx); err != nil {
+		if count && errors.Is(err, ErrBusy) {
+			m.countDrop(n)
+		}
 		return 0, -1, err
 	}
 	pend := m.pendingPos.Load()
@@ -339,7 +358,9 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 	// in overwrite mode, which then overwrites the oldest records.
 	if newProd-pend > m.mask || (m.overwritePos == nil && newProd-cons > m.mask) {
 		r.unlockReserve()
-		m.countDrop(n)
+		if count {
+			m.countDrop(n)
+		}
 		return 0, -1, ErrFull
 	}
 	if m.overwritePos != nil {
@@ -352,7 +373,9 @@ func (r *Ring) reserve(n uint64, ctx context.Context) (uint64, int, error) {
 	if m.slots != nil {
 		if slot = m.claimSlot(prod); slot < 0 {
 			r.unlockReserve()
-			m.countDrop(n)
+			if count {
+				m.countDrop(n)
+			}
 			return 0, -1, ErrFull
 		}
 	}

@@ -1,0 +1,263 @@
+package ringo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fill fills r with records of 100 bytes, then empty ones, until not even
+// an empty record fits (two refusals), and returns how many it wrote.
+func fill(t *testing.T, r *Ring) int {
+	t.Helper()
+	n := 0
+	for _, size := range []int{100, 0} {
+		for {
+			err := r.Output(make([]byte, size), 0)
+			if errors.Is(err, ErrFull) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// drainAll consumes everything in rd now, and returns the records that are
+// not fill's.
+func drainAll(t *testing.T, rd *Reader) []string {
+	t.Helper()
+	var got []string
+	_, err := rd.Consume(func(rec Record) error {
+		if len(rec.Data) != 0 && len(rec.Data) != 100 {
+			got = append(got, string(rec.Data))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A producer blocked on a full ring sleeps until the consumer frees space,
+// then writes its record; a record that can never fit is refused at once;
+// one whose context ends is dropped, counted once; Close ends the wait.
+func TestOutputWait(t *testing.T) {
+	for _, kind := range []string{"in-process", "shared"} {
+		t.Run(kind, func(t *testing.T) {
+			var r *Ring
+			if kind == "shared" {
+				var err error
+				if r, err = Create("wait", 4096, WithDir(t.TempDir())); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+			} else {
+				r = newRing(t, 4096)
+			}
+			rd := newReader(t, r)
+			fill(t, r)
+			dropped := r.Dropped()
+			if dropped != 2 {
+				t.Fatalf("Dropped() = %d after two refused Outputs", dropped)
+			}
+			done := make(chan error, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			go func() { done <- r.OutputWait(ctx, []byte("waited"), 0) }()
+			waitFor(t, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+			got := drainAll(t, rd) // (may include the waited record already)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("OutputWait: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the waiting producer was not woken in 20s")
+			}
+			got = append(got, drainAll(t, rd)...)
+			if len(got) != 1 || got[0] != "waited" {
+				t.Fatalf("after the wait: %q", got)
+			}
+			if r.Dropped() != dropped {
+				t.Fatalf("a wait that succeeded counted a drop: %d", r.Dropped())
+			}
+
+			// Too large: at once, not a wait.
+			if err := r.OutputWait(ctx, make([]byte, 4096), 0); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("OutputWait of a record that never fits: %v", err)
+			}
+			if _, err := r.ReserveWait(ctx, -1); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("ReserveWait(-1): %v", err)
+			}
+			// A context that ends: its error, and one drop.
+			fill(t, r)
+			dropped = r.Dropped()
+			short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancelShort()
+			if err := r.OutputWait(short, []byte("late"), 0); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("OutputWait past its deadline: %v", err)
+			}
+			// Cancelled without a deadline, while asleep.
+			cctx, cancelNow := context.WithCancel(context.Background())
+			go func() { _, err := r.ReserveWait(cctx, 8); done <- err }()
+			waitFor(t, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+			cancelNow()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("ReserveWait cancelled: %v", err)
+			}
+			if d := r.Dropped() - dropped; d != 2 {
+				t.Fatalf("two waits given up counted %d drops", d)
+			}
+			// Close ends the wait of the handle's producers.
+			if kind == "shared" {
+				p, err := Open("wait", WithDir(r.path[:len(r.path)-len("/wait")]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { done <- p.OutputWait(context.Background(), []byte("x"), 0) }()
+				waitFor(t, "the producer to announce it waits", func() bool { return p.mem.space.wanted.Load() != 0 })
+				p.Close()
+				if err := <-done; !errors.Is(err, ErrClosed) {
+					t.Fatalf("OutputWait through a closed handle: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// Many producers, waiting, against a slow consumer: every record arrives
+// exactly once and in per-producer order, and none is dropped.
+func TestWaitingProducersStress(t *testing.T) {
+	for _, kind := range []string{"in-process", "shared"} {
+		t.Run(kind, func(t *testing.T) {
+			var r *Ring
+			if kind == "shared" {
+				var err error
+				if r, err = Create("waitstress", 8192, WithDir(t.TempDir())); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+			} else {
+				r = newRing(t, 8192)
+			}
+			const producers, each = 8, 2000
+			rd := newReader(t, r)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			errs := make(chan error, producers)
+			for p := 0; p < producers; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var b [64]byte
+					for seq := 0; seq < each; seq++ {
+						binary.LittleEndian.PutUint32(b[:], uint32(p))
+						binary.LittleEndian.PutUint32(b[4:], uint32(seq))
+						n := 8 + (p*7+seq)%56
+						var err error
+						if seq%2 == 0 {
+							err = r.OutputWait(ctx, b[:n], 0)
+						} else {
+							var res Reservation
+							if res, err = r.ReserveWait(ctx, n); err == nil {
+								copy(res.Bytes(), b[:n])
+								err = r.Commit(res, 0)
+							}
+						}
+						if err != nil {
+							errs <- fmt.Errorf("producer %d record %d: %w", p, seq, err)
+							return
+						}
+					}
+				}()
+			}
+			next := make([]int, producers)
+			got := 0
+			for got < producers*each {
+				if ctx.Err() != nil {
+					t.Fatalf("after %d records: %v", got, ctx.Err())
+				}
+				select {
+				case err := <-errs:
+					t.Fatal(err)
+				default:
+				}
+				// A slow consumer: a few records at a time.
+				k := 0
+				_, err := rd.Consume(func(rec Record) error {
+					if k == 5 {
+						return errStopPeek
+					}
+					k++
+					p := binary.LittleEndian.Uint32(rec.Data)
+					seq := int(binary.LittleEndian.Uint32(rec.Data[4:]))
+					if seq != next[p] {
+						return fmt.Errorf("producer %d: record %d after %d", p, seq, next[p]-1)
+					}
+					next[p]++
+					got++
+					return nil
+				})
+				if err != nil && err != errStopPeek {
+					t.Fatal(err)
+				}
+				if k == 0 {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			wg.Wait()
+			if r.Dropped() != 0 {
+				t.Fatalf("waiting producers dropped %d records", r.Dropped())
+			}
+		})
+	}
+}
+
+// A producer process waiting on a full shared ring is woken by a consumer in
+// another process; one killed while waiting leaves nothing stuck.
+func TestWaitingProducerProcesses(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create("waitproc", 4096, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd := newReader(t, r)
+	fill(t, r)
+
+	killed := startHolder(t, dir, "waitproc", "output-wait", false)
+	waitFor(t, "the child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+	killed.Process.Kill()
+	killed.Wait()
+
+	woken := startHolder(t, dir, "waitproc", "output-wait", false)
+	waitFor(t, "the second child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+	got := drainAll(t, rd) // (may include the woken child's record already)
+	exited := make(chan error, 1)
+	go func() { exited <- woken.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("the waiting child: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting child was not woken in 20s")
+	}
+	got = append(got, drainAll(t, rd)...)
+	if len(got) != 1 || got[0] != "waited" {
+		t.Fatalf("records from the children: %q", got)
+	}
+	if r.mem.space.wanted.Load() != 0 {
+		t.Fatal("the killed waiter's announcement is still there after the consumer freed space")
+	}
+}

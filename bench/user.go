@@ -28,7 +28,7 @@ func expectedSum(producers, perProducer, size int) uint64 {
 
 // userRingo moves records of size bytes from producers goroutines to one
 // consumer through an in-process ringo ring of ringBytes: Reserve, fill,
-// Commit on the producer side (yielding while the ring is full), the
+// Commit on the producer side (waiting while the ring is full), the
 // Records iterator on the consumer side.
 func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Result, error) {
 	res := Result{Scenario: scenario, Impl: Ringo, RecordSize: size}
@@ -44,20 +44,15 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Re
 	defer rd.Close()
 	total := uint64(producers * perProducer)
 	ready := make(chan struct{})
+	ctx := context.Background()
 	wait := startProducers(producers, ready, func(p int) error {
 		for i := range perProducer {
-			for {
-				v, err := r.Reserve(size)
-				if err == nil {
-					fillRecord(v.Bytes(), userSeq(p, i))
-					r.Commit(v, 0)
-					break
-				}
-				if !errors.Is(err, ringo.ErrFull) {
-					return err
-				}
-				runtime.Gosched()
+			v, err := r.ReserveWait(ctx, size)
+			if err != nil {
+				return err
 			}
+			fillRecord(v.Bytes(), userSeq(p, i))
+			r.Commit(v, 0)
 		}
 		return nil
 	})

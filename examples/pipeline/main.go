@@ -16,7 +16,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -52,6 +51,7 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 
+	ctx := context.Background()
 	start := time.Now()
 	var wg sync.WaitGroup
 	discarded := make([]int, *producers)
@@ -63,20 +63,18 @@ func run(args []string, out io.Writer) error {
 			for seq := 0; seq < *records; seq++ {
 				binary.LittleEndian.PutUint64(payload, uint64(p))
 				binary.LittleEndian.PutUint64(payload[8:], uint64(seq))
+				// A full ring makes the producers wait, like a channel
+				// send: nothing is dropped.
 				if seq%2 == 0 {
-					for errors.Is(ring.Output(payload, 0), ringo.ErrFull) {
-						runtime.Gosched()
+					if err := ring.OutputWait(ctx, payload, 0); err != nil {
+						panic(err) // never, for a valid size and no deadline
 					}
 					continue
 				}
 				// Odd records are written in place; every 100th is discarded.
-				res, err := ring.Reserve(*size)
-				for errors.Is(err, ringo.ErrFull) {
-					runtime.Gosched()
-					res, err = ring.Reserve(*size)
-				}
+				res, err := ring.ReserveWait(ctx, *size)
 				if err != nil {
-					panic(err) // only ErrFull is possible for a valid size
+					panic(err)
 				}
 				copy(res.Bytes(), payload)
 				if seq%100 == 99 {

@@ -13,10 +13,12 @@ import (
 
 // Loss is what a ring failed to deliver, as far as anything counted it.
 type Loss struct {
-	// Dropped records were refused because the ring was full (ErrFull
-	// for ringo's rings; a NULL bpf_ringbuf_reserve or failed
-	// bpf_ringbuf_output counted by bpf/ringo.h for kernel rings), and
-	// DroppedBytes their payload bytes.
+	// Dropped records are those producers gave up on: for ringo's rings,
+	// an Output or Reserve refused (ErrFull, or ErrBusy), and an
+	// OutputWait or ReserveWait whose context ended; never a waiting
+	// call's retries. For kernel rings, a NULL bpf_ringbuf_reserve or a
+	// failed bpf_ringbuf_output counted by bpf/ringo.h. DroppedBytes are
+	// their payload bytes.
 	Dropped, DroppedBytes uint64
 	// Overwritten records were committed, then overwritten by producers
 	// of a ring in overwrite mode before a reader got to them;

@@ -356,7 +356,14 @@ func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 // the last released record) as the ring's consumer_pos, freeing
 // the space of the records before it. Pairs with the producers' load of
 // consumer_pos in reserve and in the wake-up test.
-func (rr *readerRing) commit() {
+func (rr *readerRing) commit() { rr.store(false) }
+
+// store is commit; midBatch says the consumer goes on reading this ring at
+// once (advance), so that waiting producers are woken only once a quarter
+// of the ring is free: a wake-up then pays for many records. Every other
+// store (the end of a batch, of a Read, a Release, before sleeping) wakes
+// them whatever it freed.
+func (rr *readerRing) store(midBatch bool) {
 	c := &rr.cur
 	// Only this goroutine stores them: a release store suffices (a
 	// plain one on amd64). Held records are not consumed yet.
@@ -370,11 +377,11 @@ func (rr *readerRing) commit() {
 			c.mem.consCount.Store(c.count)
 		}
 		c.mem.consumerPos.Store(rr.stored)
-		// After consumer_pos: pairs with a waiting producer's store of
-		// wanted before its last try (wait.go).
-		if w := c.mem.space; w != nil && w.wanted.Load() != 0 {
-			w.wake()
-		}
+	}
+	// After consumer_pos: pairs with a waiting producer's store of wanted
+	// before its last try (wait.go).
+	if w := c.mem.space; w != nil && w.wanted.Load() != 0 && (!midBatch || c.prod-rr.stored <= 3*c.mem.size()/4) {
+		w.wake()
 	}
 	if c.lost|c.lostBytes != 0 {
 		// After consumer_pos: until then Ring.Overwritten counts these
@@ -397,7 +404,7 @@ func (rr *readerRing) advance(total uint64) {
 	rr.pass(total)
 	size := c.mem.size()
 	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
-		rr.commit()
+		rr.store(true)
 	}
 }
 

@@ -621,9 +621,11 @@ func (r *Ring) Positions() (p Positions) {
 // caught up with the record) and not suppressed.
 func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 
-// Dropped returns how many reservations and outputs the ring refused
-// because it was full, over its whole life (for a shared ring, by every
-// process). The kernel keeps no such count.
+// Dropped returns how many records producers gave up on over the ring's
+// whole life (for a shared ring, in every process): those Output and
+// Reserve refused (ErrFull, ErrBusy), and those of OutputWait and
+// ReserveWait whose context ended. A waiting call's retries are not drops.
+// The kernel keeps no such count.
 func (r *Ring) Dropped() (n uint64) {
 	if r.path != "" {
 		var err error

@@ -43,7 +43,7 @@ func NewCollector(rd *ringo.Reader, opts ...Option) *Collector {
 		ringName:     func(s ringo.Source) string { return fmt.Sprint(s) },
 		records:      prom.NewDesc("ringo_records_consumed_total", "Records the reader consumed from the ring.", ring, nil),
 		bytes:        prom.NewDesc("ringo_bytes_consumed_total", "Payload bytes the reader consumed from the ring.", ring, nil),
-		dropped:      prom.NewDesc("ringo_records_dropped_total", "Records producers could not write because the ring was full (kernel rings: counted by bpf/ringo.h's RINGO_DROP_COUNTER; absent when nothing counts them).", ring, nil),
+		dropped:      prom.NewDesc("ringo_records_dropped_total", "Records producers gave up on: refused by a full ring, or a waiting producer whose context ended, never a retry (kernel rings: counted by bpf/ringo.h's RINGO_DROP_COUNTER; absent when nothing counts them).", ring, nil),
 		droppedBytes: prom.NewDesc("ringo_bytes_dropped_total", "Payload bytes of the dropped records.", ring, nil),
 		overwritten:  prom.NewDesc("ringo_records_overwritten_total", "Committed records overwritten before the reader got to them (rings in overwrite mode).", ring, nil),
 		abandoned:    prom.NewDesc("ringo_records_abandoned_total", "Records of a shared ring reserved by processes that died before committing them.", ring, nil),

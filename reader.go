@@ -2,6 +2,7 @@ package ringo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"runtime"
@@ -40,10 +41,15 @@ type Record struct {
 	Source Source
 	// Pos is the position of the record's header in its ring.
 	Pos uint64
-	// Data is the payload. From Consume, Peek and Records it is a view into
+	// Data is the payload. From Consume and Records it is a view into
 	// the ring's memory, valid only until the callback returns or the loop
-	// moves on; from Read and ReadInto it is a copy.
+	// moves on; from Read and ReadInto it is a copy. Reslicing it is
+	// fine: the record's extent in the ring travels apart from it.
 	Data []byte
+
+	// size is the bytes the record takes in its ring (header and padding
+	// included), for Release.
+	size uint64
 }
 
 // Reader is the consumer of one or more rings of any kind, waiting on all of
@@ -68,6 +74,14 @@ type Reader struct {
 	freed  sync.Once
 
 	explicit bool // explicit release (release.go)
+
+	// inside is 1 while a Consume call or a Records loop runs (on the
+	// consumer's goroutine, which holds mu meanwhile): the methods their
+	// callbacks and loop bodies may call (Release, Rewind, Held) then
+	// take no lock. rewinds counts Rewinds, so that a consume loop knows
+	// one happened in its callback.
+	inside  atomic.Int32
+	rewinds uint64
 
 	wakeups atomic.Uint64
 
@@ -156,15 +170,35 @@ func (r *Reader) ringsChanged() {
 	r.shared = slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.recovers() })
 }
 
-// lock takes the consumer's lock and reports false, unlocking, if the Reader
-// is closed.
-func (r *Reader) lock() bool {
+// lock takes the consumer's lock for the method named what, failing if the
+// Reader is closed, or if called from inside a Consume callback or a
+// Records loop, where the consumer's goroutine holds the lock already.
+func (r *Reader) lock(what string) error {
+	if r.inside.Load() > 0 {
+		return fmt.Errorf("ringo: %s inside a Consume callback or a Records loop: only Release, Rewind, Held, Stats and Close may be called there", what)
+	}
 	r.mu.Lock()
 	if r.closed.Load() {
 		r.unlock()
-		return false
+		return ErrClosed
 	}
-	return true
+	return nil
+}
+
+// enter is lock for the methods a callback may call (Release, Rewind,
+// Held): inside one it takes nothing, the callback's caller holding the
+// lock, and reports locked false.
+func (r *Reader) enter() (locked bool, err error) {
+	if r.inside.Load() > 0 {
+		if r.closed.Load() {
+			return false, ErrClosed
+		}
+		return false, nil
+	}
+	if err := r.lock(""); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // unlock releases the consumer's lock, and the Reader's resources if Close
@@ -182,8 +216,8 @@ func (r *Reader) unlock() {
 // Add adds a ring to the Reader. The Reader becomes its single consumer and
 // continues from its consumer position.
 func (r *Reader) Add(s Source) (err error) {
-	if !r.lock() {
-		return ErrClosed
+	if err := r.lock("Add"); err != nil {
+		return err
 	}
 	defer r.unlock()
 	if rs, ok := s.(*Ring); ok && rs.path != "" {
@@ -222,8 +256,8 @@ func (r *Reader) add(s Source, set RingSet) error {
 // consumed: the Reader goes on handing them out, then lets the ring go
 // (to be closed, or given to another Reader). It returns at once.
 func (r *Reader) Remove(s Source) error {
-	if !r.lock() {
-		return ErrClosed
+	if err := r.lock("Remove"); err != nil {
+		return err
 	}
 	defer r.unlock()
 	for _, rr := range r.rings {
@@ -400,8 +434,13 @@ func (rr *readerRing) store(midBatch bool) {
 // producers are about to run out of space, so that few are refused for
 // space the consumer has already freed.
 func (rr *readerRing) advance(total uint64) {
-	c := &rr.cur
 	rr.pass(total)
+	rr.storeSometimes()
+}
+
+// storeSometimes stores consumer_pos if the rule of advance says so.
+func (rr *readerRing) storeSometimes() {
+	c := &rr.cur
 	size := c.mem.size()
 	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
 		rr.store(true)
@@ -411,14 +450,24 @@ func (rr *readerRing) advance(total uint64) {
 // Consume hands every record available now to fn, without blocking, and
 // returns how many it handed over. Records are views into the ring's memory,
 // valid until fn returns. If fn returns an error, Consume stops and returns
-// it, and that record stays in the ring, to be handed out again. Rings take
-// turns, a batch of records each, and one call takes at most one ring's
-// worth of bytes from each ring, so it returns even while producers flood.
-func (r *Reader) Consume(fn func(Record) error) (n int, err error) {
-	if !r.lock() {
-		return 0, ErrClosed
+// it, and that record stays in the ring, to be handed out again; fn returns
+// Stop to stop without an error. Rings take turns, a batch of records each,
+// and one call takes at most one ring's worth of bytes from each ring, so
+// it returns even while producers flood. fn may call Release, Rewind, Held,
+// Stats and Close, but no other method of the Reader.
+func (r *Reader) Consume(fn func(Record) error) (int, error) {
+	return r.ConsumeN(-1, fn)
+}
+
+// ConsumeN is Consume that hands fn at most n records (no limit if n is
+// negative), like libbpf's ring_buffer__consume_n.
+func (r *Reader) ConsumeN(n int, fn func(Record) error) (total int, err error) {
+	if err := r.lock("Consume"); err != nil {
+		return 0, err
 	}
 	defer r.unlock()
+	r.inside.Store(1)
+	defer r.inside.Store(0)
 	if r.shared {
 		defer r.catchFault(guardFaults(), &err)
 	}
@@ -427,16 +476,25 @@ func (r *Reader) Consume(fn func(Record) error) (n int, err error) {
 	for _, rr := range r.rings {
 		rr.taken = 0
 	}
-	total := 0
-	for len(r.rings) > 0 {
+	for len(r.rings) > 0 && total != n {
 		got := 0
 		for range r.rings {
 			rr := r.rings[r.turn]
-			n, err := rr.consume(fn, batchRecords, &r.closed)
-			total += n
-			got += n
+			max := batchRecords
+			if n >= 0 {
+				max = min(max, n-total)
+			}
+			k, err := rr.consume(r, fn, max)
+			total += k
+			got += k
 			if err != nil {
+				if err == Stop {
+					err = nil
+				}
 				return total, err
+			}
+			if total == n {
+				return total, nil
 			}
 			r.turn = (r.turn + 1) % len(r.rings)
 		}
@@ -447,12 +505,20 @@ func (r *Reader) Consume(fn func(Record) error) (n int, err error) {
 	return total, nil
 }
 
+// Stop is what a Consume callback returns to stop Consume without an
+// error: the record it was handed stays in the ring, to be handed out again,
+// and Consume returns nil.
+var Stop = errors.New("ringo: stop consuming")
+
 // consume hands up to max records of one ring to fn, then stores the
-// consumer position. It stops early once closed is set (by fn calling Close).
-func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Bool) (n int, err error) {
+// consumer position. It stops early once the Reader is closed (fn may
+// call Close). The record fn gets is passed already (and held, in explicit
+// release mode), so that fn may release it; if fn fails, the cursor goes
+// back to it, unless fn released or rewound meanwhile.
+func (rr *readerRing) consume(r *Reader, fn func(Record) error, max int) (n int, err error) {
 	defer rr.commit()
 	size := rr.cur.mem.size()
-	for n < max && rr.taken < size && !closed.Load() {
+	for n < max && rr.taken < size && !r.closed.Load() {
 		data, total, st, err := rr.cur.next()
 		if st == stepBusy && rr.recovers() && rr.stalled(time.Now()) {
 			continue
@@ -460,10 +526,16 @@ func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Boo
 		if err != nil || st != stepRecord {
 			return n, err
 		}
-		if err := fn(Record{Source: rr.src, Pos: rr.cur.pos, Data: data}); err != nil {
+		rec := Record{Source: rr.src, Pos: rr.cur.pos, Data: data, size: total}
+		rr.pass(total)
+		rewinds := r.rewinds
+		if err := fn(rec); err != nil {
+			if r.rewinds == rewinds && int64(rr.released-rec.Pos) <= 0 {
+				rr.unpass(total)
+			}
 			return n, err
 		}
-		rr.advance(total)
+		rr.storeSometimes()
 		rr.taken += total
 		n++
 	}
@@ -474,8 +546,8 @@ func (rr *readerRing) consume(fn func(Record) error, max int, closed *atomic.Boo
 // consuming them: a later Consume or Read returns them again. It stops when
 // fn returns an error, and returns that error and how many records fn saw.
 func (r *Reader) Peek(fn func(Record) error) (n int, err error) {
-	if !r.lock() {
-		return 0, ErrClosed
+	if err := r.lock("Peek"); err != nil {
+		return 0, err
 	}
 	defer r.unlock()
 	if r.shared {
@@ -515,8 +587,8 @@ func (r *Reader) Read(ctx context.Context) (Record, error) {
 // reusing rec.Data's memory when it is large enough. It stores the consumer
 // position after each record, as libbpf does.
 func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
-	if !r.lock() {
-		return ErrClosed
+	if err := r.lock("ReadInto"); err != nil {
+		return err
 	}
 	defer r.unlock()
 	if r.shared {
@@ -526,7 +598,7 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 	if err != nil {
 		return err
 	}
-	rec.Source, rec.Pos = rr.src, rr.cur.pos
+	rec.Source, rec.Pos, rec.size = rr.src, rr.cur.pos, total
 	rec.Data = append(rec.Data[:0], data...)
 	rr.pass(total)
 	rr.commit()
@@ -537,22 +609,28 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 // there are none. Each record is a view into the ring, valid until the loop
 // moves on; it is consumed when the loop moves on or stops. The iterator
 // ends after yielding an error: ctx.Err() when ctx is done, ErrClosed when
-// the Reader is closed, or one wrapping ErrCorrupt.
+// the Reader is closed, or one wrapping ErrCorrupt. The loop body may call
+// Release, Rewind, Held, Stats and Close, but no other method of the
+// Reader.
 func (r *Reader) Records(ctx context.Context) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		if !r.lock() {
-			yield(Record{}, ErrClosed)
+		if err := r.lock("Records"); err != nil {
+			yield(Record{}, err)
 			return
 		}
 		defer r.unlock()
+		r.inside.Store(1)
+		defer r.inside.Store(0)
 		for {
 			rr, data, total, err := r.guardedNext(ctx)
 			if err != nil {
 				yield(Record{}, err)
 				return
 			}
-			more := yield(Record{Source: rr.src, Pos: rr.cur.pos, Data: data}, nil)
-			if err := r.guardedAdvance(rr, total, !more); err != nil || !more {
+			rec := Record{Source: rr.src, Pos: rr.cur.pos, Data: data, size: total}
+			rr.pass(total) // before the body, which may release it
+			more := yield(rec, nil)
+			if err := r.guardedStore(rr, !more); err != nil || !more {
 				if more {
 					yield(Record{}, err)
 				}
@@ -572,16 +650,17 @@ func (r *Reader) guardedNext(ctx context.Context) (rr *readerRing, data []byte, 
 	return r.next(ctx)
 }
 
-// guardedAdvance moves rr past the record of total bytes Records handed
-// out, storing the consumer position if the loop stops, guarded against
-// faults.
-func (r *Reader) guardedAdvance(rr *readerRing, total uint64, stop bool) (err error) {
+// guardedStore stores the consumer position after a record Records
+// handed out, as advance does, or at once if the loop stops; guarded
+// against faults.
+func (r *Reader) guardedStore(rr *readerRing, stop bool) (err error) {
 	if r.shared {
 		defer r.catchFault(guardFaults(), &err)
 	}
-	rr.advance(total)
 	if stop {
 		rr.commit()
+	} else {
+		rr.storeSometimes()
 	}
 	return nil
 }

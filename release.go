@@ -35,8 +35,8 @@ const heldPoll = time.Millisecond
 //
 // It fails while records are held: release or rewind them first.
 func (r *Reader) SetExplicitRelease(on bool) error {
-	if !r.lock() {
-		return ErrClosed
+	if err := r.lock("SetExplicitRelease"); err != nil {
+		return err
 	}
 	defer r.unlock()
 	for _, rr := range r.rings {
@@ -55,14 +55,17 @@ func (r *Reader) SetExplicitRelease(on bool) error {
 // Release releases rec and every record handed out before it from the same
 // ring: the ring's consumer position moves past them, freeing their space
 // for producers. rec must be a record this Reader handed out while
-// explicit release was on, with its Data as handed out (its length tells
-// where the record ends). Releasing a record already released does
-// nothing.
+// explicit release was on (its Data may have been resliced). Releasing a
+// record already released does nothing. Release may be called from a
+// Consume callback or a Records loop, for the record in hand too.
 func (r *Reader) Release(rec Record) error {
-	if !r.lock() {
-		return ErrClosed
+	locked, err := r.enter()
+	if err != nil {
+		return err
 	}
-	defer r.unlock()
+	if locked {
+		defer r.unlock()
+	}
 	if !r.explicit {
 		return fmt.Errorf("ringo: release of the record at position %d: explicit release is off (SetExplicitRelease): records are released as they are consumed", rec.Pos)
 	}
@@ -76,7 +79,11 @@ func (r *Reader) Release(rec Record) error {
 
 // release releases the held records of rr up to rec; r.mu held.
 func (rr *readerRing) release(rec Record) error {
-	end := rec.Pos + recordSize(uint64(len(rec.Data)))
+	size := rec.size
+	if size == 0 {
+		size = recordSize(uint64(len(rec.Data))) // a Record not from a Reader
+	}
+	end := rec.Pos + size
 	if int64(end-rr.released) <= 0 {
 		return nil // released already
 	}
@@ -99,10 +106,14 @@ func (rr *readerRing) release(rec Record) error {
 // Rewind moves every ring back to its first unreleased record: the records
 // handed out and not released are handed out again, in the same order.
 func (r *Reader) Rewind() error {
-	if !r.lock() {
-		return ErrClosed
+	locked, err := r.enter()
+	if err != nil {
+		return err
 	}
-	defer r.unlock()
+	if locked {
+		defer r.unlock()
+	}
+	r.rewinds++
 	for _, rr := range r.rings {
 		if !rr.holding() {
 			continue
@@ -122,15 +133,32 @@ func (r *Reader) Rewind() error {
 // Held returns how many records the Reader has handed out and not
 // released.
 func (r *Reader) Held() int {
-	if !r.lock() {
+	locked, err := r.enter()
+	if err != nil {
 		return 0
 	}
-	defer r.unlock()
+	if locked {
+		defer r.unlock()
+	}
 	n := 0
 	for _, rr := range r.rings {
 		n += len(rr.held)
 	}
 	return n
+}
+
+// unpass takes back pass: the record of total bytes just passed was not
+// handled after all (its callback failed) and is handed out again.
+func (rr *readerRing) unpass(total uint64) {
+	if rr.explicit {
+		rr.held = rr.held[:len(rr.held)-1]
+		rr.heldBytes -= rr.cur.lastLen
+	}
+	c := &rr.cur
+	c.pos -= total
+	c.count--
+	c.passed--
+	c.passedBy -= c.lastLen
 }
 
 // holding reports whether rr has records handed out and not released.

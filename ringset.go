@@ -45,8 +45,8 @@ type readerSet struct {
 // dropped. Records tell their ring by Record.Source; the set maps it back to
 // its key or index.
 func (r *Reader) AddSet(set RingSet) error {
-	if !r.lock() {
-		return ErrClosed
+	if err := r.lock("AddSet"); err != nil {
+		return err
 	}
 	defer r.unlock()
 	for _, rs := range r.sets {

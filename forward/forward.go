@@ -216,9 +216,6 @@ func (f *Forwarder) Stats() Stats {
 	return f.stats
 }
 
-// errBatchFull stops a Consume call when the batch is full.
-var errBatchFull = errors.New("batch full")
-
 // Run forwards records until ctx is done, then returns ctx.Err(); records
 // handed out and not acknowledged by then stay in their rings. It returns
 // another error only if the Reader fails (ringo.ErrClosed, a corrupt ring).
@@ -329,14 +326,14 @@ func (f *Forwarder) fill(ctx context.Context, b *batchBuf, wait bool) error {
 		}
 		f.add(b, f.rec)
 	}
-	_, err := f.rd.Consume(func(r ringo.Record) error {
-		if len(b.recs) == f.cfg.BatchRecords || (len(b.recs) > 0 && len(b.arena)+len(r.Data) > f.cfg.BatchBytes) {
-			return errBatchFull
+	_, err := f.rd.ConsumeN(f.cfg.BatchRecords-len(b.recs), func(r ringo.Record) error {
+		if len(b.recs) > 0 && len(b.arena)+len(r.Data) > f.cfg.BatchBytes {
+			return ringo.Stop // the next batch's first record
 		}
 		f.add(b, r)
 		return nil
 	})
-	if err != nil && err != errBatchFull {
+	if err != nil {
 		return err
 	}
 	// The arena may have moved while it grew: point the messages at
@@ -367,8 +364,8 @@ func (f *Forwarder) add(b *batchBuf, r ringo.Record) {
 	b.arena = append(b.arena, r.Data...)
 	f.id = append(append(f.id[:0], ri.key...), '.')
 	f.id = strconv.AppendUint(f.id, r.Pos, 36)
-	// Release needs the record's source, position and length.
-	b.recs = append(b.recs, ringo.Record{Source: r.Source, Pos: r.Pos, Data: r.Data[:len(r.Data):len(r.Data)]})
+	// Kept for Release, and for the length of its bytes in the arena.
+	b.recs = append(b.recs, r)
 	b.msgs = append(b.msgs, Message{ID: string(f.id), Host: f.cfg.Host, Ring: ri.id, Pos: r.Pos})
 }
 

@@ -76,9 +76,45 @@ func dupMapFD(fd int) (int, string, error) {
 func pinnedMapFD(path string) (int, string, error) {
 	fd, err := sys.ObjGet(path)
 	if err != nil {
-		return -1, "", fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+		return -1, "", pinError(path, err)
 	}
 	return fd, path, nil
+}
+
+// pinError explains why the pinned object at path could not be opened.
+// The kernel answers EACCES ("permission denied", even to root) for a path
+// that is not a pinned object: a file outside a BPF file system, or a
+// directory in one.
+func pinError(path string, err error) error {
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+		var sfs unix.Statfs_t
+		if unix.Statfs(path, &sfs) == nil && sfs.Type != unix.BPF_FS_MAGIC {
+			return fmt.Errorf("ringo: %s is not on a BPF file system, so it is not a pinned map (pins live in one, usually /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf): %w", path, err)
+		}
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fmt.Errorf("ringo: %s is a directory of the BPF file system, not a pinned map: %w", path, err)
+		}
+	}
+	return fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+}
+
+// mapInfo describes the map behind fd, what naming it in errors: a
+// descriptor of another BPF object (a program, a link) or of no BPF object
+// is refused, saying what it is.
+func mapInfo(fd int, what string) (sys.MapInfo, error) {
+	info, err := sys.GetMapInfo(fd)
+	if err == nil {
+		return info, nil
+	}
+	var nm *sys.NotMapError
+	switch {
+	case errors.As(err, &nm):
+		return info, fmt.Errorf("ringo: %s is %w", what, err)
+	case errors.Is(err, unix.EINVAL):
+		return info, fmt.Errorf("ringo: %s is not a BPF map: %w", what, err)
+	}
+	return info, fmt.Errorf("ringo: %s: read map info: %w", what, bpfError(err))
 }
 
 func mapFDByID(id uint32) (int, string, error) {
@@ -152,13 +188,10 @@ func KernelSupportsOverwrite() bool {
 
 // openKernelRing maps the ring behind fd, which it owns from here on.
 func openKernelRing(fd int, what string) (*KernelRing, error) {
-	info, err := sys.GetMapInfo(fd)
+	info, err := mapInfo(fd, what)
 	if err != nil {
 		closeFD(fd)
-		if errors.Is(err, unix.EINVAL) {
-			return nil, fmt.Errorf("ringo: %s is not a BPF map: %w", what, err)
-		}
-		return nil, fmt.Errorf("ringo: %s: read map info: %w", what, bpfError(err))
+		return nil, err
 	}
 	if t := MapType(info.Type); t != RingBuf {
 		closeFD(fd)

@@ -66,23 +66,21 @@ func LookupMap(id uint32) (MapInfo, error) {
 	return describeMap(fd, fmt.Sprintf("map id %d", id))
 }
 
-// LookupPinned describes the map pinned at path, whatever its type.
+// LookupPinned describes the map pinned at path, whatever its type. A pin
+// of another BPF object (a program, a link) is refused, saying what it is.
 func LookupPinned(path string) (MapInfo, error) {
-	fd, err := sys.ObjGet(path)
+	fd, _, err := pinnedMapFD(path)
 	if err != nil {
-		return MapInfo{}, fmt.Errorf("ringo: open pinned map %s: %w", path, bpfError(err))
+		return MapInfo{}, err
 	}
 	defer closeFD(fd)
 	return describeMap(fd, path)
 }
 
 func describeMap(fd int, what string) (MapInfo, error) {
-	info, err := sys.GetMapInfo(fd)
-	if errors.Is(err, unix.EINVAL) {
-		return MapInfo{}, fmt.Errorf("ringo: %s is not a BPF map: %w", what, err)
-	}
+	info, err := mapInfo(fd, what)
 	if err != nil {
-		return MapInfo{}, fmt.Errorf("ringo: %s: read map info: %w", what, bpfError(err))
+		return MapInfo{}, err
 	}
 	return MapInfo{ID: info.ID, Name: info.Name, Type: MapType(info.Type), Size: int(info.MaxEntries)}, nil
 }

@@ -312,10 +312,10 @@ func openRingSet(fd int, what string, followEvery time.Duration) (*KernelRingSet
 }
 
 func newKernelRingSet(fd int, what string, every time.Duration) (*KernelRingSet, error) {
-	info, err := sys.GetMapInfo(fd)
+	info, err := mapInfo(fd, what)
 	if err != nil {
 		closeFD(fd)
-		return nil, fmt.Errorf("ringo: ring set %s: %w", what, bpfError(err))
+		return nil, err
 	}
 	if t := MapType(info.Type); (t != ArrayOfMaps && t != HashOfMaps) || info.KeySize != 4 {
 		closeFD(fd)

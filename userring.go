@@ -96,10 +96,10 @@ func CreateUserRing(size int, name string) (*UserRing, error) {
 }
 
 func openUserRing(fd int, what string) (*UserRing, error) {
-	info, err := sys.GetMapInfo(fd)
+	info, err := mapInfo(fd, what)
 	if err != nil {
 		closeFD(fd)
-		return nil, fmt.Errorf("ringo: %s: read map info: %w", what, bpfError(err))
+		return nil, err
 	}
 	if t := MapType(info.Type); t != UserRingBuf {
 		closeFD(fd)

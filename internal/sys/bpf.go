@@ -2,6 +2,8 @@ package sys
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -256,9 +258,14 @@ type infoAttr struct {
 	info    unsafe.Pointer
 }
 
-// GetMapInfo describes the map behind fd. It fails with an error naming
-// the object if fd is not a map.
+// GetMapInfo describes the map behind fd. It fails with a *NotMapError,
+// naming what fd is, if fd is not a map: BPF_OBJ_GET_INFO_BY_FD describes
+// programs, links and BTF objects too, in layouts of their own that would
+// be read as a map's (a program's type and ID taken for a map's).
 func GetMapInfo(fd int) (MapInfo, error) {
+	if kind := ObjKind(fd); kind != "" && kind != "map" {
+		return MapInfo{}, &NotMapError{Kind: kind}
+	}
 	var info mapInfo
 	attr := infoAttr{bpfFD: uint32(fd), infoLen: uint32(unsafe.Sizeof(info)), info: unsafe.Pointer(&info)}
 	if _, err := bpf(bpfObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
@@ -405,3 +412,46 @@ func ProgTestRun(fd int, data []byte, repeat uint32) (uint32, error) {
 	_, err := bpf(bpfProgTestRun, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return attr.retval, err
 }
+
+// ObjKind says what kind of object the descriptor fd is, from the name
+// the kernel gives its file (/proc/self/fd/N): "map", "program", "link",
+// "BTF object" or "token" for BPF objects, "not a BPF object" for anything
+// else, and "" if it cannot tell (no /proc).
+func ObjKind(fd int) string {
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return ""
+	}
+	switch target {
+	case "anon_inode:bpf-map":
+		return "map"
+	case "anon_inode:bpf-prog":
+		return "program"
+	case "anon_inode:bpf_link", "anon_inode:bpf-link":
+		return "link"
+	case "anon_inode:btf":
+		return "BTF object"
+	case "anon_inode:bpf-token":
+		return "token"
+	}
+	return "not a BPF object"
+}
+
+// NotMapError is GetMapInfo's error for a descriptor that is not a BPF map.
+// It matches unix.EINVAL, the kernel's answer for a descriptor of the
+// wrong kind.
+type NotMapError struct {
+	Kind string // as ObjKind says
+}
+
+func (e *NotMapError) Error() string {
+	switch e.Kind {
+	case "not a BPF object":
+		return "not a BPF object, so not a map"
+	case "BTF object":
+		return "a BTF object, not a map"
+	}
+	return "a BPF " + e.Kind + ", not a map"
+}
+
+func (e *NotMapError) Is(target error) bool { return target == unix.EINVAL }

@@ -27,15 +27,36 @@ func (p Positions) Avail() uint64 {
 	return p.Producer - from
 }
 
+// positions reads the positions as one snapshot: the others between two
+// loads of producer_pos that agree (tried a few times while producers move
+// it). For a healthy ring such a snapshot has the consumer position (and
+// overwrite_pos) at most producer_pos and at most the size behind it: the
+// consumer never passes a producer_pos it has not seen, and producers
+// publish no producer_pos more than the size past the consumer position,
+// or past overwrite_pos, which they move first. Read in one pass, a
+// producer could publish between the loads and the ring look more than
+// full (or, producer first, the consumer look past the producer). Under a
+// load that moves producer_pos between every two loads, the last pass is
+// returned, which may be off by what was published meanwhile.
 func (m *memory) positions() Positions {
-	p := Positions{Consumer: m.consumerPos.Load()}
-	if m.overwritePos != nil {
-		p.Overwrite = m.overwritePos.Load()
+	var p Positions
+	prod := m.producerPos.Load()
+	for try := 0; ; try++ {
+		p.Consumer = m.consumerPos.Load()
+		if m.overwritePos != nil {
+			p.Overwrite = m.overwritePos.Load()
+		}
+		p.Pending = m.pendingPos.Load()
+		p.Producer = m.producerPos.Load()
+		if p.Producer == prod || try == positionTries {
+			return p
+		}
+		prod = p.Producer
 	}
-	p.Producer = m.producerPos.Load()
-	p.Pending = m.pendingPos.Load()
-	return p
 }
+
+// positionTries bounds positions' retries.
+const positionTries = 8
 
 // query is bpf_ringbuf_query.
 func (m *memory) query(p Prop) (uint64, error) {

@@ -54,9 +54,10 @@ type Config struct {
 	// authentication.
 	URL string
 	// Subject is the subject records are published to. It may contain
-	// {host} and {ring}, replaced by the host's and the ring's names (dots
-	// in them turned into '_'), so that one stream can hold the records of
-	// many hosts and rings, each on its own subject.
+	// {host} and {ring}, replaced by the host's and the ring's names as
+	// Token writes them (one subject token each, different names giving
+	// different tokens), so that one stream can hold the records of many
+	// hosts and rings, each on its own subject.
 	Subject string
 	// Stream is the stream that must capture Subject; if empty, whichever
 	// stream captures it. The stream must exist: ringo does not create
@@ -262,8 +263,43 @@ func checkSubject(subj string) error {
 
 // expand fills the {host} and {ring} placeholders of a subject.
 func expand(subj, host, ring string) string {
-	tok := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
-	return strings.NewReplacer("{host}", tok.Replace(host), "{ring}", tok.Replace(ring)).Replace(subj)
+	return strings.NewReplacer("{host}", Token(host), "{ring}", Token(ring)).Replace(subj)
+}
+
+// Token writes a name (a host's, a ring's) as one subject token, the way
+// {host} and {ring} are filled in: letters, digits, '-' and '_' as they
+// are, every other byte as '%' and two upper-case hex digits (a '.' as
+// %2E, '*' as %2A, '>' as %3E, '%' itself as %25), and the empty name (an
+// unnamed kernel map) as a lone "%". So every token is one a subject may
+// hold (no separator, no wildcard, no white space), and different names
+// give different tokens: "w*" and "w>", or "a.b" and "a_b", are never
+// published to one subject.
+func Token(name string) string {
+	if name == "" {
+		return "%"
+	}
+	plain := true
+	for i := 0; i < len(name) && plain; i++ {
+		plain = tokenByte(name[i])
+	}
+	if plain {
+		return name
+	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(name)+8)
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; tokenByte(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	return string(b)
+}
+
+// tokenByte reports whether Token keeps c as it is.
+func tokenByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // Redact returns a URL list as Config.URL takes it with the passwords

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ringo-bpf/ringo"
 )
@@ -182,4 +184,65 @@ func humanRate(v float64) string {
 		return fmt.Sprintf("%.1f KiB", v/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", v)
+}
+
+// message is err as one line for the command's "ringo CMD: " prefix: the
+// library's "ringo: " prefixes, at the start and after each ": " where
+// errors wrap one another, go (the line has the command's once), and line
+// breaks become spaces.
+func message(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg = strings.TrimPrefix(msg, "ringo: ")
+	return strings.ReplaceAll(msg, ": ringo: ", ": ")
+}
+
+// cell is s as a column of a table, or a value in a line of text: as it
+// is if it is printable and has no space, quotes or backslash, else quoted
+// with Go's escapes (a pinned path may hold a tab, a newline or a
+// terminal's escape sequence, which would break the table or the
+// terminal).
+func cell(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// occupancy is what a ring holds by its positions p: the bytes of records
+// neither consumed nor overwritten. Positions that no healthy ring has
+// (the consumer past the producer, or the producer more than the size
+// ahead: a corrupt ring, or memory that someone else writes) are clamped
+// to an empty or a full ring, and note says what was wrong ("" if
+// nothing was).
+func occupancy(p ringo.Positions, size int) (avail uint64, note string) {
+	from, what := p.Consumer, "consumer_pos"
+	// (Positions wrap at 2^64: they are compared by signed distance. An
+	// overwrite_pos of 0 is a ring that never overwrote, or none that
+	// overwrites.)
+	if p.Overwrite != 0 && int64(p.Overwrite-from) > 0 {
+		from, what = p.Overwrite, "overwrite_pos"
+	}
+	d := int64(p.Producer - from)
+	switch {
+	case d < 0:
+		return 0, fmt.Sprintf("positions inconsistent: %s %d is past producer_pos %d (a corrupt ring): taken as empty", what, from, p.Producer)
+	case size > 0 && uint64(d) > uint64(size):
+		return uint64(size), fmt.Sprintf("positions inconsistent: producer_pos %d is %d bytes past %s %d in a %d-byte ring (a corrupt ring): taken as full", p.Producer, d, what, from, size)
+	case (from|p.Producer)&7 != 0:
+		return uint64(d), fmt.Sprintf("positions inconsistent: %s %d or producer_pos %d is not a multiple of 8 (a corrupt ring)", what, from, p.Producer)
+	}
+	return uint64(d), ""
+}
+
+// percent is part of whole in percent, 0 for an empty whole.
+func percent(part uint64, whole int) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
 }

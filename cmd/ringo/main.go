@@ -94,9 +94,7 @@ func run(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ringo %s: %s\nusage: ringo %s %s (ringo %s --help for more)\n", c.name, ue.msg, c.name, c.args, c.name)
 		return 2
 	default:
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "ringo: ")
-		fmt.Fprintf(e.stderr, "ringo %s: %s\n", c.name, strings.ReplaceAll(msg, "\n", " "))
+		fmt.Fprintf(e.stderr, "ringo %s: %s\n", c.name, message(err))
 		return 1
 	}
 }
@@ -124,7 +122,10 @@ Commands:
 A TARGET is one of
   id:N         a kernel ringbuf or user_ringbuf map by its ID (bpftool map list)
   /sys/fs/...  a map pinned in the BPF file system, by its path
-  NAME         a shared ring, in $RINGO_DIR (default /dev/shm/ringo)
+  NAME         a shared ring, in $RINGO_DIR (default /dev/shm/ringo for root,
+               /dev/shm/ringo-UID for other users). A name is 1 to 200 letters,
+               digits, '.', '_' or '-', not starting with '.' or '-', not
+               ending in .wake
 
 Every command takes --json. Exit status: 0 success, 1 error, 2 usage error.
 Kernel maps need root (or CAP_BPF and CAP_SYS_ADMIN).

@@ -5,7 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/ringo-bpf/ringo"
@@ -17,9 +17,13 @@ var listCmd = &command{
 	args:    "[--json]",
 	summary: "list every ring on the machine: kernel ringbuf and user_ringbuf maps, and shared rings",
 	help: `Kernel maps are found by walking map IDs (as bpftool map list does) and their
-pins under /sys/fs/bpf; shared rings in $RINGO_DIR (default /dev/shm/ringo).
-Without root, kernel maps cannot be listed: list says so on stderr and shows
-the shared rings.`,
+pins under /sys/fs/bpf; shared rings in $RINGO_DIR (default /dev/shm/ringo,
+or /dev/shm/ringo-UID for a user other than root). What list cannot see
+(kernel maps without root, a directory of rings it may not read, a ring it
+cannot open) it says on stderr, and shows the rest: that is not an error.
+Names and paths with spaces, quotes or control characters are printed
+quoted, with Go's escapes. An AVAIL marked ! comes from positions no healthy
+ring has (a corrupt ring), clamped to empty or full; stderr says which.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		asJSON := jsonFlag(fs)
 		return func(e *env, args []string) error {
@@ -44,7 +48,7 @@ func listRings(e *env) ([]ringInfo, error) {
 	maps, err := ringo.KernelRings()
 	switch {
 	case errors.Is(err, unix.EPERM):
-		fmt.Fprintf(e.stderr, "ringo list: kernel maps not listed: %s\n", strings.TrimPrefix(err.Error(), "ringo: "))
+		fmt.Fprintf(e.stderr, "ringo list: kernel maps not listed: %s\n", message(err))
 	case err != nil:
 		return nil, err
 	}
@@ -61,16 +65,24 @@ func listRings(e *env) ([]ringInfo, error) {
 	}
 	names, err := ringo.SharedRings()
 	if err != nil {
-		return nil, err
+		// (A directory this user may not read, say root's: its
+		// rings are not this user's to see.)
+		fmt.Fprintf(e.stderr, "ringo list: shared rings not listed: %s\n", message(err))
 	}
 	for _, name := range names {
 		t, err := openTarget(name)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "ringo list: skipping %s: %v\n", name, err)
+			fmt.Fprintf(e.stderr, "ringo list: skipping %s: %s\n", cell(name), message(err))
 			continue
 		}
-		rings = append(rings, t.info(false))
+		ri := t.info(false)
 		t.Close()
+		rings = append(rings, ri)
+	}
+	for _, r := range rings {
+		if r.Note != "" {
+			fmt.Fprintf(e.stderr, "ringo list: %s %s: %s\n", r.Type, cell(r.Name), r.Note)
+		}
 	}
 	return rings, nil
 }
@@ -83,12 +95,16 @@ func printRings(w io.Writer, rings []ringInfo) error {
 		if r.ID != 0 {
 			id = fmt.Sprint(r.ID)
 		}
-		path := r.Path
-		if path == "" {
-			path = "-"
+		path := "-"
+		if r.Path != "" {
+			path = cell(r.Path)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", id, r.Type, r.Name, human(uint64(r.Size)),
-			r.AvailData, r.ConsumerPos, r.ProducerPos, r.PendingPos, path)
+		avail := strconv.FormatUint(r.AvailData, 10)
+		if r.Note != "" {
+			avail += "!"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", id, r.Type, cell(r.Name), human(uint64(r.Size)),
+			avail, r.ConsumerPos, r.ProducerPos, r.PendingPos, path)
 	}
 	return tw.Flush()
 }
@@ -113,14 +129,17 @@ var showCmd = &command{
 			if ri.ID != 0 {
 				fmt.Fprintf(tw, "id:\t%d\n", ri.ID)
 			}
-			fmt.Fprintf(tw, "name:\t%s\ntype:\t%s\nsize:\t%s (%d bytes)\n", ri.Name, ri.Type, human(uint64(ri.Size)), ri.Size)
+			fmt.Fprintf(tw, "name:\t%s\ntype:\t%s\nsize:\t%s (%d bytes)\n", cell(ri.Name), ri.Type, human(uint64(ri.Size)), ri.Size)
 			if ri.Overwrite {
 				fmt.Fprintf(tw, "mode:\toverwrite (overwrite_pos %d)\n", ri.OverwritePos)
 			}
-			fmt.Fprintf(tw, "avail_data:\t%d (%.1f%% full)\n", ri.AvailData, 100*float64(ri.AvailData)/float64(ri.Size))
+			fmt.Fprintf(tw, "avail_data:\t%d (%.1f%% full)\n", ri.AvailData, percent(ri.AvailData, ri.Size))
 			fmt.Fprintf(tw, "consumer_pos:\t%d\nproducer_pos:\t%d\npending_pos:\t%d\n", ri.ConsumerPos, ri.ProducerPos, ri.PendingPos)
+			if ri.Note != "" {
+				fmt.Fprintf(tw, "note:\t%s\n", ri.Note)
+			}
 			if ri.Path != "" {
-				fmt.Fprintf(tw, "path:\t%s\n", ri.Path)
+				fmt.Fprintf(tw, "path:\t%s\n", cell(ri.Path))
 			}
 			if ri.Dropped != nil {
 				fmt.Fprintf(tw, "dropped:\t%d records (%s) refused while the ring was full\n", *ri.Dropped, human(*ri.DroppedBytes))

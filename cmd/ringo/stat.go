@@ -21,7 +21,8 @@ var statCmd = &command{
 looks at the producer position; it consumes nothing. It prints one line
 after one interval, or with --watch one line per interval until Ctrl-C.
 Rates marked ~ are estimates: producers overwrote headers before stat saw
-them. Drops (reservations refused while the ring was full) are counted for
+them, or the ring's positions are ones no healthy ring has (a corrupt ring,
+said on stderr), whose fill is then clamped to 0 or 100%. Drops (reservations refused while the ring was full) are counted for
 shared rings, and for kernel rings whose BPF programs count them with
 bpf/ringo.h's RINGO_DROP_COUNTER (ringo snoop's do); otherwise "drops -".
 
@@ -54,6 +55,7 @@ dropped (total) and drops_per_sec, and for shared rings abandoned (total).`,
 			defer look.Stop()
 			last := time.Now()
 			var sum ringo.Traffic
+			var lastNote string
 			for lines := 0; ; {
 				select {
 				case <-ctx.Done():
@@ -72,18 +74,14 @@ dropped (total) and drops_per_sec, and for shared rings abandoned (total).`,
 				now := time.Now()
 				secs := now.Sub(last).Seconds()
 				last = now
-				s := statLine{
-					Time:          now.UTC().Format(time.RFC3339),
-					RecordsPerSec: float64(tr.Records) / secs,
-					BytesPerSec:   float64(tr.Bytes) / secs,
-					AvailData:     tr.Positions.Avail(),
-					Size:          t.ring().Size(),
-					Estimated:     tr.Estimated,
+				s, note := measure(now, secs, tr, t.ring().Size())
+				if note != "" && note != lastNote {
+					fmt.Fprintf(e.stderr, "ringo stat: %s\n", note)
 				}
-				s.Fill = float64(s.AvailData) / float64(s.Size)
+				lastNote = note
 				if l, ok := t.loss(); ok {
 					d := l.Dropped
-					rate := float64(d-dropped) / secs
+					rate := float64(int64(d-dropped)) / secs // (signed: a counter that went back is a corrupt ring)
 					dropped = d
 					s.Dropped, s.DropsPerSec = &d, &rate
 					if t.shared != nil {
@@ -120,21 +118,54 @@ type statLine struct {
 	DropsPerSec   *float64 `json:"drops_per_sec,omitempty"`
 }
 
+// measure is the line of a measurement of secs seconds ending at now: the
+// traffic tr of a ring of size bytes. Positions that no healthy ring has
+// make the fill an estimate, clamped to 0 or 1; note then says what was
+// wrong.
+func measure(now time.Time, secs float64, tr ringo.Traffic, size int) (statLine, string) {
+	avail, note := occupancy(tr.Positions, size)
+	s := statLine{
+		Time:      now.UTC().Format(time.RFC3339),
+		AvailData: avail,
+		Size:      size,
+		Fill:      percent(avail, size) / 100,
+		Estimated: tr.Estimated || note != "",
+	}
+	if secs > 0 {
+		s.RecordsPerSec = float64(tr.Records) / secs
+		s.BytesPerSec = float64(tr.Bytes) / secs
+	}
+	return s, note
+}
+
 func (s statLine) text() string {
 	approx := ""
 	if s.Estimated {
 		approx = "~"
 	}
 	const width = 20
-	full := int(s.Fill*width + 0.5)
+	fill := s.Fill
+	if !(fill >= 0) { // (NaN too)
+		fill = 0
+	}
+	fill = min(fill, 1)
+	full := int(fill*width + 0.5)
 	bar := strings.Repeat("#", full) + strings.Repeat(".", width-full)
-	line := fmt.Sprintf("%s  %s%10.0f rec/s  %s%12s/s  [%s] %5.1f%%", s.Time[11:19], approx, s.RecordsPerSec,
-		approx, humanRate(s.BytesPerSec), bar, 100*s.Fill)
+	clock := s.Time
+	if len(clock) >= 19 {
+		clock = clock[11:19]
+	}
+	line := fmt.Sprintf("%s  %s%10.0f rec/s  %s%12s/s  [%s] %s%5.1f%%", clock, approx, s.RecordsPerSec,
+		approx, humanRate(s.BytesPerSec), bar, approx, 100*fill)
+	rate := 0.0
+	if s.DropsPerSec != nil {
+		rate = *s.DropsPerSec
+	}
 	switch {
 	case s.Dropped != nil && s.Abandoned != nil:
-		line += fmt.Sprintf("  drops %.0f/s (total %d, abandoned %d)", *s.DropsPerSec, *s.Dropped, *s.Abandoned)
+		line += fmt.Sprintf("  drops %.0f/s (total %d, abandoned %d)", rate, *s.Dropped, *s.Abandoned)
 	case s.Dropped != nil:
-		line += fmt.Sprintf("  drops %.0f/s (total %d)", *s.DropsPerSec, *s.Dropped)
+		line += fmt.Sprintf("  drops %.0f/s (total %d)", rate, *s.Dropped)
 	default:
 		line += "  drops -"
 	}

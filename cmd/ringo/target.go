@@ -131,6 +131,9 @@ type ringInfo struct {
 	OverwritePos     uint64  `json:"overwrite_pos,omitempty"`
 	Overwritten      *uint64 `json:"overwritten,omitempty"`
 	OverwrittenBytes *uint64 `json:"overwritten_bytes,omitempty"`
+	// Note says what is wrong with positions that no healthy ring has;
+	// AvailData is then clamped to 0 or Size.
+	Note string `json:"note,omitempty"`
 }
 
 // info describes the open target; counters adds a shared ring's drop and
@@ -138,7 +141,8 @@ type ringInfo struct {
 func (t *target) info(counters bool) ringInfo {
 	r := t.ring()
 	p := r.Positions()
-	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: p.Avail(),
+	avail, note := occupancy(p, r.Size())
+	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: avail, Note: note,
 		ConsumerPos: p.Consumer, ProducerPos: p.Producer, PendingPos: p.Pending, Path: t.path}
 	if t.shared != nil && t.shared.Overwrite() {
 		n, b := t.shared.Overwritten()

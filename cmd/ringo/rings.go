@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/ringo-bpf/ringo"
@@ -215,19 +218,49 @@ var rmCmd = &command{
 	name:    "rm",
 	args:    "NAME [--json]",
 	summary: "remove a shared ring (processes that have it open keep it until they close it)",
+	help: `rm removes the ring NAME of $RINGO_DIR: its file and its wake-up pipe
+NAME.wake. It removes nothing that is not a ring: another file, a link or a
+directory of that name stays, and rm fails. Where the ring is gone and only
+its pipe is left (a process died while removing it), rm NAME, or
+rm NAME.wake, removes the pipe.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		asJSON := jsonFlag(fs)
 		return func(e *env, args []string) error {
 			if len(args) != 1 {
 				return usagef("give one NAME")
 			}
-			if err := ringo.Remove(args[0]); err != nil {
+			name, dir := args[0], ringo.SharedDir()
+			exists := func(n string) bool {
+				_, err := os.Lstat(filepath.Join(dir, n))
+				return err == nil
+			}
+			// NAME.wake is a ring's pipe: removed alone only when its
+			// ring is gone (else "rm NAME" removes both).
+			ring, pipeOnly := name, false
+			if base, ok := strings.CutSuffix(name, ".wake"); ok && base != "" {
+				if exists(base) {
+					return fmt.Errorf("%s is the wake-up pipe of ring %s, which is still there: ringo rm %s removes the ring and its pipe", cell(name), cell(base), cell(base))
+				}
+				ring, pipeOnly = base, true
+			} else if !exists(name) && exists(name+".wake") {
+				pipeOnly = true
+			}
+			if err := ringo.Remove(ring); err != nil {
 				return err
 			}
-			if *asJSON {
-				return writeJSON(e.stdout, map[string]string{"removed": args[0]})
+			removed := ring
+			if pipeOnly {
+				removed = ring + ".wake"
 			}
-			_, err := fmt.Fprintf(e.stdout, "removed %s\n", args[0])
+			if *asJSON {
+				return writeJSON(e.stdout, map[string]string{"removed": removed})
+			}
+			var err error
+			if pipeOnly {
+				_, err = fmt.Fprintf(e.stdout, "removed %s, the wake-up pipe left behind by ring %s\n", removed, ring)
+			} else {
+				_, err = fmt.Fprintf(e.stdout, "removed %s\n", removed)
+			}
 			return err
 		}
 	},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -21,7 +22,11 @@ var produceCmd = &command{
 	summary: "write records into a shared ring or a user_ringbuf map",
 	help: `With --count and --size, each record starts with its sequence number (8 bytes,
 little-endian; fewer when --size is under 8) and goes on with byte i&0xff at
-offset i. With --stdin, each line of input is one record, without its newline.
+offset i. With --stdin, each line of input is one record, without its
+newline: lines end at \n only, so a \r before it (or anywhere) stays in the
+record, and a last line without \n is a record too. A record holds at most
+the ring's size minus 16 bytes (a shared ring) or minus 8 (a user_ringbuf);
+a larger --size, or line, is an error before anything is written.
 A full ring is waited on until it has room (Ctrl-C stops); the number of
 times it was found full is reported. Kernel ringbuf maps are written by BPF
 programs only.`,
@@ -46,19 +51,29 @@ programs only.`,
 			if t.kernel != nil {
 				return fmt.Errorf("%s is a ringbuf map: only BPF programs produce into it; produce writes into shared rings and user_ringbuf maps", t.spec)
 			}
+			largest := maxPayload(t)
+			if !*stdin && size.n > largest {
+				// Before the buffer is made: --size 1024G is a
+				// mistake to point out, not memory to allocate.
+				return fmt.Errorf("a record of %d bytes cannot fit in %s, a %s ring: its records hold at most %d bytes", size.n, cell(t.spec), human(uint64(t.ring().Size())), largest)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			p := producer{t: t, ctx: ctx}
 			if *stdin {
 				sc := bufio.NewScanner(e.stdin)
-				sc.Buffer(make([]byte, 64*1024), t.ring().Size())
+				sc.Buffer(make([]byte, min(64*1024, largest+1)), int(largest)+1)
+				sc.Split(scanLines)
 				for sc.Scan() {
 					if err := p.write(sc.Bytes()); err != nil {
 						return err
 					}
 				}
 				if err := sc.Err(); err != nil {
-					return fmt.Errorf("read standard input: %w (a line longer than the ring cannot be a record)", err)
+					if errors.Is(err, bufio.ErrTooLong) {
+						return fmt.Errorf("line %d of standard input is longer than %d bytes, the largest record of %s: %w", p.records+1, largest, cell(t.spec), err)
+					}
+					return fmt.Errorf("read standard input: %w", err)
 				}
 			} else {
 				buf := make([]byte, size.n)
@@ -130,4 +145,27 @@ func (p *producer) writeUser(b []byte) error {
 	}
 	copy(rec.Bytes(), b)
 	return p.t.user.Submit(rec)
+}
+
+// maxPayload is the largest record the target's ring takes: a shared ring
+// keeps a record's header, rounded up to 8 bytes, below its size (as the
+// kernel does), a user ring within it; neither more than MaxRecordSize.
+func maxPayload(t *target) int64 {
+	size := int64(t.ring().Size())
+	if t.user != nil {
+		return min(size-ringo.HeaderSize, ringo.MaxRecordSize)
+	}
+	return min(size-2*ringo.HeaderSize, ringo.MaxRecordSize)
+}
+
+// scanLines splits standard input into records at each \n, and nothing
+// else (bufio.ScanLines drops a \r before it too).
+func scanLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }

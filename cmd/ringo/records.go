@@ -81,8 +81,10 @@ takes the consumer's place, and fails if another process consumes the ring.
 Use peek to look without consuming. User rings are consumed by the kernel
 (bpf_user_ringbuf_drain), not by dump.
 
-Without --follow, dump prints what the ring holds and exits; with --follow
-it waits for more until Ctrl-C (or until -n records).`,
+Without --follow, dump prints what the ring held when it started (the
+records below the producer position it found then) and exits, however fast
+producers add more; with --follow it waits for more until Ctrl-C (or until
+-n records).`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		open := recordFlags(fs, "consume at most N records (0: all)")
 		follow := fs.Bool("follow", false, "keep waiting for records until interrupted")
@@ -105,7 +107,7 @@ it waits for more until Ctrl-C (or until -n records).`,
 			w := bufio.NewWriter(e.stdout)
 			defer w.Flush()
 			if !*follow {
-				return drain(rd, w, f, n)
+				return drain(rd, w, f, n, t.ring().Positions().Producer)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -133,12 +135,13 @@ it waits for more until Ctrl-C (or until -n records).`,
 	},
 }
 
-// drain consumes what the ring holds now, at most max records (0: all).
-func drain(rd *ringo.Reader, w *bufio.Writer, f recordFormat, max int) error {
+// drain consumes the records before position end (what the ring held when
+// dump started), at most max records (0: all).
+func drain(rd *ringo.Reader, w *bufio.Writer, f recordFormat, max int, end uint64) error {
 	got := 0
 	for {
 		n, err := rd.Consume(func(rec ringo.Record) error {
-			if max > 0 && got == max {
+			if max > 0 && got == max || int64(rec.Pos-end) >= 0 {
 				return errEnough // stays in the ring
 			}
 			got++

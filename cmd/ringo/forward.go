@@ -22,13 +22,20 @@ var forwardCmd = &command{
 	args:    "TARGET... --nats URL --subject S [--stream NAME]",
 	summary: "send records to NATS JetStream, consuming each only once the stream has it",
 	help: `forward is a consumer (one per ring, as for dump) that publishes each record to
-a JetStream subject, with the headers Nats-Msg-Id (host/kind/ring/incarnation/
-pos, by which JetStream drops copies), Ringo-Host, Ringo-Ring,
-Ringo-Incarnation and Ringo-Pos. A record leaves the ring only after the
-stream acknowledged it: kill forward, or stop the server, and nothing that
-reached the ring is lost; while the server is away the ring fills and its
-producers' refusals are counted as drops (ringo show). forward reconnects by
-itself, with backoff, and logs what happens on stderr.
+a JetStream subject: the payload as the message's data, and these headers:
+  Nats-Msg-Id  RINGKEY.POS: RINGKEY is 11 characters (base64url) of a hash of
+               the host and the ring's identity (its kind, name and
+               incarnation: a ring created again under the same name gets
+               other IDs), POS the record's position in base 36. JetStream
+               drops a message whose ID it already holds.
+  Ringo-Host   the host (--host)
+  Ringo-Ring   the ring's name
+  Ringo-Pos    the record's position in the ring, in decimal
+A record leaves the ring only after the stream acknowledged it: kill
+forward, or stop the server, and nothing that reached the ring is lost;
+while the server is away the ring fills and its producers' refusals are
+counted as drops (ringo show). forward reconnects by itself, with backoff,
+and logs what happens on stderr.
 
 TARGET is a ring as for the other commands (id:N, a pinned path, a shared
 ring's name), or the pinned path of a ring set (an array or hash of maps of
@@ -37,9 +44,12 @@ are forwarded together.
 
 The stream must exist and capture the subject (nats stream add NAME
 --subjects 'ringo.>'): forward checks it, and the URL and credentials,
-before it consumes anything. The subject may contain {host} and {ring}.
-It runs until Ctrl-C (or --duration), then prints what it forwarded; with
---json, one JSON object (and with --stats one per interval).`,
+before it consumes anything. The subject may contain {host} and {ring}, each
+replaced by one subject token: the name's letters, digits, '-' and '_' as
+they are, every other byte as % and two hex digits (kernel map "my.ring" is
+my%2Ering, an unnamed map is %), so that different names never share a
+subject. It runs until Ctrl-C (or --duration), then prints what it
+forwarded; with --json, one JSON object (and with --stats one per interval).`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		url := fs.String("nats", "", "NATS server URL(s), comma-separated: nats://[user:pass@]host:4222 (required)")
 		subject := fs.String("subject", "", "subject to publish to; {host} and {ring} are replaced (required)")

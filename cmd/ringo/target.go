@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ringo-bpf/ringo"
+	"golang.org/x/sys/unix"
 )
 
 // bpffs is where list looks for pinned maps.
@@ -38,6 +39,10 @@ func openTarget(spec string) (*target, error) {
 	case strings.Contains(spec, "/"):
 		t.path = spec
 		info, err = ringo.LookupPinned(spec)
+		var sfs unix.Statfs_t
+		if err != nil && unix.Statfs(spec, &sfs) == nil && sfs.Type != unix.BPF_FS_MAGIC {
+			return nil, fmt.Errorf("%w (a TARGET with a / is a pin; a shared ring is given by its name, with RINGO_DIR for its directory)", err)
+		}
 	default:
 		r, err := ringo.Open(spec)
 		if errors.Is(err, fs.ErrNotExist) {

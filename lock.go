@@ -46,20 +46,22 @@ func (m *memory) lockSlow(ctx context.Context) error {
 		if i < lockSpins {
 			continue
 		}
-		if owner == 0 || owner == me {
-			// Free a moment ago, or held by a goroutine of this
-			// handle, which cannot stop without this process: it
-			// was preempted, let it run.
-			runtime.Gosched()
+		if owner == 0 {
+			runtime.Gosched() // free a moment ago
 			continue
 		}
-		// Another handle's, in this process or another. A process
+		// Held by a goroutine of this handle, which cannot stop
+		// without this process (it was preempted: let it run), or
+		// by another handle, in this process or another. A process
 		// that died holding the lock is found every deadOwnerCheck,
 		// and its lock taken over: a holder only updates positions in
 		// an order that leaves the ring consistent wherever it stops
-		// (see Ring.reserve).
+		// (see Ring.reserve). Either way the wait is bounded as
+		// below: a word holding this handle's token that none of its
+		// goroutines holds is a value someone else wrote into the
+		// ring (a replay), and spun on for ever it hung the producer.
 		now := time.Now()
-		if now.Sub(checked) >= deadOwnerCheck {
+		if owner != me && now.Sub(checked) >= deadOwnerCheck {
 			checked = now
 			// Handed straight from the dead holder to this handle,
 			// so that no one else reserves before the dead one's

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
 )
@@ -521,7 +522,13 @@ func (r *Ring) closeReservations() int {
 	// sequentially consistent: our store of closed, then our load of the
 	// lock word, against its swap of the lock word, then its load of
 	// closed.)
-	for r.mem.lockWord.Load() == r.mem.self {
+	for start := time.Now(); r.mem.lockWord.Load() == r.mem.self; {
+		if r.mem.slots != nil && time.Since(start) > lockPatience {
+			// No goroutine of this handle holds the lock that long:
+			// the word is a value another process wrote into the
+			// shared ring (spun on, it hung Close for ever).
+			break
+		}
 		runtime.Gosched()
 	}
 	if r.mem.slots != nil {

@@ -155,7 +155,8 @@ type scribbleRun struct {
 	// How hard this run scribbles: up to pause µs between bursts, and
 	// heal percent of the writes make the positions consistent again.
 	pause, heal int
-	ident       []byte // the identity block as created
+	ident       []byte   // the identity block as created
+	pids        sync.Map // uint32 PIDs of the processes that have the ring open, or may
 }
 
 // identAt is the offset of the identity block in the ring file.
@@ -373,6 +374,11 @@ func (sc *scribbleRun) value(off int) uint64 {
 		sc.seen[sc.intn(len(sc.seen))] = cur
 	}
 	size := uint64(sc.size)
+	if owner := off == producerPosAt+64 || off == consumerPosAt+128 || off >= producerPosAt+256 && off < producerPosAt+512 && off%16 == 8; owner && sc.intn(3) == 0 {
+		if tok, ok := sc.liveToken(); ok {
+			return tok // a live handle's token: the lock, a claim or a slot "held" by it
+		}
+	}
 	switch sc.intn(12) {
 	case 0:
 		return cur + uint64(sc.intn(16))*8
@@ -398,6 +404,26 @@ func (sc *scribbleRun) value(off int) uint64 {
 		return cur
 	}
 	return sc.u64()
+}
+
+// liveToken is the token of a handle of a running process (this one, or a
+// command's), as the presence table says (from offset 2304 of the consumer
+// page: entry i holds a generation in its high 32 bits and the process ID
+// in the low ones, and the token is i+1 in the high bits and the
+// generation in the low ones; see liveness.go), if any is: what a hostile
+// process that knows the PIDs can write.
+func (sc *scribbleRun) liveToken() (uint64, bool) {
+	var toks []uint64
+	for i := range (pageSize - 2304) / 8 {
+		e := get64(sc.mem, consumerPosAt+2304+8*i)
+		if _, running := sc.pids.Load(uint32(e)); running && e>>32 != 0 {
+			toks = append(toks, uint64(i+1)<<32|e>>32)
+		}
+	}
+	if len(toks) == 0 {
+		return 0, false
+	}
+	return toks[sc.intn(len(toks))], true
 }
 
 // headerWord is a record header's length word or page offset, as producers
@@ -476,8 +502,10 @@ func (sc *scribbleRun) runOne(args []string) {
 		sc.st.fail(t, "start ringo %s: %v", strings.Join(args, " "), err)
 		return
 	}
+	pid := uint32(cmd.Process.Pid)
+	sc.pids.Store(pid, true)
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- cmd.Wait(); sc.pids.Delete(pid) }()
 	interrupted, killed := false, false
 	stopC := sc.stop
 	if args[0] != "produce" {
@@ -504,7 +532,7 @@ func (sc *scribbleRun) runOne(args []string) {
 	line := "ringo " + strings.Join(args, " ")
 	errOut := stderr.String()
 	if killed {
-		sc.st.fail(t, "%s did not exit within %v%s; stderr:\n%s", line, scribbleBound, sc.describe(), tail(errOut, 4000))
+		sc.st.fail(t, "%s did not exit within %v%s; its goroutines in ringo (SIGQUIT):\n%s", line, scribbleBound, sc.describe(), ringoStacks(errOut))
 		return
 	}
 	var ee *exec.ExitError
@@ -566,6 +594,19 @@ func (s *scribbleStats) reason(msg string) {
 	s.mu.Unlock()
 }
 
+// ringoStacks is the part of a goroutine dump that matters: the first
+// line, and the goroutines with a frame of ringo's.
+func ringoStacks(dump string) string {
+	blocks := strings.Split(dump, "\n\n")
+	out := []string{firstLine(dump)}
+	for _, b := range blocks {
+		if strings.Contains(b, "ringo-bpf/ringo") {
+			out = append(out, b)
+		}
+	}
+	return tail(strings.Join(out, "\n\n"), 8000)
+}
+
 // tail is the last n bytes of s.
 func tail(s string, n int) string {
 	if len(s) > n {
@@ -578,6 +619,7 @@ func tail(s string, n int) string {
 // run stops, storing the time of each return from the library in
 // progress.
 func (sc *scribbleRun) goProducer(progress *atomic.Int64) {
+	sc.pids.Store(uint32(os.Getpid()), true)
 	r, err := ringo.Open(sc.name, ringo.WithDir(sc.dir))
 	progress.Store(time.Now().UnixNano())
 	if err != nil {

@@ -192,7 +192,7 @@ func TestSharedRingCommands(t *testing.T) {
 	}
 	prod := ringoCmd(dir, "produce", "events", "--stdin", "--json")
 	prod.Stdin = strings.NewReader("hello\nworld\n")
-	if r := runCmd(t, prod); r.code != 0 || !strings.Contains(r.stdout, `"records":2`) {
+	if r := runCmd(t, prod); r.code != 0 || !strings.Contains(r.stdout, `"written":2`) {
 		t.Fatalf("produce --stdin: %+v", r)
 	}
 

@@ -18,7 +18,7 @@ import (
 
 var produceCmd = &command{
 	name:    "produce",
-	args:    "TARGET [--count N --size BYTES | --stdin] [--json]",
+	args:    "TARGET [--count N --size BYTES | --stdin] [--no-wait | --timeout D] [--json]",
 	summary: "write records into a shared ring or a user_ringbuf map",
 	help: `With --count and --size, each record starts with its sequence number (8 bytes,
 little-endian; fewer when --size is under 8) and goes on with byte i&0xff at
@@ -27,14 +27,20 @@ newline: lines end at \n only, so a \r before it (or anywhere) stays in the
 record, and a last line without \n is a record too. A record holds at most
 the ring's size minus 16 bytes (a shared ring) or minus 8 (a user_ringbuf);
 a larger --size, or line, is an error before anything is written.
-A full ring is waited on until it has room (Ctrl-C stops); the number of
-times it was found full is reported. Kernel ringbuf maps are written by BPF
-programs only.`,
+A full ring is waited on until the consumer makes room (sleeping: no CPU
+is spent), as a channel send waits; Ctrl-C stops. With --timeout, a record
+that cannot be written within that time ends the run with an error (exit
+status 1). With --no-wait, records that find the ring full are dropped
+rather than waited for: produce writes what fits, counts the rest as
+dropped (and so does the ring's drop counter), and exits 0. Kernel ringbuf
+maps are written by BPF programs only.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		count := fs.Int("count", 0, "number of records to write")
 		var size sizeValue
 		fs.Var(&size, "size", "payload bytes of each record (with --count)")
 		stdin := fs.Bool("stdin", false, "write one record per line of standard input")
+		noWait := fs.Bool("no-wait", false, "drop the records that find the ring full instead of waiting")
+		timeout := fs.Duration("timeout", 0, "give up on a record that cannot be written in this time (exit 1)")
 		asJSON := jsonFlag(fs)
 		return func(e *env, args []string) error {
 			switch {
@@ -42,6 +48,10 @@ programs only.`,
 				return usagef("--stdin and --count/--size exclude each other")
 			case !*stdin && *count <= 0:
 				return usagef("give --count N (N > 0) and --size BYTES, or --stdin")
+			case *noWait && *timeout != 0:
+				return usagef("--no-wait and --timeout exclude each other: one drops at once, the other waits")
+			case *timeout < 0:
+				return usagef("--timeout %v: give a positive duration, such as 2s", *timeout)
 			}
 			t, err := oneTarget(args)
 			if err != nil {
@@ -59,7 +69,7 @@ programs only.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			p := producer{t: t, ctx: ctx}
+			p := producer{t: t, ctx: ctx, noWait: *noWait, timeout: *timeout}
 			if *stdin {
 				sc := bufio.NewScanner(e.stdin)
 				sc.Buffer(make([]byte, min(64*1024, largest+1)), int(largest)+1)
@@ -71,7 +81,7 @@ programs only.`,
 				}
 				if err := sc.Err(); err != nil {
 					if errors.Is(err, bufio.ErrTooLong) {
-						return fmt.Errorf("line %d of standard input is longer than %d bytes, the largest record of %s: %w", p.records+1, largest, cell(t.spec), err)
+						return fmt.Errorf("line %d of standard input is longer than %d bytes, the largest record of %s: %w", p.written+1, largest, cell(t.spec), err)
 					}
 					return fmt.Errorf("read standard input: %w", err)
 				}
@@ -90,55 +100,71 @@ programs only.`,
 				}
 			}
 			if *asJSON {
-				return writeJSON(e.stdout, map[string]uint64{"records": p.records, "bytes": p.bytes, "full": p.full})
+				return writeJSON(e.stdout, map[string]uint64{"written": p.written, "bytes": p.bytes, "dropped": p.dropped})
 			}
-			_, err = fmt.Fprintf(e.stdout, "wrote %d records (%d bytes) into %s; found it full %d times\n", p.records, p.bytes, t.spec, p.full)
+			dropped := ""
+			if *noWait {
+				dropped = fmt.Sprintf("; %d dropped: the ring was full", p.dropped)
+			}
+			_, err = fmt.Fprintf(e.stdout, "wrote %d records (%d bytes) into %s%s\n", p.written, p.bytes, t.spec, dropped)
 			return err
 		}
 	},
 }
 
-// producer writes records into a shared or user ring, waiting while it is
-// full.
+// producer writes records into a shared or user ring: waiting while it is
+// full (for at most timeout, if set), or, with noWait, dropping what does
+// not fit.
 type producer struct {
-	t                    *target
-	ctx                  context.Context
-	records, bytes, full uint64
+	t                       *target
+	ctx                     context.Context
+	noWait                  bool
+	timeout                 time.Duration
+	written, bytes, dropped uint64
 }
 
 func (p *producer) write(b []byte) error {
-	for {
-		var err error
-		if p.t.user != nil {
-			err = p.writeUser(b)
-		} else {
-			err = p.t.shared.Output(b, 0)
-		}
-		if err == nil {
-			p.records++
-			p.bytes += uint64(len(b))
-			return nil
-		}
-		if !errors.Is(err, ringo.ErrFull) {
-			return fmt.Errorf("record %d: %w", p.records, err)
-		}
-		p.full++
-		select {
-		case <-p.ctx.Done():
-			return fmt.Errorf("interrupted after %d records while %s was full", p.records, p.t.spec)
-		case <-time.After(time.Millisecond):
-		}
+	ctx := p.ctx
+	if p.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(p.ctx, p.timeout)
+		defer cancel()
 	}
+	var err error
+	switch {
+	case p.t.user != nil:
+		err = p.writeUser(ctx, b)
+	case p.noWait:
+		err = p.t.shared.Output(b, 0)
+	default:
+		err = p.t.shared.OutputWait(ctx, b, 0)
+	}
+	switch {
+	case err == nil:
+		p.written++
+		p.bytes += uint64(len(b))
+		return nil
+	case p.noWait && errors.Is(err, ringo.ErrFull):
+		p.dropped++
+		return nil
+	case p.ctx.Err() != nil:
+		return fmt.Errorf("interrupted after %d records while %s was full", p.written, p.t.spec)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s stayed full for %v: record %d was not written (%d were); its consumer is slower than this, or gone", p.t.spec, p.timeout, p.written+1, p.written)
+	}
+	return fmt.Errorf("record %d: %w", p.written+1, err)
 }
 
-func (p *producer) writeUser(b []byte) error {
-	rec, err := p.t.user.Reserve(len(b))
-	if errors.Is(err, ringo.ErrNoSpace) {
-		p.full++
-		rec, err = p.t.user.ReserveWait(p.ctx, len(b))
-		if p.ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %d records while %s was full", p.records, p.t.spec)
+func (p *producer) writeUser(ctx context.Context, b []byte) error {
+	var rec ringo.UserRecord
+	var err error
+	if p.noWait {
+		rec, err = p.t.user.Reserve(len(b))
+		if errors.Is(err, ringo.ErrNoSpace) {
+			return ringo.ErrFull
 		}
+	} else {
+		rec, err = p.t.user.ReserveWait(ctx, len(b))
 	}
 	if err != nil {
 		return err

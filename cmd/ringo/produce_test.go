@@ -1,8 +1,7 @@
 package main
 
 import (
-	"encoding/hex"
-	"fmt"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,66 +9,70 @@ import (
 	"github.com/ringo-bpf/ringo"
 )
 
-// produce --size is checked against the ring before the buffer is made:
-// --size 1024G died "out of memory" (and 1G made 1 GiB resident for a 4
-// KiB ring) before the record was found too large.
-func TestProduceSizeCheckedFirst(t *testing.T) {
+// The issue's run: a 4 KiB ring nobody reads, 200 records of 64 bytes.
+// --no-wait writes what fits and drops the rest, exactly, in its output and
+// in the ring's own counter; --timeout gives up saying the ring stayed
+// full; the default waits until a consumer makes room, and drops nothing.
+func TestProduceWaitsOrDrops(t *testing.T) {
 	dir := t.TempDir()
-	okWithin(t, dir, "create", "small", "--size", "4K")
-	for _, size := range []string{"1024G", "1G", "4081"} {
-		start := time.Now()
-		failsWithin(t, dir, 1, "cannot fit in small, a 4 KiB ring: its records hold at most 4080 bytes", "produce", "small", "--count", "1", "--size", size)
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("produce --size %s took %v to refuse", size, d)
-		}
+	ok(t, dir, "create", "small", "--size", "4096")
+	type produced struct{ Written, Bytes, Dropped uint64 }
+	got := decode[produced](t, ok(t, dir, "produce", "small", "--count", "200", "--size", "64", "--no-wait", "--json"))
+	fits := uint64(4095 / 72) // records of 64+8 bytes in a ring holding size-1
+	if got.Written != fits || got.Dropped != 200-fits || got.Bytes != 64*fits {
+		t.Fatalf("--no-wait: %+v, want %d written and %d dropped", got, fits, 200-fits)
 	}
-	// The largest record fits.
-	okWithin(t, dir, "produce", "small", "--count", "1", "--size", "4080")
-	if show := decode[ringJSON](t, okWithin(t, dir, "show", "small", "--json")); show.ProducerPos != 4088 {
-		t.Fatalf("after a 4080-byte record: %+v", show)
+	show := decode[ringJSON](t, ok(t, dir, "show", "small", "--json"))
+	if show.Dropped == nil || *show.Dropped != 200-fits {
+		t.Fatalf("the ring counted %v drops, produce %d", show.Dropped, 200-fits)
 	}
-	// A line longer than the largest record is refused, with its number.
-	okWithin(t, dir, "create", "lines", "--size", "4K")
-	p := ringoCmd(dir, "produce", "lines", "--stdin")
-	p.Stdin = strings.NewReader("ok\n" + strings.Repeat("x", 4081) + "\n")
-	if r := runWithin(t, 20*time.Second, p); r.code != 1 || !strings.Contains(r.stderr, "line 2 of standard input is longer than 4080 bytes") {
-		t.Fatalf("produce --stdin of a long line: %+v", r)
-	}
-}
 
-// produce --stdin splits at \n only: a \r is part of the record (it was
-// dropped, as bufio.ScanLines does), and so is the last line without \n.
-func TestProduceStdinKeepsCR(t *testing.T) {
-	dir := t.TempDir()
-	okWithin(t, dir, "create", "lines", "--size", "4K")
-	p := ringoCmd(dir, "produce", "lines", "--stdin")
-	p.Stdin = strings.NewReader("dos\r\n\r\nmid\rdle\n\nlast")
-	if r := runWithin(t, 20*time.Second, p); r.code != 0 {
-		t.Fatalf("produce --stdin: %+v", r)
+	start := time.Now()
+	fails(t, dir, 1, "small stayed full for 200ms: record 1 was not written", "produce", "small", "--count", "3", "--size", "64", "--timeout", "200ms")
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("--timeout 200ms gave up after %v", waited)
 	}
-	var got []string
-	for _, rec := range lines[recJSON](t, okWithin(t, dir, "peek", "lines", "--json")) {
-		b, _ := hex.DecodeString(rec.Data)
-		got = append(got, string(b))
+	show = decode[ringJSON](t, ok(t, dir, "show", "small", "--json"))
+	if *show.Dropped != 200-fits+1 {
+		t.Fatalf("a record given up after --timeout: the ring counts %d drops, want %d", *show.Dropped, 200-fits+1)
 	}
-	if want := []string{"dos\r", "\r", "mid\rdle", "", "last"}; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
-		t.Fatalf("records %q, want %q", got, want)
-	}
-	if h := okWithin(t, dir, "produce", "--help"); !strings.Contains(h, `lines end at \n only`) {
-		t.Errorf("produce --help does not say how lines are split:\n%s", h)
-	}
-}
 
-// A user ring takes records up to its size minus the header.
-func TestProduceUserRingLargest(t *testing.T) {
-	requireKernel(t)
-	u, err := ringo.CreateUserRing(4096, "cmd_largest")
+	// Waiting: a consumer drains the ring while produce writes 200
+	// records into it.
+	r, err := ringo.Open("small", ringo.WithDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
-	dir := t.TempDir()
-	id := fmt.Sprintf("id:%d", u.ID())
-	failsWithin(t, dir, 1, "its records hold at most 4088 bytes", "produce", id, "--count", "1", "--size", "1024G")
-	okWithin(t, dir, "produce", id, "--count", "1", "--size", "4088")
+	defer r.Close()
+	rd, err := ringo.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	read := make(chan int, 1)
+	go func() {
+		n := 0
+		for _, err := range rd.Records(ctx) {
+			if err != nil {
+				break
+			}
+			if n++; n == int(fits)+200 {
+				break
+			}
+		}
+		read <- n
+	}()
+	out := ok(t, dir, "produce", "small", "--count", "200", "--size", "64")
+	if !strings.Contains(out, "wrote 200 records (12800 bytes) into small") || strings.Contains(out, "dropped") {
+		t.Fatalf("produce that waits: %q", out)
+	}
+	if n := <-read; n != int(fits)+200 {
+		t.Fatalf("the consumer read %d records, want %d", n, int(fits)+200)
+	}
+	if d := r.Dropped(); d != 200-fits+1 {
+		t.Fatalf("waiting counted drops: %d, want %d", d, 200-fits+1)
+	}
+	fails(t, dir, 2, "exclude each other", "produce", "small", "--count", "1", "--size", "1", "--no-wait", "--timeout", "1s")
 }

@@ -103,6 +103,14 @@ type Reader struct {
 	// blocking read does not allocate each time it sleeps.
 	waitCtx  context.Context
 	stopWait func() bool
+
+	// sleeping, set only by tests before the Reader is used, is called
+	// each time the Reader is about to sleep in epoll_wait: it has
+	// announced its wait and its last look found every ring empty or busy
+	// at its head, so a commit from then on must wake it. Tests act on
+	// it instead of sleeping and hoping the Reader is asleep by then.
+	// Only the sleeping path looks at it.
+	sleeping func()
 }
 
 type readerRing struct {
@@ -763,6 +771,9 @@ func (r *Reader) wait(ctx context.Context) error {
 		if d >= 0 && (timeout < 0 || d < timeout) {
 			timeout = d
 		}
+	}
+	if r.sleeping != nil {
+		r.sleeping()
 	}
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
 	r.announce(false)

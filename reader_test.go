@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func newReader(t testing.TB, rings ...Source) *Reader {
@@ -19,31 +21,86 @@ func newReader(t testing.TB, rings ...Source) *Reader {
 	return rd
 }
 
+// sleepWatch reports each time a Reader is about to sleep in epoll_wait
+// (Reader.sleeping): what a test commits after a report must wake it. It
+// holds one report at most.
+type sleepWatch chan struct{}
+
+// watchSleep makes rd report to the returned sleepWatch; call it before rd
+// is used by another goroutine.
+func watchSleep(rd *Reader) sleepWatch {
+	w := make(sleepWatch, 1)
+	rd.sleeping = func() {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	return w
+}
+
+// wait waits until the Reader is about to sleep, failing t if it does not
+// get there: what says what the Reader should be blocked on.
+func (w sleepWatch) wait(t testing.TB, what string) {
+	t.Helper()
+	waitfor.Recv(t, w, waitfor.Short, "the Reader to sleep "+what)
+}
+
+// drain forgets reports of earlier sleeps: call it once the read that
+// slept has returned.
+func (w sleepWatch) drain() {
+	for len(w) > 0 {
+		<-w
+	}
+}
+
+// readResult is a Read run in another goroutine.
+type readResult struct {
+	rec Record
+	err error
+}
+
+// readAsync runs rd.Read(ctx) in a goroutine; receive its result with
+// waitfor.Recv.
+func readAsync(ctx context.Context, rd *Reader) <-chan readResult {
+	out := make(chan readResult, 1)
+	go func() {
+		rec, err := rd.Read(ctx)
+		out <- readResult{rec, err}
+	}()
+	return out
+}
+
 func TestReadBlocksUntilCommit(t *testing.T) {
 	r := newRing(t, 4096)
 	rd := newReader(t, r)
+	asleep := watchSleep(rd)
 	v, err := r.Reserve(5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	copy(v.Bytes(), "later")
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		r.Commit(v, 0)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// The record at the head is busy: Read must sleep, not spin, and wake
-	// on the commit.
-	rec, err := rd.Read(ctx)
-	if err != nil {
+	// The record at the head is busy: Read must sleep, not spin (else it
+	// never reports that it sleeps), and wake on the commit, once. (No
+	// deadline: a Reader that wakes at its deadline would find the record
+	// and hide a lost wake-up.)
+	done := readAsync(t.Context(), rd)
+	asleep.wait(t, "on the busy record at the head")
+	if err := r.Commit(v, 0); err != nil {
 		t.Fatal(err)
 	}
-	if string(rec.Data) != "later" || rec.Source != r || rec.Pos != 0 {
+	res := waitfor.Recv(t, done, waitfor.Short, "Read to return the committed record")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if rec := res.rec; string(rec.Data) != "later" || rec.Source != r || rec.Pos != 0 {
 		t.Fatalf("got %+v", rec)
 	}
-	if w := rd.Wakeups(); w < 1 || w > 2 {
-		t.Fatalf("reader woke %d times for one commit", w)
+	if w := rd.Wakeups(); w != 1 {
+		t.Fatalf("reader woke %d times for one commit it slept for, want 1", w)
+	}
+	if w := r.Wakeups(); w != 1 {
+		t.Fatalf("the commit decided %d wake-ups, want 1", w)
 	}
 }
 
@@ -59,17 +116,20 @@ func TestReadDeadlineAndCancel(t *testing.T) {
 	if d := time.Since(start); d < 30*time.Millisecond {
 		t.Fatalf("Read returned after %v, before its deadline", d)
 	}
+	// Cancelled while it sleeps.
+	asleep := watchSleep(rd)
 	ctx, cancel = context.WithCancel(context.Background())
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		cancel()
-	}()
-	if _, err := rd.Read(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Read cancelled: %v", err)
+	done := readAsync(ctx, rd)
+	asleep.wait(t, "on the empty ring")
+	cancel()
+	if res := waitfor.Recv(t, done, waitfor.Short, "the cancelled Read to return"); !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("Read cancelled: %v", res.err)
 	}
 	// A record produced meanwhile is still there for the next Read.
 	r.Output([]byte("x"), 0)
-	rec, err := rd.Read(context.Background())
+	ctx, cancel = context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	rec, err := rd.Read(ctx)
 	if err != nil || string(rec.Data) != "x" {
 		t.Fatalf("Read after cancel: %q, %v", rec.Data, err)
 	}
@@ -81,20 +141,12 @@ func TestCloseInterruptsRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error)
-	go func() {
-		_, err := rd.Read(context.Background())
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
+	asleep := watchSleep(rd)
+	done := readAsync(context.Background(), rd)
+	asleep.wait(t, "on the empty ring")
 	rd.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Read after Close: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not interrupt Read")
+	if res := waitfor.Recv(t, done, waitfor.Short, "Close to interrupt the blocked Read"); !errors.Is(res.err, ErrClosed) {
+		t.Fatalf("Read after Close: %v", res.err)
 	}
 	// The reader let go of the ring: another may take it.
 	rd2 := newReader(t, r)
@@ -179,7 +231,12 @@ func TestPeekDoesNotConsume(t *testing.T) {
 			t.Fatalf("Peek moved consumer_pos to %d", p.Consumer)
 		}
 	}
-	rec, _ := rd.Read(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	rec, err := rd.Read(ctx)
+	if err != nil {
+		t.Fatalf("Read of a ring holding 3 records: %v", err)
+	}
 	var seen []byte
 	rd.Peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
 	if rec.Data[0] != 0 || !bytes.Equal(seen, []byte{1, 2}) {
@@ -192,17 +249,17 @@ func TestRecordsIterator(t *testing.T) {
 	rd := newReader(t, r)
 	go func() {
 		for i := 0; i < 100; i++ {
-			for r.Output([]byte(fmt.Sprint(i)), 0) != nil {
+			for errors.Is(r.Output([]byte(fmt.Sprint(i)), 0), ErrFull) {
 				time.Sleep(time.Millisecond)
 			}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
 	defer cancel()
 	i := 0
 	for rec, err := range rd.Records(ctx) {
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("waiting for record %d: %v", i, err)
 		}
 		if string(rec.Data) != fmt.Sprint(i) {
 			t.Fatalf("record %d is %q", i, rec.Data)
@@ -215,7 +272,7 @@ func TestRecordsIterator(t *testing.T) {
 	// Breaking consumed the records seen, the 60th included.
 	for rec, err := range rd.Records(ctx) {
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("waiting for record %d after the break: %v", i, err)
 		}
 		if string(rec.Data) != fmt.Sprint(i) {
 			t.Fatalf("after break, record %d is %q", i, rec.Data)
@@ -241,7 +298,8 @@ func TestReaderIsFairBetweenRings(t *testing.T) {
 	for flood.Output(make([]byte, 8), 0) == nil {
 	}
 	quiet.Output([]byte("quiet"), 0)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
 	var rec Record
 	for i := 0; ; i++ {
 		if err := rd.ReadInto(ctx, &rec); err != nil {
@@ -291,17 +349,18 @@ func TestReaderOverManyRings(t *testing.T) {
 	}
 	go func() {
 		for i := 0; i < 50; i++ {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // records now and then, while the Reader sleeps or not
 			rings[i%5].Output([]byte{byte(i)}, 0)
 		}
 	}()
 	count := map[Source]int{}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer time.AfterFunc(waitfor.Short, cancel).Stop()
 	for i := 0; i < 50; i++ {
 		rec, err := rd.Read(ctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("waiting for record %d of 50 (a lost wake-up?): %v", i, err)
 		}
 		if int(rec.Data[0])%5 != indexOf(rings, rec.Source) {
 			t.Fatalf("record %d tagged with ring %v", rec.Data[0], rec.Source)
@@ -335,7 +394,9 @@ func TestCorruptRingIsAnError(t *testing.T) {
 		t.Fatalf("Consume of a corrupt header: %v", err)
 	}
 	t.Log(err)
-	_, err = rd.Read(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	_, err = rd.Read(ctx)
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Read of a corrupt header: %v", err)
 	}
@@ -345,7 +406,12 @@ func TestZeroAllocationsPerRecord(t *testing.T) {
 	r := newRing(t, 1<<16)
 	rd := newReader(t, r)
 	payload := make([]byte, 64)
-	ctx := context.Background()
+	// Cancelled, not timed out, so that a blocking wait takes the
+	// cancellable path (registered once); bounded all the same.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer time.AfterFunc(waitfor.Long, cancel).Stop()
+	var readErr error
 	sink := 0
 	count := func(rec Record) error { sink += len(rec.Data); return nil }
 
@@ -370,29 +436,39 @@ func TestZeroAllocationsPerRecord(t *testing.T) {
 	var rec Record
 	if a := testing.AllocsPerRun(1000, func() {
 		r.Output(payload, 0)
-		rd.ReadInto(ctx, &rec)
+		if err := rd.ReadInto(ctx, &rec); err != nil && readErr == nil {
+			readErr = err
+		}
 	}); a != 0 {
 		t.Errorf("Output + ReadInto: %v allocations per record", a)
+	}
+	if readErr != nil {
+		t.Fatalf("ReadInto of the record just written: %v", readErr)
 	}
 	// A blocking wait with a cancellable context registers it once.
 	// AllocsPerRun runs its function once more than asked: 1001 ReadInto
 	// calls, then twice 500 records from Records.
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	go func() {
 		for i := 0; i < 1001+2*500; i++ {
-			for r.Output(payload, 0) != nil {
+			for errors.Is(r.Output(payload, 0), ErrFull) {
 			}
 		}
 	}()
-	if a := testing.AllocsPerRun(1000, func() { rd.ReadInto(cctx, &rec) }); a != 0 {
+	if a := testing.AllocsPerRun(1000, func() {
+		if err := rd.ReadInto(ctx, &rec); err != nil && readErr == nil {
+			readErr = err
+		}
+	}); a != 0 {
 		t.Errorf("blocking ReadInto: %v allocations per record", a)
+	}
+	if readErr != nil {
+		t.Fatalf("blocking ReadInto (bounded by %v): %v", waitfor.Long, readErr)
 	}
 	if a := testing.AllocsPerRun(1, func() {
 		n := 0
-		for _, err := range rd.Records(cctx) {
+		for _, err := range rd.Records(ctx) {
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("Records, record %d of 500 (bounded by %v): %v", n, waitfor.Long, err)
 			}
 			if n++; n == 500 {
 				break

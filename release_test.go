@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // outputSeq writes records carrying the sequence numbers from..to-1.
@@ -25,10 +29,22 @@ func outputSeq(t testing.TB, r *Ring, from, to int) {
 
 // outputWaiting outputs data, waiting while the ring is full.
 func outputWaiting(r *Ring, data []byte) error {
+	return outputUntil(r, data, nil)
+}
+
+// errQuit is outputUntil's answer once quit is set.
+var errQuit = errors.New("quit while the ring was full")
+
+// outputUntil outputs data, waiting while the ring is full, unless quit
+// (if not nil) is set: then it returns errQuit.
+func outputUntil(r *Ring, data []byte, quit *atomic.Bool) error {
 	for {
 		err := r.Output(data, 0)
 		if !errors.Is(err, ErrFull) {
 			return err
+		}
+		if quit != nil && quit.Load() {
+			return errQuit
 		}
 		time.Sleep(10 * time.Microsecond)
 	}
@@ -175,22 +191,23 @@ func TestExplicitReleaseClose(t *testing.T) {
 func TestExplicitReleaseBlockingRead(t *testing.T) {
 	r := newRing(t, 4096)
 	rd := newReader(t, r)
+	asleep := watchSleep(rd)
 	rd.SetExplicitRelease(true)
 	outputSeq(t, r, 0, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
 	defer cancel()
 	if _, err := rd.Read(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		outputSeq(t, r, 1, 2)
-	}()
-	rec, err := rd.Read(ctx)
-	if err != nil {
-		t.Fatalf("blocked read with a held record missed the next record: %v", err)
+	asleep.drain()
+	done := readAsync(t.Context(), rd)
+	asleep.wait(t, "with a record held, on the empty ring")
+	outputSeq(t, r, 1, 2)
+	res := waitfor.Recv(t, done, waitfor.Short, "the blocked Read, holding a record, to see the next one")
+	if res.err != nil {
+		t.Fatalf("blocked read with a held record missed the next record: %v", res.err)
 	}
-	if s := binary.LittleEndian.Uint64(rec.Data); s != 1 {
+	if s := binary.LittleEndian.Uint64(res.rec.Data); s != 1 {
 		t.Fatalf("read %d, want 1", s)
 	}
 	if c := r.Positions().Consumer; c != 0 {
@@ -202,18 +219,29 @@ func TestExplicitReleaseBlockingRead(t *testing.T) {
 // in random batches and rewinds at random, as a forwarder does when the far
 // side fails: every record is released exactly once, in per-producer order,
 // and producers always find room again.
+//
+// The consumer never holds so much that the largest record no longer fits
+// beside what it holds: then, with every record handed out, Read would
+// wait for a record no producer has room to write, and neither side could
+// move. So before each Read it releases, at random, enough to leave room
+// for one more record. It goes through spells of releasing often and of
+// releasing only when it must, which keeps the ring full of held records
+// (producers refused, Read polling for what they write once room is made).
 func TestExplicitReleaseStress(t *testing.T) {
 	const producers, perProducer = 4, 20000
-	r := newRing(t, 16384)
+	const ringSize, maxPayload = 16384, 511
+	r := newRing(t, ringSize)
 	rd := newReader(t, r)
 	rd.SetExplicitRelease(true)
 	var wg sync.WaitGroup
+	var quit atomic.Bool
+	errs := make(chan error, producers)
 	for p := range producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(p), 1))
-			buf := make([]byte, 512)
+			buf := make([]byte, maxPayload+1)
 			for i := 0; i < perProducer; i++ {
 				n := 16 + rng.IntN(len(buf)-16)
 				binary.LittleEndian.PutUint64(buf, uint64(p))
@@ -221,28 +249,89 @@ func TestExplicitReleaseStress(t *testing.T) {
 				for j := 16; j < n; j++ {
 					buf[j] = byte(i + j)
 				}
-				if err := outputWaiting(r, buf[:n]); err != nil {
-					t.Error(err)
+				if err := outputUntil(r, buf[:n], &quit); err != nil {
+					if err != errQuit {
+						errs <- fmt.Errorf("producer %d, record %d: %w", p, i, err)
+					}
 					return
 				}
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	// On the way out, stop the producers before the cleanups close the
+	// ring under them.
+	defer func() {
+		quit.Store(true)
+		waitfor.Group(t, &wg, waitfor.Short, "the producers to stop")
+	}()
 
 	rng := rand.New(rand.NewPCG(99, 2))
 	released := make([]int, producers) // next sequence number to release, per producer
 	var pending []Record               // handed out, not released
-	var seen []int                     // next sequence number expected on hand-out, per producer
-	seen = make([]int, producers)
-	total := 0
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	seen := make([]int, producers)     // next sequence number expected on hand-out, per producer
+	// span is the bytes of ring positions the pending records take.
+	span := func(recs []Record) uint64 {
+		if len(recs) == 0 {
+			return 0
+		}
+		last := recs[len(recs)-1]
+		return last.Pos + recordSize(uint64(len(last.Data))) - recs[0].Pos
+	}
+	// room is how much the pending records may take before Read: what
+	// leaves the largest record room beside them (a ring holds size-1
+	// bytes of records).
+	const room = ringSize - 1 - (HeaderSize+maxPayload+7)&^7
+	release := func(k int) {
+		t.Helper()
+		if err := rd.Release(pending[k]); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range pending[:k+1] {
+			hp, hi := int(binary.LittleEndian.Uint64(h.Data)), int(binary.LittleEndian.Uint64(h.Data[8:]))
+			if hi != released[hp] {
+				t.Fatalf("producer %d: released %d, want %d next", hp, hi, released[hp])
+			}
+			released[hp]++
+		}
+		end := pending[k].Pos + recordSize(uint64(len(pending[k].Data)))
+		pending = pending[k+1:]
+		if c := r.Positions().Consumer; c != end {
+			t.Fatalf("consumer_pos %d after releasing the record that ends at %d", c, end)
+		}
+	}
+	total := func() int { return sum(released) }
+	releaseOdds, forced, rewinds := 20, 0, 0
+	// Cancelled, not timed out: a Read woken by its deadline would find
+	// records and hide a wake-up it missed.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for total < producers*perProducer {
+	defer time.AfterFunc(waitfor.Long, cancel).Stop()
+	for n := 0; total() < producers*perProducer; n++ {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		default:
+		}
+		if n%1000 == 0 {
+			releaseOdds = []int{1, 20, 60}[rng.IntN(3)] // percent: a spell of holding on, or of letting go
+		}
+		if sum(seen) == producers*perProducer {
+			release(len(pending) - 1) // all handed out: release the rest
+			continue
+		}
+		if s := span(pending); s > room {
+			// The ring could be full of held records: make room.
+			k := 0
+			for span(pending[k+1:]) > room {
+				k++
+			}
+			release(k + rng.IntN(len(pending)-k))
+			forced++
+		}
 		rec, err := rd.Read(ctx)
 		if err != nil {
-			t.Fatalf("after %d released: %v", total, err)
+			t.Fatalf("Read after %d released, %d held (%d bytes of %d; positions %+v): %v",
+				total(), len(pending), span(pending), ringSize, r.Positions(), err)
 		}
 		p, i := int(binary.LittleEndian.Uint64(rec.Data)), int(binary.LittleEndian.Uint64(rec.Data[8:]))
 		if p >= producers || i != seen[p] {
@@ -258,30 +347,15 @@ func TestExplicitReleaseStress(t *testing.T) {
 		switch x := rng.IntN(100); {
 		case x < 3: // the far side failed: hand them out again
 			rd.Rewind()
+			rewinds++
 			for _, h := range pending {
 				seen[int(binary.LittleEndian.Uint64(h.Data))]--
 			}
 			pending = pending[:0]
-		case x < 20 || len(pending) > 64 || sum(seen) == producers*perProducer:
-			k := rng.IntN(len(pending))
-			if sum(seen) == producers*perProducer {
-				k = len(pending) - 1 // all handed out: release the rest
-			}
-			if err := rd.Release(pending[k]); err != nil {
-				t.Fatal(err)
-			}
-			for _, h := range pending[:k+1] {
-				hp, hi := int(binary.LittleEndian.Uint64(h.Data)), int(binary.LittleEndian.Uint64(h.Data[8:]))
-				if hi != released[hp] {
-					t.Fatalf("producer %d: released %d, want %d next", hp, hi, released[hp])
-				}
-				released[hp]++
-				total++
-			}
-			pending = pending[k+1:]
+		case x < 3+releaseOdds:
+			release(rng.IntN(len(pending)))
 		}
 	}
-	<-done
 	for p, n := range released {
 		if n != perProducer {
 			t.Errorf("producer %d: %d records released, want %d", p, n, perProducer)
@@ -290,6 +364,8 @@ func TestExplicitReleaseStress(t *testing.T) {
 	if p := r.Positions(); p.Consumer != p.Producer {
 		t.Errorf("consumer_pos %d, producer_pos %d at the end", p.Consumer, p.Producer)
 	}
+	t.Logf("%d records released; %d rewinds, %d releases forced by a ring full of held records; %d reader wake-ups",
+		total(), rewinds, forced, rd.Wakeups())
 }
 
 func sum(s []int) int {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // TestFencedCommitIsForInProcessRings checks which rings let Output commit
@@ -15,7 +18,7 @@ import (
 func TestFencedCommitIsForInProcessRings(t *testing.T) {
 	r := newRing(t, 4096)
 	if !r.mem.fencedByReader {
-		t.Skip("no process-wide memory barrier here (membarrier): Output commits with a locked exchange")
+		skipUnlessRequired(t, "no process-wide memory barrier (membarrier(2)) here: Output commits with a locked exchange")
 	}
 	s, err := Create("fenced", 4096, WithDir(t.TempDir()))
 	if err != nil {
@@ -60,37 +63,67 @@ func TestOutputWakesReaderGoingToSleep(t *testing.T) {
 	if testing.Short() {
 		rounds = 300
 	}
-	ack := make(chan struct{})
+	asleep := watchSleep(rd)
+	ack := make(chan struct{}, 1)
+	produced := make(chan error, 1)
 	go func() {
+		defer close(produced)
 		rng := rand.New(rand.NewPCG(1, 2))
 		var buf [8]byte
 		for i := range rounds {
-			<-ack
-			// Up to ~150 µs: past the Reader's spinning, sometimes.
-			end := time.Now().Add(time.Duration(rng.IntN(150_000)))
-			for time.Now().Before(end) {
+			if _, ok := <-ack; !ok {
+				return // the test failed
+			}
+			if i%64 == 63 {
+				// Once the Reader is about to sleep, surely, now and
+				// then: so the wake-up path is always taken.
+				select {
+				case <-asleep:
+				case <-time.After(waitfor.Short):
+					produced <- fmt.Errorf("record %d: the Reader did not go to sleep on the empty ring within %v", i, waitfor.Short)
+					return
+				}
+			} else {
+				// Up to ~150 µs: past the Reader's spinning, sometimes.
+				end := time.Now().Add(time.Duration(rng.IntN(150_000)))
+				for time.Now().Before(end) {
+				}
 			}
 			binary.NativeEndian.PutUint64(buf[:], uint64(i))
 			if err := r.Output(buf[:], 0); err != nil {
-				t.Error(err)
+				produced <- fmt.Errorf("record %d: %w", i, err)
 				return
 			}
 		}
 	}()
+	defer func() {
+		close(ack)
+		waitfor.Recv(t, produced, waitfor.Short, "the producer to stop")
+	}()
 	for i := range rounds {
-		ack <- struct{}{}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		asleep.drain()    // earlier sleeps: Read has returned from them
+		ack <- struct{}{} // room for one: the producer takes it before the next
+		// Cancelled, not timed out: a Reader woken by its deadline would
+		// find the record and hide the lost wake-up.
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := time.AfterFunc(waitfor.Short, cancel)
 		rec, err := rd.Read(ctx)
+		stop.Stop()
 		cancel()
 		if err != nil {
-			t.Fatalf("record %d: %v (positions %+v): its commit did not wake the Reader", i, err, r.Positions())
+			select {
+			case perr := <-produced:
+				t.Fatalf("record %d: %v (the producer: %v)", i, err, perr)
+			default:
+			}
+			t.Fatalf("record %d: %v after %v (positions %+v): its commit did not wake the Reader", i, err, waitfor.Short, r.Positions())
 		}
 		if got := binary.NativeEndian.Uint64(rec.Data); got != uint64(i) {
 			t.Fatalf("record %d holds %d", i, got)
 		}
 	}
 	t.Logf("%d wake-ups in %d rounds", rd.Wakeups(), rounds)
-	if rd.Wakeups() == 0 {
-		t.Error("the Reader never slept: the test did not reach the wake-up path")
+	if w := rd.Wakeups(); w < uint64(rounds/64) {
+		t.Errorf("%d wake-ups, but the Reader slept for %d records at least", w, rounds/64)
 	}
 }

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func newKernelRing(t testing.TB, size int) *KernelRing {
@@ -115,10 +115,7 @@ func bpffsDir(t testing.TB) string {
 	t.Helper()
 	var st syscall.Statfs_t
 	if err := syscall.Statfs("/sys/fs/bpf", &st); err != nil || st.Type != 0xcafe4a11 {
-		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-			t.Fatal("no BPF file system at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf")
-		}
-		t.Skip("no BPF file system at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
+		skipUnlessRequired(t, "no BPF file system at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "ringo-test-")
 	if err != nil {
@@ -171,26 +168,35 @@ func TestKernelRingWakesReaderWithUserRing(t *testing.T) {
 	k := newKernelRing(t, 4096)
 	u := newRing(t, 4096)
 	rd := newReader(t, k, u)
+	asleep := watchSleep(rd)
 	out := loadProg(t, outputProgram(k.FD(), 0))
-	go func() {
-		time.Sleep(30 * time.Millisecond)
-		out.run()
-		time.Sleep(30 * time.Millisecond)
-		u.Output([]byte("user"), 0)
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	defer time.AfterFunc(10*time.Second, cancel).Stop()
-	rec, err := rd.Read(ctx)
-	if err != nil || rec.Source != k || le64(rec.Data) != 0 {
-		t.Fatalf("first record: %v from %v (%v)", rec.Data, rec.Source, err)
+	// Each record is written once the Reader is about to sleep on both
+	// empty rings: only a wake-up through its epoll can bring it back,
+	// exactly one per record. (No deadline, which would wake it too.)
+	done := readAsync(t.Context(), rd)
+	asleep.wait(t, "on the empty kernel and user-space rings")
+	if ret := out.run(); ret != 0 {
+		t.Fatalf("the BPF program's output returned %d", ret)
 	}
-	rec, err = rd.Read(ctx)
-	if err != nil || rec.Source != u || string(rec.Data) != "user" {
-		t.Fatalf("second record: %q from %v (%v)", rec.Data, rec.Source, err)
+	res := waitfor.Recv(t, done, waitfor.Short, "the kernel ring's commit to wake the Reader")
+	if rec := res.rec; res.err != nil || rec.Source != k || le64(rec.Data) != 0 {
+		t.Fatalf("first record: %v from %v (%v)", rec.Data, rec.Source, res.err)
 	}
-	if rd.Wakeups() < 2 {
-		t.Fatalf("reader woken %d times for two records it slept for", rd.Wakeups())
+	if w := rd.Wakeups(); w != 1 {
+		t.Fatalf("reader woken %d times for the one record it slept for", w)
+	}
+	asleep.drain()
+	done = readAsync(t.Context(), rd)
+	asleep.wait(t, "on the empty kernel and user-space rings, again")
+	if err := u.Output([]byte("user"), 0); err != nil {
+		t.Fatal(err)
+	}
+	res = waitfor.Recv(t, done, waitfor.Short, "the user-space ring's commit to wake the Reader")
+	if rec := res.rec; res.err != nil || rec.Source != u || string(rec.Data) != "user" {
+		t.Fatalf("second record: %q from %v (%v)", rec.Data, rec.Source, res.err)
+	}
+	if w := rd.Wakeups(); w != 2 {
+		t.Fatalf("reader woken %d times for two records it slept for", w)
 	}
 }
 
@@ -421,19 +427,19 @@ func TestKernelRingDynptr(t *testing.T) {
 // A ring ringo creates and pins is what bpftool, the ecosystem's tool, calls
 // a ringbuf of that size and name. CI installs bpftool.
 func TestBpftoolSeesPinnedRing(t *testing.T) {
+	requireKernel(t)
 	bpftool, err := exec.LookPath("bpftool")
 	if err != nil {
-		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-			t.Fatal("bpftool is not installed (apt-get install bpftool)")
-		}
-		t.Skip("bpftool is not installed")
+		skipUnlessRequired(t, "bpftool is not in PATH (apt-get install bpftool)")
 	}
 	k := newKernelRing(t, 1<<16)
 	pin := filepath.Join(bpffsDir(t), "ring")
 	if err := k.Pin(pin); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bpftool, "--json", "map", "show", "pinned", pin).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bpftool, "--json", "map", "show", "pinned", pin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("bpftool: %v: %s", err, out)
 	}

@@ -5,19 +5,22 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func requireBarrier(t *testing.T) {
 	t.Helper()
 	if !sys.ProcessBarrierAvailable() {
-		t.Skip("no membarrier(2): WithSingleProducer falls back to the lock")
+		skipUnlessRequired(t, "no membarrier(2) here: WithSingleProducer falls back to the lock")
 	}
 }
 
@@ -76,30 +79,68 @@ func TestSingleProducerTransfer(t *testing.T) {
 	const n = 100000
 	r := newRing(t, 16384, WithSingleProducer())
 	rd := newReader(t, r)
+	asleep := watchSleep(rd)
+	pauses := 0
+	var quit atomic.Bool
+	produced := make(chan error, 1)
+	// On the way out, stop the producer before the cleanups close the
+	// ring under it.
+	defer func() {
+		quit.Store(true)
+		waitfor.Recv(t, produced, waitfor.Short, "the producer to stop")
+	}()
 	go func() {
+		defer close(produced)
 		rng := rand.New(rand.NewPCG(6, 6))
 		buf := make([]byte, 600)
 		for i := range n {
+			pause := rng.IntN(2000) == 0 && i < n-1
+			if pause {
+				// Earlier sleeps do not count: the one after this
+				// record (or before it, if it wakes the Reader).
+				asleep.drain()
+			}
 			size := 8 + rng.IntN(len(buf)-8)
 			binary.LittleEndian.PutUint64(buf, uint64(i))
 			for j := 8; j < size; j++ {
 				buf[j] = byte(i + j)
 			}
-			if err := outputWaiting(r, buf[:size]); err != nil {
-				panic(err)
+			if err := outputUntil(r, buf[:size], &quit); err != nil {
+				if err != errQuit {
+					produced <- fmt.Errorf("record %d: %w", i, err)
+				}
+				return
 			}
-			if rng.IntN(2000) == 0 {
-				time.Sleep(time.Millisecond) // let the reader fall asleep
+			if pause {
+				// Let the reader fall asleep: the next record must
+				// wake it.
+				select {
+				case <-asleep:
+				case <-time.After(waitfor.Short):
+					produced <- fmt.Errorf("record %d: the reader did not go to sleep within %v", i, waitfor.Short)
+					return
+				}
+				pauses++
 			}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Cancelled, not timed out: a Reader woken by its deadline would find
+	// the records a lost wake-up left behind.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var arrived atomic.Uint64
+	defer waitfor.Watchdog(waitfor.Short, arrived.Load, cancel)()
 	next := 0
 	for rec, err := range rd.Records(ctx) {
 		if err != nil {
-			t.Fatalf("after %d records: %v (a lost wake-up?)", next, err)
+			select {
+			case perr := <-produced:
+				t.Fatalf("after %d records: %v (the producer: %v)", next, err, perr)
+			default:
+			}
+			t.Fatalf("after %d records: %v (none for %v: a lost wake-up?)", next, err, waitfor.Short)
 		}
+		arrived.Add(1)
 		if got := int(binary.LittleEndian.Uint64(rec.Data)); got != next {
 			t.Fatalf("record %d arrived where %d was due", got, next)
 		}
@@ -112,8 +153,9 @@ func TestSingleProducerTransfer(t *testing.T) {
 			break
 		}
 	}
-	if rd.Wakeups() == 0 {
-		t.Error("the reader never slept: wake-ups not exercised")
+	waitfor.Recv(t, produced, waitfor.Short, "the producer to return")
+	if w := rd.Wakeups(); w < uint64(pauses) || pauses == 0 {
+		t.Errorf("%d reader wake-ups, but it fell asleep on %d records (want at least one)", w, pauses)
 	}
 }
 
@@ -162,16 +204,14 @@ func TestSingleProducerClose(t *testing.T) {
 				r.Commit(v, NoWakeup)
 			}
 		}()
-		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
-		for {
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond) // close at a random moment
+		waitfor.Until(t, waitfor.Short, "Close to find no reservation open", func() bool {
 			err := r.Close()
-			if err == nil {
-				break
-			}
-			if !strings.Contains(err.Error(), "reservations are still open") {
+			if err != nil && !strings.Contains(err.Error(), "reservations are still open") {
 				t.Fatal(err)
 			}
-		}
-		wg.Wait()
+			return err == nil
+		})
+		waitfor.Group(t, &wg, waitfor.Short, "the producer to see the ring closed")
 	}
 }

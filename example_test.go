@@ -31,8 +31,11 @@ func Example() {
 	copy(res.Bytes(), "world")
 	ring.Commit(res, 0)
 
+	// Read blocks until a record arrives: give it a deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for i := 0; i < 2; i++ {
-		rec, err := rd.Read(context.Background())
+		rec, err := rd.Read(ctx)
 		if err != nil {
 			panic(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func TestPeekLeavesRecordsAndStopsAtBusy(t *testing.T) {
@@ -72,8 +74,13 @@ func TestPeekBesideConsumer(t *testing.T) {
 	r := newRing(t, 8192)
 	rd := newReader(t, r)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var wg sync.WaitGroup
+	// Stop the producer and the consumer before the cleanups close the
+	// ring and the Reader under them.
+	defer func() {
+		cancel()
+		waitfor.Group(t, &wg, waitfor.Short, "the producer and the consumer to stop")
+	}()
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -114,8 +121,6 @@ func TestPeekBesideConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cancel()
-	wg.Wait()
 	if seen == 0 {
 		t.Fatal("Peek saw no records: the test checked nothing")
 	}

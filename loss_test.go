@@ -4,9 +4,12 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // TestDropsExactUnderStress: four producers hammer a small ring that a slow
@@ -31,6 +34,7 @@ func TestDropsExactUnderStress(t *testing.T) {
 			rd := newReader(t, r)
 			const producers, attempts = 4, 20000
 			var wg sync.WaitGroup
+			var full atomic.Bool // a producer was refused: the reader may start
 			refused := make([]uint64, producers)
 			refusedBytes := make([]uint64, producers)
 			for p := range producers {
@@ -47,6 +51,7 @@ func TestDropsExactUnderStress(t *testing.T) {
 							}
 							refused[p]++
 							refusedBytes[p] += uint64(n)
+							full.Store(true)
 						}
 					}
 				}()
@@ -54,12 +59,21 @@ func TestDropsExactUnderStress(t *testing.T) {
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
 			delivered := 0
+			deadline := time.Now().Add(waitfor.Long)
 			for {
-				n, err := rd.Consume(func(Record) error { return nil })
-				if err != nil {
-					t.Fatal(err)
+				// The reader starts once the ring has been full, so
+				// that drops are certain, however the producers are
+				// scheduled; then it drains slowly.
+				if full.Load() {
+					n, err := rd.Consume(func(Record) error { return nil })
+					if err != nil {
+						t.Fatal(err)
+					}
+					delivered += n
 				}
-				delivered += n
+				if time.Now().After(deadline) {
+					t.Fatalf("waited %v for the producers to make %d attempts each; goroutines:\n%s", waitfor.Long, attempts, waitfor.Stacks())
+				}
 				select {
 				case <-done:
 					n, _ := rd.Consume(func(Record) error { return nil })

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func newRing(t testing.TB, size int, opts ...Option) *Ring {
@@ -598,11 +600,10 @@ func TestCloseWhileProducing(t *testing.T) {
 				}
 			}()
 		}
-		for r.Close() != nil {
-		}
+		waitfor.Until(t, waitfor.Short, "Close to find no reservation open", func() bool { return r.Close() == nil })
 		close(stop)
 		for p := 0; p < 4; p++ {
-			if err := <-done; err != nil {
+			if err := waitfor.Recv(t, done, waitfor.Short, "the producers to stop on the closed ring"); err != nil {
 				t.Fatal(err)
 			}
 		}

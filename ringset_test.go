@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // The core stress test on a set: producers, each keeping the ring Next gave
@@ -38,6 +40,13 @@ func TestShardsStress(t *testing.T) {
 	committed := make([][]uint64, producers)
 	ringOf := make([]*Ring, producers)
 	var wg sync.WaitGroup
+	var quit atomic.Bool
+	// On the way out, stop the producers before the set is closed under
+	// them.
+	defer func() {
+		quit.Store(true)
+		waitfor.Group(t, &wg, waitfor.Short, "the producers to stop")
+	}()
 	for id := range producers {
 		ring := set.Next()
 		ringOf[id] = ring
@@ -58,6 +67,9 @@ func TestShardsStress(t *testing.T) {
 						t.Error(err)
 						return
 					}
+					if quit.Load() {
+						return
+					}
 					time.Sleep(time.Microsecond)
 				}
 				stressFill(res.Bytes(), uint32(id), seq)
@@ -72,8 +84,9 @@ func TestShardsStress(t *testing.T) {
 	}
 	got := make([][]uint64, producers)
 	lastPos := map[Source]uint64{}
-	ctx, cancel := context.WithTimeout(context.Background(), stressWait)
-	defer cancel()
+	// The run fails if no record arrives for stressWait.
+	var arrived, stalled atomic.Uint64
+	defer waitfor.Watchdog(stressWait, arrived.Load, func() { stalled.Store(1) })()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	finished := false
@@ -97,13 +110,14 @@ func TestShardsStress(t *testing.T) {
 				return fmt.Errorf("producer %d record %d corrupt", id, seq)
 			}
 			got[id] = append(got[id], seq)
+			arrived.Add(1)
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ctx.Err() != nil {
-			t.Fatal("stress on a set did not finish")
+		if stalled.Load() != 0 {
+			t.Fatalf("stress on a set: no record arrived for %v, with %d of %d producers' records in", stressWait, arrived.Load(), producers*records)
 		}
 		if !finished {
 			time.Sleep(100 * time.Microsecond)
@@ -210,7 +224,9 @@ func TestReaderRemoveDrains(t *testing.T) {
 	}
 	// Let go: another Reader may take it.
 	rd2 := newReader(t, a)
-	if rec, err := rd2.Read(context.Background()); err != nil || string(rec.Data) != "a3" {
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	if rec, err := rd2.Read(ctx); err != nil || string(rec.Data) != "a3" {
 		t.Fatalf("second reader: %q %v", rec.Data, err)
 	}
 	if err := rd.Remove(a); err == nil {
@@ -315,38 +331,48 @@ func TestKernelKeyedSetFollowsChanges(t *testing.T) {
 	if err := rd.AddSet(set); err != nil {
 		t.Fatal(err)
 	}
+	asleep := watchSleep(rd)
+	// read takes what the rings hold now (every record was written
+	// before: nothing is waited for).
 	read := func() map[uint32][]uint64 {
 		t.Helper()
 		out := map[uint32][]uint64{}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		for rec, err := range rd.Records(ctx) {
-			if err != nil {
-				break
-			}
+		if _, err := rd.Consume(func(rec Record) error {
 			key, ok := set.Key(rec.Source)
 			if !ok {
 				t.Errorf("record from a ring the set does not know")
 			}
 			out[key] = append(out[key], binary.LittleEndian.Uint64(rec.Data))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
 		return out
 	}
 	outputValueProgram(t, r7.FD(), 70).run()
-	// A ring added while the Reader blocks is picked up.
-	added := make(chan *KernelRing, 1)
-	time.AfterFunc(30*time.Millisecond, func() {
-		r9, err := set.Add(9, 8192)
-		if err != nil {
-			t.Error(err)
-		}
-		outputValueProgram(t, r9.FD(), 90).run()
-		added <- r9
-	})
-	if got := read(); fmt.Sprint(got) != "map[7:[70] 9:[90]]" {
+	if got := read(); fmt.Sprint(got) != "map[7:[70]]" {
 		t.Fatalf("records by key: %v", got)
 	}
-	r9 := <-added
+	// A ring added while the Reader blocks is picked up, and its record
+	// read, at once.
+	asleep.drain()
+	done := readAsync(t.Context(), rd)
+	asleep.wait(t, "on the set's one empty ring")
+	r9, err := set.Add(9, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputValueProgram(t, r9.FD(), 90).run()
+	res := waitfor.Recv(t, done, waitfor.Short, "the blocked Reader to pick up the ring added to its set, and read its record")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if key, _ := set.Key(res.rec.Source); key != 9 || binary.LittleEndian.Uint64(res.rec.Data) != 90 {
+		t.Fatalf("read %x from key %d, want 90 from key 9", res.rec.Data, key)
+	}
+	if got := read(); len(got) != 0 {
+		t.Fatalf("records by key after the one added: %v", got)
+	}
 	// A removed ring is drained first: its last records still arrive.
 	p9 := outputValueProgram(t, r9.FD(), 91)
 	p9.run()
@@ -386,11 +412,11 @@ func TestKernelKeyedSetFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	outputValueProgram(t, r3.FD(), 30).run()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
 	defer cancel()
 	rec, err := frd.Read(ctx)
 	if err != nil || binary.LittleEndian.Uint64(rec.Data) != 30 {
-		t.Fatalf("follower: %v %v", rec.Data, err)
+		t.Fatalf("follower, waiting for the record of the ring another handle added (refreshed every 10 ms): %v %v", rec.Data, err)
 	}
 	if key, _ := follower.Key(rec.Source); key != 3 {
 		t.Fatalf("follower says key %d", key)
@@ -398,12 +424,8 @@ func TestKernelKeyedSetFollowsChanges(t *testing.T) {
 	if err := other.Remove(3); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for follower.Ring(3) != nil && time.Now().Before(deadline) {
+	waitfor.Until(t, waitfor.Short, "the follower to let go of key 3, which another handle removed", func() bool {
 		frd.Consume(func(Record) error { return nil })
-		time.Sleep(5 * time.Millisecond)
-	}
-	if follower.Ring(3) != nil {
-		t.Fatal("the follower still holds key 3 after another handle removed it")
-	}
+		return follower.Ring(3) == nil
+	})
 }

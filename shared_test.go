@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // TestMain lets the test binary act as a producer process for the
@@ -114,7 +116,9 @@ func TestSharedCreateOpenRemove(t *testing.T) {
 	}
 	r2.Output([]byte("from the second mapping"), 0)
 	rd := newReader(t, r)
-	rec, err := rd.Read(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer cancel()
+	rec, err := rd.Read(ctx)
 	if err != nil || string(rec.Data) != "from the second mapping" {
 		t.Fatalf("Read: %q %v", rec.Data, err)
 	}
@@ -206,8 +210,21 @@ func TestSharedAcrossProcesses(t *testing.T) {
 		}
 		cmds = append(cmds, cmd)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// A test that fails early leaves no producer behind, spinning on a
+	// full ring. (Killing one that exited already does nothing.)
+	t.Cleanup(func() {
+		for _, cmd := range cmds {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		}
+	})
+	// Cancelled, not timed out: a Reader woken by its deadline would find
+	// the records a lost wake-up left behind.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer time.AfterFunc(waitfor.Long, cancel).Stop()
 	next := make([]uint32, producers)
 	var rec Record
 	for got := 0; got < producers*count; got++ {
@@ -226,9 +243,9 @@ func TestSharedAcrossProcesses(t *testing.T) {
 		}
 		next[id]++
 	}
-	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("producer process: %v", err)
+	for id, cmd := range cmds {
+		if err := waitfor.Process(t, cmd, waitfor.Short, fmt.Sprintf("producer process %d, whose records all arrived, to exit", id)); err != nil {
+			t.Fatalf("producer process %d: %v", id, err)
 		}
 	}
 	if n, _ := rd.Consume(func(Record) error { return nil }); n != 0 {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // The stress tests run several producer goroutines against one consumer on a
@@ -39,8 +41,8 @@ import (
 const (
 	stressHeader   = 16
 	stressSentinel = 0xffff_ffff // id of the record that ends a run
-	// stressWait is the safety net: a consumer blocked this long has lost a
-	// wake-up (or the ring hangs).
+	// stressWait is the safety net: a consumer that received no record
+	// for this long has lost a wake-up (or the ring hangs).
 	stressWait = 30 * time.Second
 )
 
@@ -412,7 +414,7 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 	// ring) before the cleanups close the ring.
 	defer func() {
 		quit.Store(true)
-		all.Wait()
+		waitfor.Group(t, &all, waitfor.Short, "the producers to stop")
 	}()
 
 	tiny := 1
@@ -470,7 +472,9 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 	}()
 
 	c := newStressChecker(cfg.producers)
+	var arrived atomic.Uint64 // records checked, for the watchdog
 	check := func(rec Record) error {
+		arrived.Add(1)
 		if err := c.check(rec); err != nil {
 			return fmt.Errorf("after %d good records: %w", c.records, err)
 		}
@@ -478,10 +482,11 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 	}
 	// A cancellation, not a deadline: a Reader woken by its deadline
 	// would look again and find the records a lost wake-up left behind,
-	// hiding the bug; a cancelled one returns at once.
+	// hiding the bug; a cancelled one returns at once. It comes when no
+	// record has arrived for stressWait, however long the whole run takes.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	defer time.AfterFunc(stressWait, cancel).Stop()
+	defer waitfor.Watchdog(stressWait, arrived.Load, cancel)()
 	if err := consume(ctx, rd, check); err != nil {
 		if errors.Is(err, context.Canceled) {
 			t.Fatalf("consumer blocked for %v (lost wake-up?) after %d records: %s", stressWait, c.records, stressState(r))
@@ -491,7 +496,7 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 	if !c.sentinel {
 		t.Fatal("consumer returned before the end-of-run record")
 	}
-	all.Wait()
+	waitfor.Group(t, &all, waitfor.Short, "the producers, whose end-of-run record arrived, to return")
 	elapsed := time.Since(start)
 	if cfg.overwrite {
 		c.finishOverwrite(t, prods, r)
@@ -713,28 +718,26 @@ func TestDiscardAtHeadWhileReaderGoesToSleep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	asleep := watchSleep(rd)
 	// Cancelled rather than timed out: see TestStressManyProducers.
-	base, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	defer time.AfterFunc(10*time.Second, cancel).Stop()
-	ctx := &hookCtx{Context: base, hook: func() {
-		if err := r.Discard(x, 0); err != nil {
-			t.Error(err)
-		}
-	}}
-	committed := make(chan error, 1)
-	go func() {
-		time.Sleep(50 * time.Millisecond) // long enough for the Reader to sleep
-		committed <- r.Commit(y, 0)
-	}()
-	rec, err := rd.Read(ctx)
-	if err := <-committed; err != nil {
+	discarded := make(chan error, 1)
+	ctx := &hookCtx{Context: t.Context(), hook: func() { discarded <- r.Discard(x, 0) }}
+	done := readAsync(ctx, rd)
+	if err := waitfor.Recv(t, discarded, waitfor.Short, "the Reader to find the head busy and start its wait"); err != nil {
 		t.Fatal(err)
 	}
-	if err != nil {
-		t.Fatalf("Read: %v (positions %+v): the commit of the record after the discarded one did not wake the Reader", err, r.Positions())
+	asleep.wait(t, "past the discarded record, on the busy one after it")
+	if c := r.Positions().Consumer; c != 16 {
+		t.Fatalf("the Reader sleeps with consumer_pos %d, want 16: past the discarded record, or no commit wakes it", c)
 	}
-	if rec.Pos != 16 {
-		t.Fatalf("Read returned the record at %d, want 16", rec.Pos)
+	if err := r.Commit(y, 0); err != nil {
+		t.Fatal(err)
+	}
+	res := waitfor.Recv(t, done, waitfor.Short, "Read to return the record committed after the discarded one (did its commit not wake the Reader?)")
+	if res.err != nil {
+		t.Fatalf("Read: %v (positions %+v)", res.err, r.Positions())
+	}
+	if res.rec.Pos != 16 {
+		t.Fatalf("Read returned the record at %d, want 16", res.rec.Pos)
 	}
 }

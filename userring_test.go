@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // loadDrain loads drainProgram: main at instruction 0, the callback at 8.
@@ -165,12 +168,12 @@ func TestUserRingFullAndWait(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
 			defer cancel()
 			for i := 0; i < 500; i++ {
 				rec, err := u.ReserveWait(ctx, 16)
 				if err != nil {
-					errs <- err
+					errs <- fmt.Errorf("writer %d, record %d: ReserveWait, with a drain running: %w", g, i, err)
 					return
 				}
 				binary.LittleEndian.PutUint64(rec.Bytes(), uint64(g)<<32|uint64(i))
@@ -181,17 +184,17 @@ func TestUserRingFullAndWait(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitfor.Group(t, &wg, waitfor.Long, "the writers to write 500 records each")
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
 	// Every record the writers submitted reached the BPF program, each
 	// goroutine's in order.
-	deadline := time.Now().Add(10 * time.Second)
-	for u.Positions().Consumer != u.Positions().Producer && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Until(t, waitfor.Short, "the drain program to drain the user ring", func() bool {
+		p := u.Positions()
+		return p.Consumer == p.Producer
+	})
 	next := map[uint64]uint64{}
 	count := 0
 	for _, v := range drained(t, out) {

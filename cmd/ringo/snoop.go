@@ -26,10 +26,15 @@ and prints each event as the ring delivers it. On Ctrl-C (or after
 --duration) it prints a summary: events read, events the BPF program dropped
 because the ring was full, reader wake-ups, and the peak fill of the ring.
 
+A path the BPF program could not read (user memory it may not fault in is
+read again when the open returns, so this is rare: the open itself failed)
+shows as "(path unreadable: EFAULT)".
+
 --json prints one object per line: {"time", "type": "exec"|"open", "pid",
-"ppid", "uid", "comm", and "filename" (exec) or "path" and "flags" (open)},
-then {"type": "summary", "events", "drops", "wakeups", "peak_avail_data",
-"peak_fill", "seconds"}.`,
+"ppid", "uid", "comm", and "filename" (exec) or "path" and "flags" (open),
+and "filename_error" or "path_error" (an errno name such as "EFAULT") when
+it could not be read}, then {"type": "summary", "events", "drops",
+"wakeups", "peak_avail_data", "peak_fill", "seconds"}.`,
 	define: func(fs *flag.FlagSet) func(*env, []string) error {
 		asJSON := jsonFlag(fs)
 		events := fs.String("events", "exec,open", "events to watch: exec, open, or both")
@@ -75,6 +80,10 @@ type snoopEvent struct {
 	Filename string `json:"filename,omitempty"`
 	Path     string `json:"path,omitempty"`
 	Flags    *int32 `json:"flags,omitempty"`
+	// Why filename or path is missing: the errno name of the BPF
+	// program's failed read.
+	FilenameError string `json:"filename_error,omitempty"`
+	PathError     string `json:"path_error,omitempty"`
 }
 
 // snoopSummary ends the output.
@@ -181,13 +190,17 @@ func printEvent(w io.Writer, ev snoop.Event, asJSON bool) error {
 	if asJSON {
 		j := snoopEvent{Time: ev.Time.UTC().Format(time.RFC3339Nano), Type: ev.Kind.String(),
 			PID: ev.PID, PPID: ev.PPID, UID: ev.UID, Comm: ev.Comm}
+		var why string
+		if ev.PathErr != 0 {
+			why = snoop.ErrnoName(ev.PathErr)
+		}
 		if ev.Kind == snoop.Exec {
-			j.Filename = ev.Path
+			j.Filename, j.FilenameError = ev.Path, why
 		} else {
-			j.Path, j.Flags = ev.Path, &ev.Flags
+			j.Path, j.Flags, j.PathError = ev.Path, &ev.Flags, why
 		}
 		return writeJSON(w, j)
 	}
-	_, err := fmt.Fprintf(w, "%s %-5s %7d %7d %5d %-16s %s\n", ev.Time.Format("15:04:05"), ev.Kind, ev.PID, ev.PPID, ev.UID, ev.Comm, ev.Path)
+	_, err := fmt.Fprintf(w, "%s %-5s %7d %7d %5d %-16s %s\n", ev.Time.Format("15:04:05"), ev.Kind, ev.PID, ev.PPID, ev.UID, ev.Comm, ev.PathOrError())
 	return err
 }

@@ -4,6 +4,14 @@
 // tracepoints (no kprobes, no tracefs), written into a ring buffer that
 // ringo consumes. Reservations the full ring refuses are counted, so that
 // the consumer can report every event it did not get.
+//
+// An open's path is read from user memory at sys_enter, where a BPF program
+// may not fault a page in: a path in a page the process has not touched yet
+// (the dynamic loader's first opens, a file mapped a moment ago) cannot be
+// read there. Such an event waits, per thread, for the system call's
+// sys_exit, by when the kernel has read the path itself (faulting the page
+// in), and is read and written then. What still cannot be read says why:
+// path_err.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -24,7 +32,7 @@ struct event {
 	__u32 ppid;  // parent's process ID
 	__u32 uid;
 	__s32 flags; // open flags (O_*); 0 for exec
-	__u32 _pad;
+	__s32 path_err; // 0, or the error reading path failed with (-EFAULT...): path is then empty
 	__u64 ktime; // bpf_ktime_get_ns: CLOCK_MONOTONIC
 	char comm[COMM_LEN];
 	char path[PATH_LEN];
@@ -39,7 +47,7 @@ struct {
 // ringo.LossOf, ringo show and ringo stat find it by its name.
 RINGO_DROP_COUNTER(events);
 
-enum counter { COUNT_EVENTS, COUNT_MAX };
+enum counter { COUNT_EVENTS, COUNT_RETRIED, COUNT_MAX };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -47,6 +55,35 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+// An open whose path could not be read at sys_enter, waiting for its
+// sys_exit: the event as far as it was made, and where the path is.
+struct retry {
+	struct event e;
+	__u64 path; // the user address of the path
+};
+
+// retries holds them by thread (bpf_get_current_pid_tgid); LRU, so that an
+// entry whose sys_exit never came cannot fill it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct retry);
+} retries SEC(".maps");
+
+// scratch is where a retry is made before it goes into retries (too large
+// for the BPF stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct retry);
+} scratch SEC(".maps");
+
+// waiting is how many retries may be waiting: while it is 0, sys_exit
+// (every system call's) returns without a map lookup.
+volatile __u64 waiting;
 
 // Only the fields used, relocated against the running kernel's BTF
 // (CO-RE): no vmlinux.h needed.
@@ -79,7 +116,7 @@ static __always_inline struct event *start(__u32 kind)
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->flags = 0;
-	e->_pad = 0;
+	e->path_err = 0;
 	e->ktime = bpf_ktime_get_ns();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->path[0] = 0;
@@ -101,7 +138,9 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (!e)
 		return 0;
 	const char *filename = BPF_CORE_READ(bprm, filename);
-	bpf_probe_read_kernel_str(e->path, sizeof(e->path), filename);
+	long n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), filename);
+	if (n < 0)
+		e->path_err = n;
 	finish(e);
 	return 0;
 }
@@ -160,7 +199,49 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!e)
 		return 0;
 	e->flags = flags;
-	bpf_probe_read_user_str(e->path, sizeof(e->path), path);
-	finish(e);
+	long n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	if (n >= 0) {
+		finish(e);
+		return 0;
+	}
+	// Not readable here (a page not faulted in, most likely): keep the
+	// event for sys_exit. If it cannot be kept, write it as it is.
+	e->path_err = n;
+	__u32 zero = 0;
+	struct retry *r = bpf_map_lookup_elem(&scratch, &zero);
+	if (!r) {
+		finish(e);
+		return 0;
+	}
+	__builtin_memcpy(&r->e, e, sizeof(r->e));
+	r->path = (__u64)path;
+	__u64 tid = bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&retries, &tid, r, BPF_ANY) != 0) {
+		finish(e);
+		return 0;
+	}
+	__sync_fetch_and_add(&waiting, 1);
+	bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+// sys_exit(struct pt_regs *regs, long ret): the open of this thread whose
+// path sys_enter could not read, if any, is read and written now.
+SEC("raw_tracepoint/sys_exit")
+int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (!waiting)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct retry *r = bpf_map_lookup_elem(&retries, &id);
+	if (!r)
+		return 0;
+	long n = bpf_probe_read_user_str(r->e.path, sizeof(r->e.path), (const char *)r->path);
+	r->e.path_err = n < 0 ? n : 0;
+	count(COUNT_RETRIED);
+	if (ringo_output(events, &r->e, sizeof(r->e), 0) == 0)
+		count(COUNT_EVENTS);
+	bpf_map_delete_elem(&retries, &id);
+	__sync_fetch_and_sub(&waiting, 1);
 	return 0;
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -47,6 +48,27 @@ type Event struct {
 	Time  time.Time
 	Comm  string // the task's command name
 	Path  string // the program (Exec) or file (Open)
+	// PathErr is why Path could not be read (then empty): the error the
+	// BPF program's read of it failed with, EFAULT for memory it could
+	// not read even at the system call's end (the open itself failed
+	// with EFAULT, then). 0 when Path was read.
+	PathErr syscall.Errno
+}
+
+// PathOrError is Path, or what kept it from being read.
+func (e Event) PathOrError() string {
+	if e.PathErr != 0 {
+		return fmt.Sprintf("(path unreadable: %s)", ErrnoName(e.PathErr))
+	}
+	return e.Path
+}
+
+// ErrnoName is the name of an errno, as EFAULT, or its number.
+func ErrnoName(e syscall.Errno) string {
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return fmt.Sprintf("errno %d", int(e))
 }
 
 // Layout of struct event.
@@ -72,6 +94,9 @@ func Decode(b []byte) (Event, error) {
 		Time:  bootTime(le.Uint64(b[24:])),
 		Comm:  cString(b[32 : 32+commLen]),
 		Path:  cString(b[32+commLen:]),
+	}
+	if n := int32(le.Uint32(b[20:])); n < 0 {
+		e.PathErr = syscall.Errno(-n)
 	}
 	return e, nil
 }
@@ -141,7 +166,10 @@ func Start(opts Options) (*Snooper, error) {
 		err = attach("sched_process_exec", s.objs.OnExec)
 	}
 	if err == nil && opts.Open {
-		err = attach("sys_enter", s.objs.OnSysEnter)
+		// sys_exit reads the paths sys_enter could not (snoop.bpf.c).
+		if err = attach("sys_exit", s.objs.OnSysExit); err == nil {
+			err = attach("sys_enter", s.objs.OnSysEnter)
+		}
 	}
 	if err == nil {
 		s.ring, err = ringo.OpenMap(s.objs.Events)

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type snoopRetry struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		Kind    uint32
+		Pid     uint32
+		Ppid    uint32
+		Uid     uint32
+		Flags   int32
+		PathErr int32
+		Ktime   uint64
+		Comm    [16]int8
+		Path    [256]int8
+	}
+	Path uint64
+}
+
 type snoopRingoDrops struct {
 	_     structs.HostLayout
 	Drops uint64
@@ -26,8 +43,12 @@ const (
 	snoopMapCounters    = "counters"
 	snoopMapEvents      = "events"
 	snoopMapEventsDrops = "events_drops"
+	snoopMapRetries     = "retries"
+	snoopMapScratch     = "scratch"
 	snoopProgOnExec     = "on_exec"
 	snoopProgOnSysEnter = "on_sys_enter"
+	snoopProgOnSysExit  = "on_sys_exit"
+	snoopVarWaiting     = "waiting"
 )
 
 // loadSnoop returns the embedded CollectionSpec for snoop.
@@ -74,6 +95,7 @@ type snoopSpecs struct {
 type snoopProgramSpecs struct {
 	OnExec     *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnSysEnter *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
+	OnSysExit  *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
 // snoopMapSpecs contains maps before they are loaded into the kernel.
@@ -83,12 +105,15 @@ type snoopMapSpecs struct {
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	EventsDrops *ebpf.MapSpec `ebpf:"events_drops"`
+	Retries     *ebpf.MapSpec `ebpf:"retries"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // snoopVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type snoopVariableSpecs struct {
+	Waiting *ebpf.VariableSpec `ebpf:"waiting"`
 }
 
 // snoopObjects contains all objects after they have been loaded into the kernel.
@@ -114,6 +139,8 @@ type snoopMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Events      *ebpf.Map `ebpf:"events"`
 	EventsDrops *ebpf.Map `ebpf:"events_drops"`
+	Retries     *ebpf.Map `ebpf:"retries"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *snoopMaps) Close() error {
@@ -121,6 +148,8 @@ func (m *snoopMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.EventsDrops,
+		m.Retries,
+		m.Scratch,
 	)
 }
 
@@ -128,6 +157,7 @@ func (m *snoopMaps) Close() error {
 //
 // It can be passed to loadSnoopObjects or ebpf.CollectionSpec.LoadAndAssign.
 type snoopVariables struct {
+	Waiting *ebpf.Variable `ebpf:"waiting"`
 }
 
 // snoopPrograms contains all programs after they have been loaded into the kernel.
@@ -136,12 +166,14 @@ type snoopVariables struct {
 type snoopPrograms struct {
 	OnExec     *ebpf.Program `ebpf:"on_exec"`
 	OnSysEnter *ebpf.Program `ebpf:"on_sys_enter"`
+	OnSysExit  *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
 func (p *snoopPrograms) Close() error {
 	return _SnoopClose(
 		p.OnExec,
 		p.OnSysEnter,
+		p.OnSysExit,
 	)
 }
 

@@ -30,14 +30,18 @@ func report(b *testing.B, results []Result) {
 func benchImpls(b *testing.B, impls []string, fn func(impl string, size int, lib *driver) (Result, error)) {
 	requireBPF(b)
 	var lib *driver
+	var noLib string
 	for _, impl := range impls {
 		if impl == Libbpf {
-			lib = testDriver(b)
+			lib, noLib = testDriver(b)
 		}
 	}
 	for _, size := range []int{16, 64, 256, 1024} {
 		for _, impl := range impls {
 			b.Run(fmt.Sprintf("%s/size=%d", impl, size), func(b *testing.B) {
+				if impl == Libbpf && lib == nil {
+					skipUnlessRequired(b, noLib)
+				}
 				var results []Result
 				for b.Loop() {
 					r, err := fn(impl, size, lib)

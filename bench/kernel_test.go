@@ -1,11 +1,25 @@
 package bench
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ringo-bpf/ringo"
 )
+
+// skipUnlessRequired skips the test for the reason given (something this
+// machine lacks), or fails it where RINGO_REQUIRE_KERNEL=1 (CI), under
+// which nothing may pass by skipping.
+func skipUnlessRequired(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
+		t.Fatal(reason + ", and RINGO_REQUIRE_KERNEL=1")
+	}
+	t.Skip(reason + " (RINGO_REQUIRE_KERNEL=1 makes this a failure)")
+}
 
 // requireBPF skips without BPF, except where RINGO_REQUIRE_KERNEL=1 (CI)
 // makes that a failure.
@@ -13,35 +27,39 @@ func requireBPF(t testing.TB) {
 	t.Helper()
 	k, err := loadKernel(4096, 4096)
 	if err != nil {
-		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-			t.Fatalf("RINGO_REQUIRE_KERNEL=1 but: %v", err)
-		}
-		t.Skipf("BPF not usable: %v", err)
+		skipUnlessRequired(t, fmt.Sprintf("BPF not usable: %v", err))
 	}
 	k.Close()
 }
 
-// testDriver builds the libbpf baseline, or fails in CI.
-func testDriver(t testing.TB) *driver {
+// testDriver builds the libbpf baseline; without gcc and libbpf-dev it
+// returns nil and why, for the libbpf measurements to skip with.
+func testDriver(t testing.TB) (*driver, string) {
 	t.Helper()
 	d, err := buildDriver(t.TempDir(), "/sys/fs/bpf")
 	if err != nil {
-		if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		reason, _, _ := strings.Cut(err.Error(), "\n") // not gcc's whole output
+		return nil, reason
 	}
-	return d
+	return d, ""
 }
 
 // TestScenarios runs every scenario and implementation once, small: each
 // must read every record the producer wrote, intact (the checksum), or
-// fail.
+// fail. The libbpf ones skip, naming the reason, where the baseline cannot
+// be built (unless RINGO_REQUIRE_KERNEL=1).
 func TestScenarios(t *testing.T) {
 	requireBPF(t)
-	lib := testDriver(t)
+	lib, noLib := testDriver(t)
+	needLib := func(t *testing.T, impl string) {
+		t.Helper()
+		if impl == Libbpf && lib == nil {
+			skipUnlessRequired(t, noLib)
+		}
+	}
 	for _, impl := range []string{Ringo, Libbpf, CiliumRead, CiliumReadInto} {
 		t.Run("drain/"+impl, func(t *testing.T) {
+			needLib(t, impl)
 			r, err := drain(impl, 64, 1<<20, lib)
 			if err != nil {
 				t.Fatal(err)
@@ -51,6 +69,7 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 		t.Run("stream/"+impl, func(t *testing.T) {
+			needLib(t, impl)
 			r, err := stream(Stream, impl, 64, 1<<16, 100000, 0, howReserve, lib)
 			if err != nil {
 				t.Fatal(err)
@@ -70,6 +89,19 @@ func TestScenarios(t *testing.T) {
 			t.Fatalf("%d records and %d drops of 100000", r.Records, r.Drops)
 		}
 	})
+	for _, impl := range []string{Ringo, Libbpf} {
+		t.Run("user_ring/"+impl, func(t *testing.T) {
+			needLib(t, impl)
+			if _, err := userRing(impl, 64, 1<<16, 100000, lib); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestUserScenarios runs the user-space scenarios, which need no BPF: an
+// in-process ring and a Go channel, one and two producers.
+func TestUserScenarios(t *testing.T) {
 	for _, producers := range []int{1, 2} {
 		t.Run("user/ringo", func(t *testing.T) {
 			if _, err := userRingo(UserSPSC, producers, 64, 1<<16, 50000); err != nil {
@@ -82,12 +114,66 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 	}
-	for _, impl := range []string{Ringo, Libbpf} {
-		t.Run("user_ring/"+impl, func(t *testing.T) {
-			if _, err := userRing(impl, 64, 1<<16, 100000, lib); err != nil {
-				t.Fatal(err)
-			}
-		})
+}
+
+// TestRingoDrainAllocatesNothing: ringo's reader, as the benchmark drives
+// it (its Consume callback over the benchmark's kernel ring, filled by the
+// BPF producer), allocates nothing per record. testing.AllocsPerRun counts
+// only what the consumer's own loop allocates: it runs the loop here, in a
+// goroutine no thread is locked to, so a preemption needs no new thread
+// (the benchmark's pinned consumer does, and the runtime allocates for
+// that); and it reports whole allocations per run of 256 records, so a
+// stray allocation of the runtime's does not count, while a consumer that
+// allocates once per run, let alone per record, fails.
+func TestRingoDrainAllocatesNothing(t *testing.T) {
+	requireBPF(t)
+	const size, perRun, runs = 64, 256, 500
+	count := uint64((runs + 1) * perRun) // AllocsPerRun runs once more, first
+	k, err := loadKernel(16<<20, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.produce(producerCPU, count, size, 0, howReserve); err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRingoReader(k.objs.Rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rr := r.(*ringoReader)
+	var s sink
+	rr.s = &s
+	errRun := errors.New("a run's records taken")
+	taken := 0
+	fn := func(rec ringo.Record) error {
+		if taken == perRun {
+			return errRun // stays in the ring for the next run
+		}
+		taken++
+		return rr.fn(rec)
+	}
+	var runErr error
+	allocs := testing.AllocsPerRun(runs, func() {
+		taken = 0
+		// errRun, or nil once the ring is empty after the last run.
+		if _, err := rr.rd.Consume(fn); (err != errRun && err != nil || taken != perRun) && runErr == nil {
+			runErr = fmt.Errorf("Consume took %d records of a run, %d in all: %v", taken, s.records, err)
+		}
+	})
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	if allocs != 0 {
+		t.Errorf("ringo's reader: %v allocations per %d records drained", allocs, perRun)
+	}
+	st, err := k.stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.check(st.Produced, st.Csum); err != nil {
+		t.Fatal(err)
 	}
 }
 

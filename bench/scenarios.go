@@ -46,6 +46,7 @@ func consume(r reader, ready chan<- struct{}, done func(*sink) bool) <-chan cons
 	out := make(chan consumed, 1)
 	go func() {
 		pinThread(consumerCPU)
+		spareThreads()
 		var c consumed
 		close(ready)
 		c.sp.start()

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/ringo-bpf/ringo"
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/internal/natstest"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 type forwardJSON struct {
@@ -23,6 +27,53 @@ type forwardJSON struct {
 	Dropped    uint64 `json:"dropped"`
 	Counted    bool   `json:"drops_counted"`
 }
+
+// forwardUntil runs ringo forward with args until drained reports that
+// every record has been acknowledged and released, then stops it with
+// SIGINT, as a user would, and returns what it printed. (A --duration would
+// decide whether a slow machine forwarded everything in time.)
+func forwardUntil(t *testing.T, dir string, drained func() bool, args ...string) result {
+	t.Helper()
+	cmd := ringoCmd(dir, append([]string{"forward"}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() // if the test failed before it exited
+		<-exited
+	})
+	var err error
+	gone := false
+	waitfor.Until(t, waitfor.Long, "ringo forward to have every record acknowledged and released", func() bool {
+		select {
+		case err = <-exited:
+			gone = true // failed, surely: its exit code and stderr say why
+			return true
+		default:
+			return drained()
+		}
+	})
+	if !gone {
+		cmd.Process.Signal(os.Interrupt)
+		err = waitfor.Recv(t, exited, waitfor.Short, "ringo forward to stop at SIGINT")
+	}
+	exited <- err // for the cleanup
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("ringo forward: %v", err)
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// released reports whether every record of the ring has been consumed
+// (released, for a forwarder).
+func released(p ringo.Positions) bool { return p.Consumer == p.Producer }
 
 // ringo forward: what a shared ring holds reaches the stream, with the
 // documented headers, and the ring is consumed; errors leave the ring as it
@@ -46,7 +97,13 @@ func TestForward(t *testing.T) {
 		t.Fatalf("failed forwards moved consumer_pos to %d", c)
 	}
 
-	r := runRingo(t, dir, "forward", "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--duration", "1s", "--json")
+	ring, err := ringo.Open("events", ringo.WithDir(dir)) // to watch its positions
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	drained := func() bool { return released(ring.Positions()) }
+	r := forwardUntil(t, dir, drained, "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--json")
 	if r.code != 0 {
 		t.Fatalf("forward: exit %d: %s", r.code, r.stderr)
 	}
@@ -57,12 +114,7 @@ func TestForward(t *testing.T) {
 	if !strings.Contains(r.stderr, "forwarding") || !strings.Contains(r.stderr, "stream=RINGO") {
 		t.Errorf("forward's log does not say what it forwards where: %q", r.stderr)
 	}
-	ring, err := ringo.Open("events", ringo.WithDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
 	key := forward.RingKey("h1", ringo.Identify(ring))
-	ring.Close()
 	msgs := srv.Messages("RINGO")
 	if len(msgs) != 100 {
 		t.Fatalf("the stream holds %d messages, want 100", len(msgs))
@@ -80,7 +132,11 @@ func TestForward(t *testing.T) {
 
 	// A second run goes on where the first stopped.
 	ok(t, dir, "produce", "events", "--count", "5", "--size", "32")
-	st = decode[forwardJSON](t, ok(t, dir, "forward", "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--duration", "500ms", "--json"))
+	r = forwardUntil(t, dir, drained, "events", "--nats", srv.URL(), "--subject", "ringo.{host}.{ring}", "--host", "h1", "--json")
+	if r.code != 0 {
+		t.Fatalf("second forward: exit %d: %s", r.code, r.stderr)
+	}
+	st = decode[forwardJSON](t, r.stdout)
 	if st.Forwarded != 5 || st.Duplicates != 0 {
 		t.Fatalf("second forward: %+v", st)
 	}
@@ -137,7 +193,27 @@ func TestForwardKernelRings(t *testing.T) {
 		names[k.Name()] = 10 + int(key)
 		m.Close()
 	}
-	st := decode[forwardJSON](t, ok(t, t.TempDir(), "forward", fmt.Sprintf("id:%d", id), setPin, "--nats", srv.URL(), "--subject", "k.{ring}", "--duration", "1s", "--json"))
+	watch, err := ringo.OpenMap(ring) // to watch its positions
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	drained := func() bool {
+		if !released(watch.Positions()) {
+			return false
+		}
+		for _, key := range set.Keys() {
+			if !released(set.Ring(key).Positions()) {
+				return false
+			}
+		}
+		return true
+	}
+	r := forwardUntil(t, t.TempDir(), drained, fmt.Sprintf("id:%d", id), setPin, "--nats", srv.URL(), "--subject", "k.{ring}", "--json")
+	if r.code != 0 {
+		t.Fatalf("forward: exit %d: %s", r.code, r.stderr)
+	}
+	st := decode[forwardJSON](t, r.stdout)
 	if st.Forwarded != 71 || st.Failures != 0 {
 		t.Fatalf("forward: %+v, want 71 records forwarded", st)
 	}

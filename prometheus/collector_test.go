@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 	ringoprom "github.com/ringo-bpf/ringo/prometheus"
 )
 
@@ -36,8 +38,10 @@ func TestScrape(t *testing.T) {
 	for range 10 {
 		r.Output(make([]byte, 24), 0)
 	}
+	rctx, rcancel := context.WithTimeout(context.Background(), waitfor.Short)
+	defer rcancel()
 	for range 10 {
-		if _, err := rd.Read(context.Background()); err != nil {
+		if _, err := rd.Read(rctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -88,18 +92,42 @@ func TestScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := make(chan struct{})
+	ctx := &waitingCtx{Context: base, waiting: waiting}
 	done := make(chan error, 1)
 	go func() { _, err := rd.Read(ctx); done <- err }()
-	time.Sleep(50 * time.Millisecond) // let it block
+	// Scrape once the Read waits, holding the Reader's consumer lock (not
+	// after a sleep that a slow machine may outlast).
+	waitfor.Closed(t, waiting, waitfor.Short, "Read to wait on the empty ring")
 	want := fmt.Sprintf(`ringo_records_consumed_total{ring="events"} %d`, 10+n)
 	if body := scrape(); !strings.Contains(body, want) {
 		t.Errorf("scrape during a blocked Read lacks %q:\n%s", want, body)
 	}
+	select {
+	case err := <-done:
+		t.Fatalf("the Read returned %v during the scrape: the scrape did not run while it blocked", err)
+	default:
+	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := waitfor.Recv(t, done, waitfor.Short, "the cancelled Read to return"); !errors.Is(err, context.Canceled) {
 		t.Errorf("the blocked Read returned %v", err)
 	}
+}
+
+// waitingCtx closes waiting the first time its deadline is asked for: a
+// Reader asks as it starts to wait for records (after it has found none),
+// with its consumer lock held until the wait ends.
+type waitingCtx struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (c *waitingCtx) Deadline() (time.Time, bool) {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Deadline()
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

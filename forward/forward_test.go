@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // fakeSink is an engine that stores messages, de-duplicates them by ID,
@@ -126,26 +127,25 @@ func forwardAll(t *testing.T, sink *fakeSink, rings []*ringo.Ring, producers, n 
 					size := 16 + rng.IntN(len(buf)-16)
 					binary.LittleEndian.PutUint64(buf, uint64(p))
 					binary.LittleEndian.PutUint64(buf[8:], uint64(s))
-					for r.Output(buf[:size], 0) != nil {
+					for errors.Is(r.Output(buf[:size], 0), ringo.ErrFull) {
 						time.Sleep(20 * time.Microsecond)
 					}
 				}
 			}()
 		}
 	}
-	wg.Wait()
+	waitfor.Group(t, &wg, waitfor.Long, "the producers to write their records (the forwarder making room)")
 	// Done when every ring is released to its end.
-	deadline := time.Now().Add(time.Minute)
-	for _, r := range rings {
-		for p := r.Positions(); p.Consumer != p.Producer; p = r.Positions() {
-			if time.Now().After(deadline) {
-				t.Fatalf("ring %s: consumer_pos %d, producer_pos %d after a minute; forwarder %+v", r, p.Consumer, p.Producer, f.Stats())
+	waitfor.Until(t, waitfor.Long, "the forwarder to have every record acknowledged and released", func() bool {
+		for _, r := range rings {
+			if p := r.Positions(); p.Consumer != p.Producer {
+				return false
 			}
-			time.Sleep(time.Millisecond)
 		}
-	}
+		return true
+	})
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := waitfor.Recv(t, done, waitfor.Short, "Run to return once cancelled"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v, want context.Canceled", err)
 	}
 	return f

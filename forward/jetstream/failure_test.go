@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/forward/jetstream"
 	"github.com/ringo-bpf/ringo/internal/natstest"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // TestMain runs the forwarder child of TestForwarderKilled when asked.
@@ -93,6 +95,15 @@ func TestForwarderKilled(t *testing.T) {
 	}
 	defer func() { r.Close(); ringo.Remove("k", ringo.WithDir(dir)) }()
 
+	var children []*exec.Cmd
+	t.Cleanup(func() { // none left behind if the test fails
+		for _, c := range children {
+			if c.ProcessState == nil {
+				c.Process.Kill()
+				c.Wait()
+			}
+		}
+	})
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "RINGO_FORWARD_CHILD="+strings.Join([]string{dir, "k", srv.URL(), "kill.{ring}"}, "|"))
@@ -100,10 +111,15 @@ func TestForwarderKilled(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		children = append(children, cmd)
 		return cmd
 	}
-	// Two producers at about 10k records/s each, for 2 s.
-	const producers, n = 2, 20000
+	// Two producers at about 10k records/s each, for as long as the kills
+	// go on, then 1000 records more each, written while no forwarder runs.
+	const producers, tail = 2, 1000
+	killing := make(chan struct{})
+	var stopProducing atomic.Bool
+	written := make([]int, producers)
 	var wg sync.WaitGroup
 	for p := range producers {
 		wg.Add(1)
@@ -111,9 +127,21 @@ func TestForwarderKilled(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, 64)
 			next := time.Now()
-			for s := range n {
-				for r.Output(record(buf, p, s), 0) != nil {
+			left := -1 // records still to write once the kills are over
+			for s := 0; left != 0 && !stopProducing.Load(); s++ {
+				for errors.Is(r.Output(record(buf, p, s), 0), ringo.ErrFull) && !stopProducing.Load() {
 					time.Sleep(100 * time.Microsecond) // full while no forwarder runs
+				}
+				written[p] = s + 1
+				switch {
+				case left > 0:
+					left--
+				case left < 0:
+					select {
+					case <-killing:
+						left = tail
+					default:
+					}
 				}
 				if next = next.Add(100 * time.Microsecond); time.Until(next) > 0 {
 					time.Sleep(time.Until(next))
@@ -121,29 +149,39 @@ func TestForwarderKilled(t *testing.T) {
 			}
 		}()
 	}
+	defer func() { // on the way out, whatever happened
+		stopProducing.Store(true)
+		waitfor.Group(t, &wg, waitfor.Short, "the producers to stop")
+	}()
 
+	// Each forwarder is killed once it has stored something, a random
+	// moment later: mid-stream, however slowly it started.
 	rng := rand.New(rand.NewPCG(7, 7))
 	kills := 0
 	for range 5 {
+		before := srv.Count("KILL")
 		cmd := start()
-		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		waitfor.Until(t, waitfor.Long, "a restarted forwarder to store records", func() bool { return srv.Count("KILL") > before })
+		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
 		cmd.Process.Kill()
-		cmd.Wait()
+		waitfor.Process(t, cmd, waitfor.Short, "the killed forwarder to exit")
 		kills++
 	}
+	close(killing)
 	stored := srv.Count("KILL")
 	final := start()
-	wg.Wait()
-	waitCount(t, srv, "KILL", producers*n, time.Minute)
+	waitfor.Group(t, &wg, waitfor.Long, "the producers to write their last records")
+	total := uint64(written[0] + written[1])
+	waitCount(t, srv, "KILL", total, waitfor.Long)
 	final.Process.Signal(syscall.SIGTERM)
-	if err := final.Wait(); err != nil {
+	if err := waitfor.Process(t, final, waitfor.Short, "the last forwarder to stop at SIGTERM"); err != nil {
 		t.Errorf("last forwarder: %v", err)
 	}
-	t.Logf("%d kills; %d of %d records stored before the last forwarder started", kills, stored, producers*n)
-	if stored == 0 || stored == producers*n {
-		t.Fatalf("%d of %d records stored when the killing stopped: the kills did not happen mid-stream", stored, producers*n)
+	t.Logf("%d kills; %d of %d records stored before the last forwarder started", kills, stored, total)
+	if stored == 0 || stored >= total {
+		t.Fatalf("%d of %d records stored when the killing stopped: the kills did not happen mid-stream", stored, total)
 	}
-	checkStream(t, srv.Messages("KILL"), "testhost", map[string][]int{"k": {n, n}}, nil)
+	checkStream(t, srv.Messages("KILL"), "testhost", map[string][]int{"k": written}, nil)
 }
 
 // The server crashes (SIGKILL) mid-stream and comes back a second later:
@@ -162,30 +200,70 @@ func TestServerOutage(t *testing.T) {
 	fw := startForwarder(t, jetstream.Config{URL: srv.URL(), Subject: "out.{ring}", AckTimeout: 2 * time.Second, MaxReconnectWait: 200 * time.Millisecond, Logger: log.Logger()},
 		forward.Config{BatchRecords: 256, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: log.Logger()}, r)
 
-	// One producer at about 20k records/s for 3 s; refusals are drops.
-	const total = 60000
+	// One producer at about 20k records/s, until the server is back and
+	// 20000 records more are written; refusals are drops.
+	const tail = 20000
 	skipped := map[[2]int]bool{}
-	outage := make(chan struct{})
+	var refused atomic.Int64
+	restarted := make(chan struct{})
+	var stopProducing atomic.Bool
+	produced := make(chan error, 1)
+	total := 0
 	go func() {
-		defer close(outage)
-		time.Sleep(700 * time.Millisecond)
-		srv.Kill()
-		time.Sleep(time.Second)
-		srv.Restart()
-	}()
-	buf := make([]byte, 64)
-	next := time.Now()
-	for s := range total {
-		if err := r.Output(record(buf, 0, s), 0); errors.Is(err, ringo.ErrFull) {
-			skipped[[2]int{0, s}] = true
-		} else if err != nil {
-			t.Fatal(err)
+		buf := make([]byte, 64)
+		next := time.Now()
+		left := -1
+		for s := 0; left != 0; s++ {
+			if stopProducing.Load() {
+				produced <- errors.New("stopped")
+				return
+			}
+			if err := r.Output(record(buf, 0, s), 0); errors.Is(err, ringo.ErrFull) {
+				skipped[[2]int{0, s}] = true
+				refused.Add(1)
+			} else if err != nil {
+				produced <- err
+				return
+			}
+			total = s + 1
+			if left > 0 {
+				left--
+			} else if left < 0 {
+				select {
+				case <-restarted:
+					left = tail
+				default:
+				}
+			}
+			if next = next.Add(50 * time.Microsecond); time.Until(next) > 0 {
+				time.Sleep(time.Until(next))
+			}
 		}
-		if next = next.Add(50 * time.Microsecond); time.Until(next) > 0 {
-			time.Sleep(time.Until(next))
+		produced <- nil
+	}()
+	defer stopProducing.Store(true)
+	// The outage, once the forwarder is under way, lasts until the
+	// forwarder has seen it (its log says so) and the ring has filled.
+	says := func(want ...string) func() bool {
+		return func() bool {
+			for _, w := range want {
+				if !strings.Contains(log.String(), w) {
+					return false
+				}
+			}
+			return true
 		}
 	}
-	<-outage
+	fw.waitForwarded(t, 1000, waitfor.Long)
+	srv.Kill()
+	waitfor.Until(t, waitfor.Long, "the forwarder to log the outage and the ring to refuse a record", func() bool {
+		return says("disconnected from NATS", "reconnecting", "publish failed; records stay in the ring")() && refused.Load() > 0
+	})
+	srv.Restart()
+	close(restarted)
+	if err := waitfor.Recv(t, produced, waitfor.Long, "the producer to write its records"); err != nil {
+		t.Fatal(err)
+	}
 	if len(skipped) == 0 {
 		t.Fatal("no record was refused during a second's outage: the ring did not fill")
 	}
@@ -193,8 +271,8 @@ func TestServerOutage(t *testing.T) {
 		t.Errorf("the ring counts %d drops, the producer saw %d refusals", d, len(skipped))
 	}
 	want := uint64(total - len(skipped))
-	waitCount(t, srv, "OUT", want, time.Minute)
-	fw.waitForwarded(t, want, time.Minute)
+	waitCount(t, srv, "OUT", want, waitfor.Long)
+	fw.waitForwarded(t, want, waitfor.Long)
 	st := fw.f.Stats()
 	fw.stop(t)
 	checkStream(t, srv.Messages("OUT"), "testhost", map[string][]int{"out": {total}}, map[string]map[[2]int]bool{"out": skipped})
@@ -205,11 +283,8 @@ func TestServerOutage(t *testing.T) {
 	if st.Reordered != 0 {
 		t.Errorf("%d records stored out of order", st.Reordered)
 	}
-	for _, want := range []string{"disconnected from NATS", "reconnecting", "reconnected to NATS", "publish failed; records stay in the ring"} {
-		if !strings.Contains(log.String(), want) {
-			t.Errorf("the log does not say %q:\n%s", want, log.String())
-		}
-	}
+	// (Its reconnect handler runs on a goroutine of the NATS client's.)
+	waitfor.Until(t, waitfor.Short, "the forwarder to log that it reconnected", says("reconnected to NATS"))
 }
 
 // Connecting fails with an error that says what is wrong, and no records
@@ -283,9 +358,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 		t.Fatalf("connected: %+v, %v", res, err)
 	}
 	srv.Stop()
-	for sink.Conn().IsConnected() {
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Until(t, waitfor.Short, "the sink to see the server gone", func() bool { return !sink.Conn().IsConnected() })
 	res, err := sink.Send(ctx, msgs).Wait(ctx)
 	if err == nil || res.Acked != 0 || ctx.Err() != nil {
 		t.Fatalf("disconnected: %+v, %v (ctx %v): want a failure at once", res, err, ctx.Err())

@@ -14,6 +14,7 @@ import (
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/forward/jetstream"
 	"github.com/ringo-bpf/ringo/internal/natstest"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // record is the payload the tests produce: producer, sequence number, and
@@ -65,7 +66,7 @@ func (r *running) waitForwarded(t testing.TB, n uint64, within time.Duration) {
 func (r *running) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
-	if err := <-r.done; err != nil && !errors.Is(err, context.Canceled) {
+	if err := waitfor.Recv(t, r.done, waitfor.Short, "the forwarder to return once cancelled"); err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("forwarder: %v", err)
 	}
 	r.rd.Close()

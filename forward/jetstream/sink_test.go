@@ -11,10 +11,12 @@ import (
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/forward/jetstream"
 	"github.com/ringo-bpf/ringo/internal/natstest"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // produce writes n records of size bytes for each of producers goroutines
-// into r, waiting while the ring is full.
+// into r, waiting while the ring is full. Producers stop without a word
+// once the ring is closed: the test is over (it failed).
 func produce(t testing.TB, r *ringo.Ring, producers, n, size int) {
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -27,6 +29,9 @@ func produce(t testing.TB, r *ringo.Ring, producers, n, size int) {
 					err := r.Output(record(buf, p, s), 0)
 					if err == nil {
 						break
+					}
+					if errors.Is(err, ringo.ErrClosed) {
+						return
 					}
 					if !errors.Is(err, ringo.ErrFull) {
 						t.Error(err)
@@ -64,9 +69,9 @@ func TestForwardExactlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); produce(t, r, producers, n, 64) }()
 	}
-	wg.Wait()
-	waitCount(t, srv, "EVENTS", 2*producers*n, time.Minute)
-	fw.waitForwarded(t, 2*producers*n, time.Minute)
+	waitfor.Group(t, &wg, waitfor.Long, "the producers to write their records (the forwarder making room)")
+	waitCount(t, srv, "EVENTS", 2*producers*n, waitfor.Long)
+	fw.waitForwarded(t, 2*producers*n, waitfor.Long)
 	fw.stop(t)
 
 	msgs := srv.Messages("EVENTS")

@@ -3,11 +3,17 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 func TestPipeline(t *testing.T) {
 	var out strings.Builder
-	if err := run([]string{"-producers", "3", "-records", "20000", "-ring", "65536", "-size", "40"}, &out); err != nil {
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"-producers", "3", "-records", "20000", "-ring", "65536", "-size", "40"}, &out)
+	}()
+	if err := waitfor.Recv(t, done, waitfor.Long, "the pipeline to deliver every record"); err != nil {
 		t.Fatal(err)
 	}
 	// 3 x 20000 records, every 100th odd one discarded: 600 of them.

@@ -125,7 +125,17 @@ func (s *Server) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.opts
 func (s *Server) Stop() {
 	if s.cmd != nil {
 		s.cmd.Process.Signal(syscall.SIGTERM)
-		s.cmd.Wait()
+		// A server that does not stop within its shutdown's time is
+		// killed, and the test told.
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			s.cmd.Process.Kill()
+			<-done
+			s.t.Errorf("natstest: nats-server on port %d did not stop within 30s of SIGTERM: killed", s.opts.Port)
+		}
 		s.cmd = nil
 	}
 	if s.srv != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ringo-bpf/ringo"
@@ -32,14 +33,23 @@ func requireBPF(t testing.TB) {
 	k.Close()
 }
 
-// testDriver builds the libbpf baseline; without gcc and libbpf-dev it
-// returns nil and why, for the libbpf measurements to skip with.
+// testDriver builds the libbpf baseline; where it cannot run (no gcc and
+// libbpf-dev to build it, no bpffs to find the maps through) it returns
+// nil and why, for the libbpf measurements to skip with.
 func testDriver(t testing.TB) (*driver, string) {
 	t.Helper()
+	var why []string
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/sys/fs/bpf", &st); err != nil || st.Type != 0xcafe4a11 {
+		why = append(why, "no BPF file system at /sys/fs/bpf, where the libbpf baseline finds the maps (mount -t bpf bpf /sys/fs/bpf)")
+	}
 	d, err := buildDriver(t.TempDir(), "/sys/fs/bpf")
 	if err != nil {
 		reason, _, _ := strings.Cut(err.Error(), "\n") // not gcc's whole output
-		return nil, reason
+		why = append(why, reason)
+	}
+	if len(why) > 0 {
+		return nil, strings.Join(why, "; ")
 	}
 	return d, ""
 }

@@ -784,18 +784,19 @@ func TestShowKernelDrops(t *testing.T) {
 // /sys/fs/bpf.
 func libbpfBaseline(t *testing.T) string {
 	t.Helper()
+	var why []string
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(bpffs, &st); err != nil || st.Type != 0xcafe4a11 {
-		return "no BPF file system at /sys/fs/bpf, where the libbpf baseline finds the benchmark's maps (mount -t bpf bpf /sys/fs/bpf)"
+		why = append(why, "no BPF file system at /sys/fs/bpf, where the libbpf baseline finds the benchmark's maps (mount -t bpf bpf /sys/fs/bpf)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "gcc", "-O2", "-o", filepath.Join(t.TempDir(), "driver"), "../../bench/baseline/libbpf/driver.c", "-lbpf").CombinedOutput()
 	if err != nil {
 		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return fmt.Sprintf("the libbpf baseline does not build here (it needs gcc and libbpf-dev: apt-get install gcc libbpf-dev): %v: %s", err, first)
+		why = append(why, fmt.Sprintf("the libbpf baseline does not build here (it needs gcc and libbpf-dev: apt-get install gcc libbpf-dev): %v: %s", err, first))
 	}
-	return ""
+	return strings.Join(why, "; ")
 }
 
 // TestBench runs a small part of the benchmark suite through the command:

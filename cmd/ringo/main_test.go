@@ -734,8 +734,13 @@ func TestSnoop(t *testing.T) {
 	if err := snooping.wait(t); err != nil {
 		t.Fatalf("snoop after SIGINT: %v (%s)", err, stderr.String())
 	}
-	if last.Type != "summary" || last.Events == nil || *last.Events != seen-1 || last.Drops == nil || last.Wakeups == nil || *last.Wakeups == 0 || last.PeakFill == nil {
-		t.Fatalf("summary %+v after %d events", last, seen-1)
+	if last.Type != "summary" || last.Events == nil || last.Drops == nil || last.Wakeups == nil || last.PeakFill == nil {
+		t.Fatalf("no summary at the end: %+v", last)
+	}
+	// (Not that it woke: while other processes open files without a
+	// pause the reader need never sleep.)
+	if *last.Events != seen-1 {
+		t.Fatalf("summary: %d events, %d drops, %d wake-ups; %d events printed", *last.Events, *last.Drops, *last.Wakeups, seen-1)
 	}
 }
 

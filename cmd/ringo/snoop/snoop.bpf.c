@@ -221,7 +221,10 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	__sync_fetch_and_add(&waiting, 1);
-	bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	// The adaptive wake-up, not NO_WAKEUP: a consumer asleep at this
+	// record must wake to step past it, or no later commit wakes it (the
+	// kernel wakes a consumer only for the record at its position).
+	bpf_ringbuf_discard(e, 0);
 	return 0;
 }
 

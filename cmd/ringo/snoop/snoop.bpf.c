@@ -242,8 +242,13 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	long n = bpf_probe_read_user_str(r->e.path, sizeof(r->e.path), (const char *)r->path);
 	r->e.path_err = n < 0 ? n : 0;
 	count(COUNT_RETRIED);
-	if (ringo_output(events, &r->e, sizeof(r->e), 0) == 0)
-		count(COUNT_EVENTS);
+	// Reserved and submitted as at sys_enter: counted before it is
+	// visible, a refusal counted as a drop.
+	struct event *e = ringo_reserve(events, sizeof(*e), 0);
+	if (e) {
+		__builtin_memcpy(e, &r->e, sizeof(*e));
+		finish(e);
+	}
 	bpf_map_delete_elem(&retries, &id);
 	__sync_fetch_and_sub(&waiting, 1);
 	return 0;

@@ -39,6 +39,20 @@ func TestDropsAreCounted(t *testing.T) {
 		}
 		f.Close()
 	}
+	// Other processes go on opening files: detach the programs, and wait
+	// out the runs already under way (a global membarrier is an RCU grace
+	// period, and BPF programs run inside RCU read-side sections), so that
+	// what was written and what was counted stay put while they are read.
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.links = nil
+	const membarrierCmdGlobal = 1 // MEMBARRIER_CMD_GLOBAL: synchronize_rcu()
+	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
+		t.Fatalf("membarrier(MEMBARRIER_CMD_GLOBAL): %v", errno)
+	}
 	events, drops, err := s.Counts()
 	if err != nil {
 		t.Fatal(err)

@@ -109,12 +109,14 @@ func TestReadDeadlineAndCancel(t *testing.T) {
 	rd := newReader(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	deadline, _ := ctx.Deadline()
 	if _, err := rd.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Read past its deadline: %v", err)
 	}
-	if d := time.Since(start); d < 30*time.Millisecond {
-		t.Fatalf("Read returned after %v, before its deadline", d)
+	// Against the deadline itself: a clock read after making ctx would be
+	// late by however long this goroutine was preempted in between.
+	if early := time.Until(deadline); early > 0 {
+		t.Fatalf("Read returned %v before its deadline", early)
 	}
 	// Cancelled while it sleeps.
 	asleep := watchSleep(rd)
@@ -447,9 +449,12 @@ func TestZeroAllocationsPerRecord(t *testing.T) {
 	}
 	// A blocking wait with a cancellable context registers it once.
 	// AllocsPerRun runs its function once more than asked: 1001 ReadInto
-	// calls, then twice 500 records from Records.
+	// calls, then 21 times 50 records from Records. (It counts the whole
+	// process's allocations, in whole allocations per run: when the
+	// Reader sleeps, the runtime may create a thread to take its P, a
+	// few objects that many runs spread thin.)
 	go func() {
-		for i := 0; i < 1001+2*500; i++ {
+		for i := 0; i < 1001+21*50; i++ {
 			for errors.Is(r.Output(payload, 0), ErrFull) {
 			}
 		}
@@ -464,18 +469,18 @@ func TestZeroAllocationsPerRecord(t *testing.T) {
 	if readErr != nil {
 		t.Fatalf("blocking ReadInto (bounded by %v): %v", waitfor.Long, readErr)
 	}
-	if a := testing.AllocsPerRun(1, func() {
+	if a := testing.AllocsPerRun(20, func() {
 		n := 0
 		for _, err := range rd.Records(ctx) {
 			if err != nil {
-				t.Fatalf("Records, record %d of 500 (bounded by %v): %v", n, waitfor.Long, err)
+				t.Fatalf("Records, record %d of 50 (bounded by %v): %v", n, waitfor.Long, err)
 			}
-			if n++; n == 500 {
+			if n++; n == 50 {
 				break
 			}
 		}
 	}); a > 2 {
-		t.Errorf("Records: %v allocations for 500 records", a)
+		t.Errorf("Records: %v allocations per 50 records (the iterator may take 2)", a)
 	}
 	_ = sink
 }

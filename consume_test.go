@@ -6,19 +6,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-// bounded runs f and fails the test if it has not returned within 20
-// seconds: the calls tested here used to hang.
+// bounded runs f and fails the test if it has not returned within
+// waitfor.Short: the calls tested here used to hang.
 func bounded(t *testing.T, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { defer close(done); f() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not return in 20s", what)
-	}
+	waitfor.Closed(t, done, waitfor.Short, what+" to return")
 }
 
 // Release, Rewind and Held work from inside a Consume callback and a

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // deadToken returns the token of a handle of shared ring r that was opened
@@ -324,8 +326,8 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 	// unshare goes at once; the consumer it forked a moment later.
 	claim := r.mem.consumerOwner.Load()
 	consumer.Process.Kill()
-	consumer.Wait()
-	waitFor(t, "the killed consumer's handle to close", func() bool { return !r.mem.alive(claim) })
+	waitfor.Process(t, consumer, waitfor.Short, "the killed consumer to exit")
+	waitfor.Until(t, waitfor.Short, "the killed consumer's handle to close", func() bool { return !r.mem.alive(claim) })
 
 	startHolder(t, dir, "ns", "hold-reservation", true)
 	pos := r.Positions().Pending
@@ -360,24 +362,24 @@ func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 		rec, err := rd.Read(ctx)
 		got <- fmt.Sprintf("%s %v", rec.Data, err)
 	}()
-	waitFor(t, "the Reader to sleep on the empty ring", func() bool { return r.mem.waiter.Load() != 0 })
+	waitfor.Until(t, waitfor.Short, "the Reader to sleep on the empty ring", func() bool { return r.mem.waiter.Load() != 0 })
 	holder := startHolder(t, dir, "asleep", "hold-reservation", false)
 	holder.Process.Kill()
-	holder.Wait()
+	waitfor.Process(t, holder, waitfor.Short, "the killed holder to exit")
 	if err := r.Output([]byte("after"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if g := <-got; g != "after <nil>" {
+	if g := waitfor.Recv(t, got, waitfor.Short, "the Read asleep on the ring"); g != "after <nil>" {
 		t.Fatalf("Read: %s (positions %+v, abandoned %d)", g, r.Positions(), r.Abandoned())
 	}
 
 	// Consume, which never sleeps.
 	holder = startHolder(t, dir, "asleep", "hold-reservation", false)
 	holder.Process.Kill()
-	holder.Wait()
+	waitfor.Process(t, holder, waitfor.Short, "the killed holder to exit")
 	r.Output([]byte("after again"), 0)
 	var recs []string
-	waitFor(t, "Consume to recover the dead record", func() bool {
+	waitfor.Until(t, waitfor.Short, "Consume to recover the dead record", func() bool {
 		if _, err := rd.Consume(func(rec Record) error { recs = append(recs, string(rec.Data)); return nil }); err != nil {
 			t.Fatal(err)
 		}
@@ -388,18 +390,6 @@ func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 	}
 	if r.Abandoned() != 2 {
 		t.Fatalf("Abandoned() = %d, want 2", r.Abandoned())
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 20 seconds
-// with what it waited for.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20s for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
 	}
 }
 
@@ -477,7 +467,7 @@ func TestStoppedLockHolder(t *testing.T) {
 	// Once the holder goes on (and dies), producers do too.
 	holder.Process.Signal(syscall.SIGCONT)
 	holder.Process.Kill()
-	holder.Wait()
+	waitfor.Process(t, holder, waitfor.Short, "the killed holder to exit")
 	if err := r.Output([]byte("after"), 0); err != nil {
 		t.Fatalf("Output after the holder died: %v", err)
 	}

@@ -450,9 +450,9 @@ func TestSharedWakePipeLostAndModes(t *testing.T) {
 		_, err := rd2.Read(ctx)
 		got <- err
 	}()
-	waitFor(t, "the new consumer to sleep", func() bool { return c.mem.waiter.Load() != 0 })
+	waitfor.Until(t, waitfor.Short, "the new consumer to sleep", func() bool { return c.mem.waiter.Load() != 0 })
 	p.Output([]byte("through the new pipe"), 0)
-	if err := <-got; err != nil {
+	if err := waitfor.Recv(t, got, waitfor.Short, "the consumer on the pipe made anew to be woken"); err != nil {
 		t.Fatalf("a consumer on the pipe made anew was not woken: %v", err)
 	}
 }

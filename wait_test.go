@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // fill fills r with records of 100 bytes, then empty ones, until not even
@@ -75,7 +77,7 @@ func TestOutputWait(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			go func() { done <- r.OutputWait(ctx, []byte("waited"), 0) }()
-			waitFor(t, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+			waitfor.Until(t, waitfor.Short, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
 			got := drainAll(t, rd) // (may include the waited record already)
 			select {
 			case err := <-done:
@@ -111,9 +113,9 @@ func TestOutputWait(t *testing.T) {
 			// Cancelled without a deadline, while asleep.
 			cctx, cancelNow := context.WithCancel(context.Background())
 			go func() { _, err := r.ReserveWait(cctx, 8); done <- err }()
-			waitFor(t, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+			waitfor.Until(t, waitfor.Short, "the producer to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
 			cancelNow()
-			if err := <-done; !errors.Is(err, context.Canceled) {
+			if err := waitfor.Recv(t, done, waitfor.Short, "the cancelled ReserveWait to return"); !errors.Is(err, context.Canceled) {
 				t.Fatalf("ReserveWait cancelled: %v", err)
 			}
 			if d := r.Dropped() - dropped; d != 2 {
@@ -126,9 +128,9 @@ func TestOutputWait(t *testing.T) {
 					t.Fatal(err)
 				}
 				go func() { done <- p.OutputWait(context.Background(), []byte("x"), 0) }()
-				waitFor(t, "the producer to announce it waits", func() bool { return p.mem.space.wanted.Load() != 0 })
+				waitfor.Until(t, waitfor.Short, "the producer to announce it waits", func() bool { return p.mem.space.wanted.Load() != 0 })
 				p.Close()
-				if err := <-done; !errors.Is(err, ErrClosed) {
+				if err := waitfor.Recv(t, done, waitfor.Short, "OutputWait to return after Close"); !errors.Is(err, ErrClosed) {
 					t.Fatalf("OutputWait through a closed handle: %v", err)
 				}
 			}
@@ -217,7 +219,7 @@ func TestWaitingProducersStress(t *testing.T) {
 					time.Sleep(50 * time.Microsecond)
 				}
 			}
-			wg.Wait()
+			waitfor.Group(t, &wg, waitfor.Long, "the producers to finish")
 			if r.Dropped() != 0 {
 				t.Fatalf("waiting producers dropped %d records", r.Dropped())
 			}
@@ -238,12 +240,12 @@ func TestWaitingProducerProcesses(t *testing.T) {
 	fill(t, r)
 
 	killed := startHolder(t, dir, "waitproc", "output-wait", false)
-	waitFor(t, "the child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+	waitfor.Until(t, waitfor.Short, "the child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
 	killed.Process.Kill()
-	killed.Wait()
+	waitfor.Process(t, killed, waitfor.Short, "the killed child to exit")
 
 	woken := startHolder(t, dir, "waitproc", "output-wait", false)
-	waitFor(t, "the second child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
+	waitfor.Until(t, waitfor.Short, "the second child to announce it waits", func() bool { return r.mem.space.wanted.Load() != 0 })
 	got := drainAll(t, rd) // (may include the woken child's record already)
 	exited := make(chan error, 1)
 	go func() { exited <- woken.Wait() }()

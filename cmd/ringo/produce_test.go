@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // The run: a 4 KiB ring nobody reads, 200 records of 64 bytes.
@@ -68,7 +69,7 @@ func TestProduceWaitsOrDrops(t *testing.T) {
 	if !strings.Contains(out, "wrote 200 records (12800 bytes) into small") || strings.Contains(out, "dropped") {
 		t.Fatalf("produce that waits: %q", out)
 	}
-	if n := <-read; n != int(fits)+200 {
+	if n := waitfor.Recv(t, read, waitfor.Short, "the consumer to read every record"); n != int(fits)+200 {
 		t.Fatalf("the consumer read %d records, want %d", n, int(fits)+200)
 	}
 	if d := r.Dropped(); d != 200-fits+1 {

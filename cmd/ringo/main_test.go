@@ -21,7 +21,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/ringo-bpf/ringo"
-	"github.com/ringo-bpf/ringo/cmd/ringo/snoop"
+	"github.com/ringo-bpf/ringo/cmd/ringo/internal/snoop"
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 

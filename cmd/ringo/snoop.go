@@ -13,14 +13,14 @@ import (
 	"time"
 
 	"github.com/ringo-bpf/ringo"
-	"github.com/ringo-bpf/ringo/cmd/ringo/snoop"
+	"github.com/ringo-bpf/ringo/cmd/ringo/internal/snoop"
 )
 
 var snoopCmd = &command{
 	name:    "snoop",
 	args:    "[--json] [--events exec,open] [--duration D] [--ring-size BYTES]",
 	summary: "stream live process execs and file opens through a kernel ring buffer (needs root)",
-	help: `snoop loads ringo's BPF programs (built with bpf2go, in cmd/ringo/snoop) on
+	help: `snoop loads ringo's BPF programs (built with bpf2go, in cmd/ringo/internal/snoop) on
 the raw tracepoints sched_process_exec and sys_enter (no kprobes, no tracefs),
 and prints each event as the ring delivers it. On Ctrl-C (or after
 --duration) it prints a summary: events read, events the BPF program dropped

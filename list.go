@@ -126,13 +126,17 @@ func PinnedMaps(dir string) (map[uint32]string, error) {
 }
 
 // SharedDir returns the directory where named rings live, given the same
-// options as Create and Open: WithDir, else RINGO_DIR, else DefaultDir.
-func SharedDir(opts ...SharedOption) string { return sharedOpts(opts).dir }
+// options as Create and Open: WithDir, else RINGO_DIR, else /dev/shm/ringo
+// for root and /dev/shm/ringo-UID for other users.
+func SharedDir(opts ...Option) string {
+	o, _ := gather("SharedDir", optDir, opts) // (other options ignored)
+	return o.dir
+}
 
 // SharedRings lists the names of the shared rings in SharedDir(opts...),
 // sorted. A directory that does not exist holds no rings. The names are
 // those of the files; Open checks that each is a ring.
-func SharedRings(opts ...SharedOption) ([]string, error) {
+func SharedRings(opts ...Option) ([]string, error) {
 	dir := SharedDir(opts...)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -10,13 +10,6 @@ import "fmt"
 // record; the consumer jumps to it when it falls behind, and counts what it
 // lost (Ring.Overwritten).
 
-// WithOverwrite makes New create a ring in overwrite mode.
-func WithOverwrite() Option { return func(o *ringOptions) { o.overwrite = true } }
-
-// WithSharedOverwrite makes Create create a shared ring in overwrite mode;
-// every process that opens it follows the mode the file records.
-func WithSharedOverwrite() SharedOption { return func(o *sharedOptions) { o.overwrite = true } }
-
 // overwriteTo moves overwrite_pos past the oldest records until a
 // reservation ending at newProd fits in the ring, counting the committed
 // ones; called with the reservation lock held, before producer_pos is

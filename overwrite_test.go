@@ -207,7 +207,7 @@ func TestOverwriteNeverPassesBusy(t *testing.T) {
 // shared.
 func TestSharedOverwrite(t *testing.T) {
 	dir := t.TempDir()
-	w, err := Create("recorder", 1<<14, WithDir(dir), WithSharedOverwrite())
+	w, err := Create("recorder", 1<<14, WithDir(dir), WithOverwrite())
 	if err != nil {
 		t.Fatal(err)
 	}

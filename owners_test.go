@@ -560,7 +560,7 @@ func TestProducersRefuseGarbagePositions(t *testing.T) {
 // A corrupt overwrite_pos must not send a producer of an overwrite ring into
 // an endless walk with the lock held.
 func TestCorruptOverwritePosition(t *testing.T) {
-	r, err := Create("overgarbage", 4096, WithDir(t.TempDir()), WithSharedOverwrite())
+	r, err := Create("overgarbage", 4096, WithDir(t.TempDir()), WithOverwrite())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,36 +44,6 @@ type Ring struct {
 	reserving atomic.Uint32
 }
 
-// Option configures a ring.
-type Option func(*ringOptions)
-
-type ringOptions struct {
-	name      string
-	overwrite bool
-	single    bool
-}
-
-// WithName names the ring, for records, errors and /proc/PID/fd listings.
-func WithName(name string) Option {
-	return func(o *ringOptions) { o.name = name }
-}
-
-// WithSingleProducer promises that at most one goroutine at a time
-// reserves in the ring (calls Output or Reserve); Commit and Discard may
-// come from any goroutine. Handing the producer's part to another
-// goroutine needs the usual synchronisation (a channel, a mutex) between
-// the two. Reservations then take no lock: one locked instruction less
-// per record, the last one of Output, which makes one producer goroutine
-// 1.3-2x faster (BenchmarkTransfer: ring-single against ring). The ring's memory,
-// positions and headers are those of any other ring. Two goroutines
-// reserving at once break the promise; ringo panics when it notices (not
-// always: like Go's maps, it checks without a lock). Where the system
-// lacks membarrier(2), which Close needs for this, the option does
-// nothing.
-func WithSingleProducer() Option {
-	return func(o *ringOptions) { o.single = true }
-}
-
 // New creates a ring with a data area of size bytes: a power of two and a
 // multiple of the page size, as for a kernel ring's max_entries. An invalid
 // size gets an error that wraps syscall.EINVAL and names the nearest valid
@@ -82,9 +52,9 @@ func New(size int, opts ...Option) (*Ring, error) {
 	if err := ValidateSize(int64(size)); err != nil {
 		return nil, err
 	}
-	var o ringOptions
-	for _, opt := range opts {
-		opt(&o)
+	o, err := gather("New", optName|optOverwrite|optSingle, opts)
+	if err != nil {
+		return nil, err
 	}
 	if o.name == "" {
 		o.name = "ringo"

@@ -48,17 +48,21 @@ func shardName(name string, i int) string { return fmt.Sprintf("%s.%d", name, i)
 
 // CreateShards creates n shared rings of size bytes, named name.0 to
 // name.(n-1), for producers in any process (OpenShards) and one consumer.
-func CreateShards(name string, n, size int, opts ...SharedOption) (*Shards, error) {
+func CreateShards(name string, n, size int, opts ...Option) (*Shards, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("ringo: %d shards: need at least one: %w", n, unix.EINVAL)
 	}
+	if _, err := gather("CreateShards", optDir|optGroup|optOverwrite, opts); err != nil {
+		return nil, err
+	}
+	dir := WithDir(SharedDir(opts...))
 	s := &Shards{}
 	for i := range n {
 		r, err := Create(shardName(name, i), size, opts...)
 		if err != nil {
 			s.Close()
 			for j := range i {
-				Remove(shardName(name, j), opts...)
+				Remove(shardName(name, j), dir)
 			}
 			return nil, err
 		}
@@ -69,7 +73,7 @@ func CreateShards(name string, n, size int, opts ...SharedOption) (*Shards, erro
 
 // OpenShards opens the shared rings of the set name: name.0, name.1, ...
 // up to the first that does not exist.
-func OpenShards(name string, opts ...SharedOption) (*Shards, error) {
+func OpenShards(name string, opts ...Option) (*Shards, error) {
 	s := &Shards{}
 	for i := 0; ; i++ {
 		r, err := Open(shardName(name, i), opts...)
@@ -85,7 +89,7 @@ func OpenShards(name string, opts ...SharedOption) (*Shards, error) {
 }
 
 // RemoveShards removes the shared rings of the set name.
-func RemoveShards(name string, opts ...SharedOption) error {
+func RemoveShards(name string, opts ...Option) error {
 	var errs []error
 	for i := 0; ; i++ {
 		err := Remove(shardName(name, i), opts...)

@@ -8,55 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
 )
-
-// DefaultDir is where root's named rings live unless RINGO_DIR or WithDir
-// says otherwise: a directory in the shared-memory file system, so a ring's
-// memory is RAM, shared by every process that maps it. Other users' rings
-// live in DefaultDir-UID (/dev/shm/ringo-1000), a directory of their own.
-const DefaultDir = "/dev/shm/ringo"
-
-// SharedOption configures Create, Open and Remove.
-type SharedOption func(*sharedOptions)
-
-type sharedOptions struct {
-	dir       string
-	group     bool
-	overwrite bool
-}
-
-// WithDir places named rings in dir instead of RINGO_DIR or the default.
-func WithDir(dir string) SharedOption { return func(o *sharedOptions) { o.dir = dir } }
-
-// WithGroupAccess lets the file's group open the ring too (mode 0660 rather
-// than 0600, and a directory Create makes is 0770 rather than 0700).
-func WithGroupAccess() SharedOption { return func(o *sharedOptions) { o.group = true } }
-
-func sharedOpts(opts []SharedOption) sharedOptions {
-	o := sharedOptions{dir: os.Getenv("RINGO_DIR")}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.dir == "" {
-		o.dir = DefaultDir
-		if uid := os.Geteuid(); uid != 0 {
-			o.dir += "-" + strconv.Itoa(uid)
-		}
-	}
-	return o
-}
-
-func (o sharedOptions) mode() uint32 {
-	if o.group {
-		return 0o660
-	}
-	return 0o600
-}
 
 // maxNameLen is the longest ring name: with the suffixes of the pipe and of
 // the temporary names Create uses, a file name stays under 255 bytes.
@@ -111,7 +67,7 @@ type ringDir struct {
 // create is set. A directory is trusted if it belongs to this user or to
 // root, or is shared with a group this user is in (the group may write it,
 // others may not): never one that every user may write.
-func openRingDir(o sharedOptions, create bool) (*ringDir, error) {
+func openRingDir(o options, create bool) (*ringDir, error) {
 	made := false
 	if create {
 		mode := uint32(0o700)
@@ -232,14 +188,17 @@ func (d *ringDir) openFile(name string, want uint32) (int, *unix.Stat_t, error) 
 // it. The ring exists until Remove. It fails if a ring of that name
 // exists already, and if the file system lacks the room (its memory is
 // allocated at once, so that no producer meets a full file system later).
-func Create(name string, size int, opts ...SharedOption) (*Ring, error) {
+func Create(name string, size int, opts ...Option) (*Ring, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	if err := ValidateSize(int64(size)); err != nil {
 		return nil, err
 	}
-	o := sharedOpts(opts)
+	o, err := gather("Create", optDir|optGroup|optOverwrite, opts)
+	if err != nil {
+		return nil, err
+	}
 	fail := func(err error) (*Ring, error) {
 		return nil, fmt.Errorf("ringo: create ring %q: %w", name, err)
 	}
@@ -385,11 +344,14 @@ func mapShared(fd, size int, name string, bell doorbell) (*Ring, error) {
 // Open opens the named ring that Create made, in this or another process.
 // It refuses a file that is not a whole ringo ring of this version, with an
 // error that says what is wrong and never shows the file's bytes.
-func Open(name string, opts ...SharedOption) (*Ring, error) {
+func Open(name string, opts ...Option) (*Ring, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	o := sharedOpts(opts)
+	o, err := gather("Open", optDir, opts)
+	if err != nil {
+		return nil, err
+	}
 	fail := func(err error) (*Ring, error) {
 		return nil, fmt.Errorf("ringo: open ring %q: %w", name, err)
 	}
@@ -521,12 +483,16 @@ func checkRingFile(fd int, st *unix.Stat_t) (int, uint32, error) {
 // Remove deletes the named ring: its file and its wake-up pipe, and only if
 // the file is a ring (or, where the ring is gone, an orphan pipe). Processes
 // that have it open keep using it until they close it; new Opens fail.
-func Remove(name string, opts ...SharedOption) error {
+func Remove(name string, opts ...Option) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
+	o, err := gather("Remove", optDir, opts)
+	if err != nil {
+		return err
+	}
 	fail := func(err error) error { return fmt.Errorf("ringo: remove ring %q: %w", name, err) }
-	d, err := openRingDir(sharedOpts(opts), false)
+	d, err := openRingDir(o, false)
 	if err != nil {
 		return fail(err)
 	}

@@ -126,9 +126,9 @@ func FuzzRingFormatting(f *testing.F) {
 	rings := map[bool][]byte{}
 	for _, over := range []bool{false, true} {
 		name := map[bool]string{false: "plain", true: "over"}[over]
-		var opts []ringo.SharedOption
+		var opts []ringo.Option
 		if over {
-			opts = append(opts, ringo.WithSharedOverwrite())
+			opts = append(opts, ringo.WithOverwrite())
 		}
 		r, err := ringo.Create(name, size, opts...)
 		if err != nil {

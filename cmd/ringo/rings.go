@@ -192,12 +192,12 @@ failing, and dump gives the newest BYTES' worth, in order.`,
 			if size.n == 0 {
 				return usagef("missing --size BYTES")
 			}
-			var opts []ringo.SharedOption
+			var opts []ringo.Option
 			if *group {
 				opts = append(opts, ringo.WithGroupAccess())
 			}
 			if *overwrite {
-				opts = append(opts, ringo.WithSharedOverwrite())
+				opts = append(opts, ringo.WithOverwrite())
 			}
 			r, err := ringo.Create(args[0], int(size.n), opts...)
 			if err != nil {

@@ -167,10 +167,10 @@ func newScribbleRun(t *testing.T, dir string, run int, rng *rand.Rand, st *scrib
 	sc := &scribbleRun{t: t, dir: dir, name: fmt.Sprintf("s%d", run), size: 4096 << rng.IntN(5), overwrite: rng.IntN(2) == 0, rng: rng, st: st, stop: make(chan struct{})}
 	sc.pause = []int{500, 2000, 20000, 100000}[rng.IntN(4)]
 	sc.heal = []int{0, 2, 10, 30}[rng.IntN(4)]
-	var opts []ringo.SharedOption
+	var opts []ringo.Option
 	opts = append(opts, ringo.WithDir(dir))
 	if sc.overwrite {
-		opts = append(opts, ringo.WithSharedOverwrite())
+		opts = append(opts, ringo.WithOverwrite())
 	}
 	r, err := ringo.Create(sc.name, sc.size, opts...)
 	if err != nil {

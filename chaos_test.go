@@ -317,12 +317,12 @@ func TestChaosKillProducersAndConsumer(t *testing.T) {
 		}
 		total += n
 	}
-	if r.Abandoned() > uint64(kills) {
-		t.Fatalf("%d records abandoned by %d killed producers", r.Abandoned(), kills)
+	if r.abandoned() > uint64(kills) {
+		t.Fatalf("%d records abandoned by %d killed producers", r.abandoned(), kills)
 	}
-	if d := r.Dropped(); d < droppedSeen || d > droppedSeen+uint64(kills) {
+	if d := r.dropped(); d < droppedSeen || d > droppedSeen+uint64(kills) {
 		t.Fatalf("ring counted %d drops, producers logged %d (and %d kills)", d, droppedSeen, kills)
 	}
 	t.Logf("%d producers (%d killed), consumer killed %d times: %d records delivered, %d delivered again after a consumer kill, %d abandoned, %d refused while full",
-		nextID, kills, consumerKills, total, dups, r.Abandoned(), r.Dropped())
+		nextID, kills, consumerKills, total, dups, r.abandoned(), r.dropped())
 }

@@ -251,13 +251,6 @@ func (k *KernelRing) Close() error {
 // Overwrite reports whether the map was created with FlagOverwrite.
 func (k *KernelRing) Overwrite() bool { return k.mem.overwritePos != nil }
 
-// Overwritten returns what the kernel overwrote of a ring in overwrite mode
-// before this process's Readers got to it: the records (always 0: the
-// kernel keeps no count of them) and the bytes of positions.
-func (k *KernelRing) Overwritten() (records, bytes uint64) {
-	return k.mem.overwritten.Load(), k.mem.overwrittenBytes.Load()
-}
-
 // FD returns the map's descriptor, owned by the KernelRing.
 func (k *KernelRing) FD() int { return k.fd }
 

@@ -33,43 +33,27 @@ type Loss struct {
 	Counted bool
 }
 
-// Total is every record lost.
-func (l Loss) Total() uint64 { return l.Dropped + l.Overwritten + l.Abandoned }
-
-// LossOf returns what ring lost so far: for ringo's rings their own
-// counters; for kernel rings the per-CPU counter map that bpf/ringo.h's
-// RINGO_DROP_COUNTER declares, summed over CPUs, found by its name among
-// the maps of the programs that use the ring (looked for again at most
-// once a second until found) or set with SetDropCounter.
-func LossOf(ring Source) (Loss, error) {
-	switch r := ring.(type) {
-	case *Ring:
-		l := Loss{Dropped: r.Dropped(), DroppedBytes: r.mem.droppedBytes.Load(), Abandoned: r.Abandoned(), Counted: true}
-		l.Overwritten, l.OverwrittenBytes = r.Overwritten()
-		return l, nil
-	case *KernelRing:
-		return r.loss()
+// Loss returns what the ring lost so far, from its own counters: records
+// producers gave up on (see Dropped), overwritten before a reader got to
+// them (overwrite mode) and abandoned by producer processes that died. It
+// fails only if a shared ring's memory faults (faults.go).
+func (r *Ring) Loss() (l Loss, err error) {
+	if r.path != "" {
+		defer r.catchFault(guardFaults(), &err)
 	}
-	return Loss{}, fmt.Errorf("ringo: loss of %v: not a ring ringo knows", ring)
+	m := r.mem
+	l = Loss{Dropped: m.dropped.Load(), DroppedBytes: m.droppedBytes.Load(), Abandoned: m.abandoned.Load(), Counted: true}
+	l.Overwritten, l.OverwrittenBytes = r.overwritten()
+	return l, nil
 }
 
-// Losses returns the loss of every ring the Reader consumes, in the order
-// they were added: one call to log "N events lost on ring X". Like Stats,
-// it does not wait for a blocked Read.
-func (r *Reader) Losses() ([]RingLoss, error) {
-	stats, err := r.Stats()
-	out := make([]RingLoss, len(stats))
-	for i, s := range stats {
-		out[i] = RingLoss{Ring: s.Ring, Loss: s.Loss}
-	}
-	return out, err
-}
-
-// RingLoss is one ring's Loss.
-type RingLoss struct {
-	Ring Source
-	Loss
-}
+// Loss returns what the ring lost so far: the records its producers could
+// not write, from the per-CPU counter map bpf/ringo.h's RINGO_DROP_COUNTER
+// declares, summed over CPUs, found by its name among the maps of the
+// programs that use the ring (looked for again at most once a second until
+// found) or set with SetDropCounter; and, in overwrite mode, the records
+// producers overwrote before a Reader of this process got to them.
+func (k *KernelRing) Loss() (Loss, error) { return k.loss() }
 
 // dropCounter is a kernel ring's RINGO_DROP_COUNTER map.
 type dropCounter struct {
@@ -234,7 +218,7 @@ func (r *Reader) Stats() ([]RingStats, error) {
 	for _, rr := range rings {
 		st := RingStats{Ring: rr.src, Records: rr.consumed.Load(), Bytes: rr.consumedBytes.Load(),
 			AvailData: rr.src.Positions().Avail(), Size: int(rr.src.ringMemory().size())}
-		l, err := LossOf(rr.src)
+		l, err := rr.src.Loss()
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -83,19 +83,19 @@ func TestDropsExactUnderStress(t *testing.T) {
 						drops += refused[p]
 						bytes += refusedBytes[p]
 					}
-					l, err := LossOf(r)
+					l, err := r.Loss()
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !l.Counted || l.Dropped != drops || l.DroppedBytes != bytes || l.Total() != drops {
-						t.Fatalf("LossOf = %+v; producers saw %d refusals of %d bytes", l, drops, bytes)
+					if !l.Counted || l.Dropped != drops || l.DroppedBytes != bytes || l.Overwritten != 0 || l.Abandoned != 0 {
+						t.Fatalf("Loss() = %+v; producers saw %d refusals of %d bytes", l, drops, bytes)
 					}
 					if uint64(delivered)+drops != producers*attempts {
 						t.Fatalf("%d delivered + %d dropped != %d attempts", delivered, drops, producers*attempts)
 					}
-					ls, err := rd.Losses()
+					ls, err := rd.Stats()
 					if err != nil || len(ls) != 1 || ls[0].Ring != Source(r) || ls[0].Dropped != drops {
-						t.Fatalf("Losses() = %+v, %v", ls, err)
+						t.Fatalf("Stats() = %+v, %v", ls, err)
 					}
 					if drops == 0 {
 						t.Fatal("the reader kept up: nothing was dropped, so nothing was tested")
@@ -120,7 +120,7 @@ func TestLossOfKernelRingWithoutCounter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	l, err := LossOf(k)
+	l, err := k.Loss()
 	if err != nil || l.Counted {
 		t.Fatalf("LossOf = %+v, %v; want Counted false", l, err)
 	}

@@ -52,7 +52,7 @@ func (m *memory) countDrop(n uint64) {
 	m.droppedBytes.Add(n)
 }
 
-// Overwritten returns how many committed records of a ring in overwrite
+// overwritten returns how many committed records of a ring in overwrite
 // mode producers overwrote before a consumer read them, and the bytes of
 // ring positions lost with them (headers and padding included): those a
 // Reader skipped, and those lying between the consumer position and
@@ -60,11 +60,7 @@ func (m *memory) countDrop(n uint64) {
 // reads still counts what it lost. Both are 0 for other rings. A reading
 // taken while a Reader is storing its position may be briefly short, never
 // over.
-func (r *Ring) Overwritten() (records, bytes uint64) {
-	if r.path != "" {
-		var err error
-		defer r.catchFault(guardFaults(), &err)
-	}
+func (r *Ring) overwritten() (records, bytes uint64) {
 	m := r.mem
 	if m.overwritePos == nil {
 		return 0, 0

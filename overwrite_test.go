@@ -33,7 +33,7 @@ func (c *stressChecker) finishOverwrite(t *testing.T, prods []*stressProducer, r
 			i += j + 1
 		}
 	}
-	lost, lostBytes := r.Overwritten()
+	lost, lostBytes := r.overwritten()
 	if uint64(committed-arrived) != lost {
 		t.Errorf("%d records committed, %d arrived, but %d counted overwritten", committed, arrived, lost)
 	}
@@ -137,7 +137,7 @@ func TestFlightRecorder(t *testing.T) {
 	}
 	first++
 
-	if lost, _ := r.Overwritten(); lost != uint64(first) {
+	if lost, _ := r.overwritten(); lost != uint64(first) {
 		t.Errorf("before any reader: Overwritten() = %d, want %d", lost, first)
 	}
 	rd := newReader(t, r)
@@ -163,7 +163,7 @@ func TestFlightRecorder(t *testing.T) {
 	if kept := p.Producer - p.Overwrite; kept < size-recordSize(8+299) {
 		t.Errorf("only %d of %d bytes hold records", kept, size)
 	}
-	if lost, _ := r.Overwritten(); lost != uint64(first) {
+	if lost, _ := r.overwritten(); lost != uint64(first) {
 		t.Errorf("Overwritten() = %d, want %d", lost, first)
 	}
 }
@@ -185,8 +185,8 @@ func TestOverwriteNeverPassesBusy(t *testing.T) {
 			break
 		}
 	}
-	if r.Dropped() != 1 {
-		t.Errorf("Dropped() = %d, want 1", r.Dropped())
+	if r.dropped() != 1 {
+		t.Errorf("Dropped() = %d, want 1", r.dropped())
 	}
 	if over := r.Positions().Overwrite; over != 0 {
 		t.Errorf("overwrite_pos = %d: moved past the busy record at 0", over)
@@ -230,7 +230,7 @@ func TestSharedOverwrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lost, _ := w.Overwritten()
+	lost, _ := w.overwritten()
 	if lost == 0 || uint64(n)+lost != 2000 {
 		t.Errorf("%d records read, %d overwritten; want 2000 in all", n, lost)
 	}
@@ -369,7 +369,7 @@ func BenchmarkOverwrite(b *testing.B) {
 					drainInline(rd)
 				}
 			}
-			if lost, _ := r.Overwritten(); lost != 0 {
+			if lost, _ := r.overwritten(); lost != 0 {
 				b.Fatalf("%d records overwritten", lost)
 			}
 		})

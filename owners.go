@@ -112,16 +112,6 @@ func (r *Ring) recoverHead(pos uint64) bool {
 	return true
 }
 
-// Abandoned returns how many records of a shared ring were discarded because
-// the process that reserved them died before committing them.
-func (r *Ring) Abandoned() (n uint64) {
-	if r.path != "" {
-		var err error
-		defer r.catchFault(guardFaults(), &err)
-	}
-	return r.mem.abandoned.Load()
-}
-
 // claimConsumer makes this process the consumer of a shared ring, taking
 // the place of a consumer process that died.
 func (r *Ring) claimConsumer() error {

@@ -74,8 +74,8 @@ func TestRecordOfDeadProcessIsAbandoned(t *testing.T) {
 	if string(rec.Data) != "after the dead one" {
 		t.Fatalf("got %q", rec.Data)
 	}
-	if r.Abandoned() != 1 {
-		t.Fatalf("Abandoned() = %d", r.Abandoned())
+	if r.abandoned() != 1 {
+		t.Fatalf("Abandoned() = %d", r.abandoned())
 	}
 	// The owner's late commit (it was not dead after all) is refused.
 	if err := r.Commit(res, 0); !errors.Is(err, ErrNotReserved) {
@@ -138,8 +138,8 @@ func TestDeadReserverSlotDoesNotDoomSuccessor(t *testing.T) {
 	if err := r.Commit(live, 0); err != nil {
 		t.Fatalf("commit of the live record: %v", err)
 	}
-	if r.Abandoned() != 0 {
-		t.Fatalf("Abandoned() = %d, want 0", r.Abandoned())
+	if r.abandoned() != 0 {
+		t.Fatalf("Abandoned() = %d, want 0", r.abandoned())
 	}
 }
 
@@ -213,8 +213,8 @@ func TestKilledProducerProcesses(t *testing.T) {
 		}
 		t.Logf("%s: ring going again %v after the kill", mode, time.Since(start))
 	}
-	if r.Abandoned() != 1 {
-		t.Fatalf("Abandoned() = %d, want 1", r.Abandoned())
+	if r.abandoned() != 1 {
+		t.Fatalf("Abandoned() = %d, want 1", r.abandoned())
 	}
 }
 
@@ -338,8 +338,8 @@ func TestSharedAcrossPIDNamespaces(t *testing.T) {
 	if n, err := rd.Consume(func(Record) error { return nil }); n != 0 || err != nil {
 		t.Fatalf("Consume over a live busy head: %d records, %v", n, err)
 	}
-	if r.Abandoned() != 0 {
-		t.Fatalf("Abandoned() = %d, want 0", r.Abandoned())
+	if r.abandoned() != 0 {
+		t.Fatalf("Abandoned() = %d, want 0", r.abandoned())
 	}
 }
 
@@ -370,7 +370,7 @@ func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	if g := waitfor.Recv(t, got, waitfor.Short, "the Read asleep on the ring"); g != "after <nil>" {
-		t.Fatalf("Read: %s (positions %+v, abandoned %d)", g, r.Positions(), r.Abandoned())
+		t.Fatalf("Read: %s (positions %+v, abandoned %d)", g, r.Positions(), r.abandoned())
 	}
 
 	// Consume, which never sleeps.
@@ -386,10 +386,10 @@ func TestKilledProducerWhileConsumerSleeps(t *testing.T) {
 		return len(recs) > 0
 	})
 	if len(recs) != 1 || recs[0] != "after again" {
-		t.Fatalf("Consume after a killed producer: %q (abandoned %d)", recs, r.Abandoned())
+		t.Fatalf("Consume after a killed producer: %q (abandoned %d)", recs, r.abandoned())
 	}
-	if r.Abandoned() != 2 {
-		t.Fatalf("Abandoned() = %d, want 2", r.Abandoned())
+	if r.abandoned() != 2 {
+		t.Fatalf("Abandoned() = %d, want 2", r.abandoned())
 	}
 }
 

@@ -22,6 +22,8 @@ type Source interface {
 	// Positions returns the ring's positions, as bpf_ringbuf_query
 	// reads them.
 	Positions() Positions
+	// Loss returns what the ring lost so far.
+	Loss() (Loss, error)
 	ringMemory() *memory
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.

@@ -71,6 +71,17 @@ func readAsync(ctx context.Context, rd *Reader) <-chan readResult {
 	return out
 }
 
+// dropped and abandoned are the ring's Loss counters, for tests.
+func (r *Ring) dropped() uint64 {
+	l, _ := r.Loss()
+	return l.Dropped
+}
+
+func (r *Ring) abandoned() uint64 {
+	l, _ := r.Loss()
+	return l.Abandoned
+}
+
 func TestReadBlocksUntilCommit(t *testing.T) {
 	r := newRing(t, 4096)
 	rd := newReader(t, r)

@@ -598,19 +598,6 @@ func (r *Ring) Positions() (p Positions) {
 // caught up with the record) and not suppressed.
 func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 
-// Dropped returns how many records producers gave up on over the ring's
-// whole life (for a shared ring, in every process): those Output and
-// Reserve refused (ErrFull, ErrBusy), and those of OutputWait and
-// ReserveWait whose context ended. A waiting call's retries are not drops.
-// The kernel keeps no such count.
-func (r *Ring) Dropped() (n uint64) {
-	if r.path != "" {
-		var err error
-		defer r.catchFault(guardFaults(), &err)
-	}
-	return r.mem.dropped.Load()
-}
-
 // The Source methods.
 func (r *Ring) ringMemory() *memory { return r.mem }
 func (r *Ring) pollFD() int         { return r.bell.FD() }

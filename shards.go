@@ -132,16 +132,6 @@ func (s *Shards) Index(src Source) int {
 	return -1
 }
 
-// Dropped returns the reservations refused while full, summed over the
-// rings.
-func (s *Shards) Dropped() uint64 {
-	var n uint64
-	for _, r := range s.rings {
-		n += r.Dropped()
-	}
-	return n
-}
-
 // Close closes every ring.
 func (s *Shards) Close() error {
 	var errs []error

@@ -251,7 +251,7 @@ func TestSharedAcrossProcesses(t *testing.T) {
 	if n, _ := rd.Consume(func(Record) error { return nil }); n != 0 {
 		t.Fatalf("%d records too many", n)
 	}
-	t.Logf("dropped (refused while full, retried): %d, reader woken %d times", r.Dropped(), rd.Wakeups())
+	t.Logf("dropped (refused while full, retried): %d, reader woken %d times", r.dropped(), rd.Wakeups())
 }
 
 func TestDroppedCounter(t *testing.T) {
@@ -262,7 +262,7 @@ func TestDroppedCounter(t *testing.T) {
 		r.Output(make([]byte, 100), 0)
 		r.Reserve(100)
 	}
-	if d := r.Dropped(); d != 9 {
+	if d := r.dropped(); d != 9 {
 		t.Fatalf("Dropped() = %d, want 9", d)
 	}
 }
@@ -573,8 +573,8 @@ func TestSharedRingTruncatedWhileMapped(t *testing.T) {
 		isFault("Peek", err)
 		NewMeter(p).Sample()
 		r.Positions()
-		p.Dropped()
-		r.Abandoned()
+		p.dropped()
+		r.abandoned()
 	}
 	rd.Close()
 	p.Close()

@@ -69,7 +69,7 @@ func TestOutputWait(t *testing.T) {
 			}
 			rd := newReader(t, r)
 			fill(t, r)
-			dropped := r.Dropped()
+			dropped := r.dropped()
 			if dropped != 2 {
 				t.Fatalf("Dropped() = %d after two refused Outputs", dropped)
 			}
@@ -91,8 +91,8 @@ func TestOutputWait(t *testing.T) {
 			if len(got) != 1 || got[0] != "waited" {
 				t.Fatalf("after the wait: %q", got)
 			}
-			if r.Dropped() != dropped {
-				t.Fatalf("a wait that succeeded counted a drop: %d", r.Dropped())
+			if r.dropped() != dropped {
+				t.Fatalf("a wait that succeeded counted a drop: %d", r.dropped())
 			}
 
 			// Too large: at once, not a wait.
@@ -104,7 +104,7 @@ func TestOutputWait(t *testing.T) {
 			}
 			// A context that ends: its error, and one drop.
 			fill(t, r)
-			dropped = r.Dropped()
+			dropped = r.dropped()
 			short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
 			defer cancelShort()
 			if err := r.OutputWait(short, []byte("late"), 0); !errors.Is(err, context.DeadlineExceeded) {
@@ -118,7 +118,7 @@ func TestOutputWait(t *testing.T) {
 			if err := waitfor.Recv(t, done, waitfor.Short, "the cancelled ReserveWait to return"); !errors.Is(err, context.Canceled) {
 				t.Fatalf("ReserveWait cancelled: %v", err)
 			}
-			if d := r.Dropped() - dropped; d != 2 {
+			if d := r.dropped() - dropped; d != 2 {
 				t.Fatalf("two waits given up counted %d drops", d)
 			}
 			// Close ends the wait of the handle's producers.
@@ -220,8 +220,8 @@ func TestWaitingProducersStress(t *testing.T) {
 				}
 			}
 			waitfor.Group(t, &wg, waitfor.Long, "the producers to finish")
-			if r.Dropped() != 0 {
-				t.Fatalf("waiting producers dropped %d records", r.Dropped())
+			if r.dropped() != 0 {
+				t.Fatalf("waiting producers dropped %d records", r.dropped())
 			}
 		})
 	}
@@ -329,8 +329,8 @@ func BenchmarkBackpressure(b *testing.B) {
 						}
 						return sum
 					})
-				if kind != "ring-retry" && r.Dropped() != 0 {
-					b.Fatalf("%d records dropped", r.Dropped())
+				if kind != "ring-retry" && r.dropped() != 0 {
+					b.Fatalf("%d records dropped", r.dropped())
 				}
 			})
 		}

@@ -236,7 +236,7 @@ func TestDropsCountedExactly(t *testing.T) {
 		if err := k.produce(0, fit+K, 64, 0, how); err != nil {
 			t.Fatal(err)
 		}
-		l, err := ringo.LossOf(kr)
+		l, err := kr.Loss()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func TestDropsCountedExactly(t *testing.T) {
 		if err := kr2.SetDropCounter(k.objs.RbDrops); err != nil {
 			t.Fatal(err)
 		}
-		if l2, err := ringo.LossOf(kr2); err != nil || l2 != l {
+		if l2, err := kr2.Loss(); err != nil || l2 != l {
 			t.Fatalf("with SetDropCounter: LossOf = %+v, %v; want %+v", l2, err, l)
 		}
 	}

@@ -178,7 +178,7 @@ type forwardStats struct {
 	Batches    uint64  `json:"batches"`
 	Failures   uint64  `json:"failures"`
 	Reordered  uint64  `json:"reordered"`
-	// Dropped is what the rings refused while full, where counted
+	// Dropped is what the rings' producers gave up on, where counted
 	// (shared rings; kernel rings whose programs count drops).
 	Dropped   uint64 `json:"dropped"`
 	Counted   bool   `json:"drops_counted"`
@@ -189,7 +189,7 @@ func printForward(e *env, asJSON bool, fw *forward.Forwarder, rd *ringo.Reader, 
 	st := fw.Stats()
 	out := forwardStats{Seconds: time.Since(start).Seconds(), Forwarded: st.Forwarded, Duplicates: st.Duplicates, Bytes: st.Bytes,
 		Batches: st.Batches, Failures: st.Failures, Reordered: st.Reordered, LastError: st.LastError}
-	if losses, err := rd.Losses(); err == nil {
+	if losses, err := rd.Stats(); err == nil {
 		out.Counted = len(losses) > 0
 		for _, l := range losses {
 			out.Dropped += l.Dropped
@@ -201,9 +201,9 @@ func printForward(e *env, asJSON bool, fw *forward.Forwarder, rd *ringo.Reader, 
 	}
 	drops := "not counted"
 	if out.Counted {
-		drops = fmt.Sprintf("%d (lost, unless their producers tried again)", out.Dropped)
+		drops = fmt.Sprint(out.Dropped)
 	}
-	_, err := fmt.Fprintf(e.stdout, "forwarded %d records (%s) in %.1fs, %d duplicates dropped by the stream, %d batches, %d failed and retried; reservations the full ring refused: %s\n",
+	_, err := fmt.Fprintf(e.stdout, "forwarded %d records (%s) in %.1fs, %d duplicates dropped by the stream, %d batches, %d failed and retried; records the rings' producers gave up on: %s\n",
 		out.Forwarded, human(out.Bytes), out.Seconds, out.Duplicates, out.Batches, out.Failures, drops)
 	return err
 }

@@ -72,7 +72,8 @@ func TestProduceWaitsOrDrops(t *testing.T) {
 	if n := waitfor.Recv(t, read, waitfor.Short, "the consumer to read every record"); n != int(fits)+200 {
 		t.Fatalf("the consumer read %d records, want %d", n, int(fits)+200)
 	}
-	if d := r.Dropped(); d != 200-fits+1 {
+	if l, _ := r.Loss(); l.Dropped != 200-fits+1 {
+		d := l.Dropped
 		t.Fatalf("waiting counted drops: %d, want %d", d, 200-fits+1)
 	}
 	fails(t, dir, 2, "exclude each other", "produce", "small", "--count", "1", "--size", "1", "--no-wait", "--timeout", "1s")

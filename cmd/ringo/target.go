@@ -150,8 +150,8 @@ func (t *target) info(counters bool) ringInfo {
 	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: avail, Note: note,
 		ConsumerPos: p.Consumer, ProducerPos: p.Producer, PendingPos: p.Pending, Path: t.path}
 	if t.shared != nil && t.shared.Overwrite() {
-		n, b := t.shared.Overwritten()
-		ri.Overwrite, ri.OverwritePos, ri.Overwritten, ri.OverwrittenBytes = true, p.Overwrite, &n, &b
+		l, _ := t.shared.Loss()
+		ri.Overwrite, ri.OverwritePos, ri.Overwritten, ri.OverwrittenBytes = true, p.Overwrite, &l.Overwritten, &l.OverwrittenBytes
 	} else if t.kernel != nil && t.kernel.Overwrite() {
 		ri.Overwrite, ri.OverwritePos = true, p.Overwrite
 	}
@@ -163,8 +163,8 @@ func (t *target) info(counters bool) ringInfo {
 	default:
 		ri.Name = t.spec
 		if counters {
-			a := t.shared.Abandoned()
-			ri.Abandoned = &a
+			l, _ := t.shared.Loss()
+			ri.Abandoned = &l.Abandoned
 		}
 	}
 	if !counters {
@@ -190,6 +190,6 @@ func (t *target) loss() (ringo.Loss, bool) {
 	default:
 		return ringo.Loss{}, false
 	}
-	l, err := ringo.LossOf(src)
+	l, err := src.Loss()
 	return l, err == nil && l.Counted
 }

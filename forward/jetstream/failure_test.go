@@ -267,7 +267,8 @@ func TestServerOutage(t *testing.T) {
 	if len(skipped) == 0 {
 		t.Fatal("no record was refused during a second's outage: the ring did not fill")
 	}
-	if d := r.Dropped(); d != uint64(len(skipped)) {
+	if l, _ := r.Loss(); l.Dropped != uint64(len(skipped)) {
+		d := l.Dropped
 		t.Errorf("the ring counts %d drops, the producer saw %d refusals", d, len(skipped))
 	}
 	want := uint64(total - len(skipped))

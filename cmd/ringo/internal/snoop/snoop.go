@@ -186,12 +186,12 @@ func (s *Snooper) Ring() *ringo.KernelRing { return s.ring }
 
 // Counts returns how many events the programs wrote, and how many they
 // dropped because the ring was full (counted by bpf/ringo.h's
-// RINGO_DROP_COUNTER, read through ringo.LossOf).
+// RINGO_DROP_COUNTER, read through the ring's Loss).
 func (s *Snooper) Counts() (events, drops uint64, err error) {
 	if err := s.objs.Counters.Lookup(uint32(0), &events); err != nil {
 		return 0, 0, fmt.Errorf("snoop: read counters: %w", err)
 	}
-	loss, err := ringo.LossOf(s.ring)
+	loss, err := s.ring.Loss()
 	if err != nil {
 		return 0, 0, err
 	}

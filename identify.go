@@ -37,7 +37,7 @@ func Identify(src Source) Identity {
 	switch s := src.(type) {
 	case *KernelRing:
 		// Map IDs are allocated cyclically and unique within a boot.
-		return Identity{Kind: "kernel", Name: s.Name(), Incarnation: fmt.Sprintf("%s-%d", bootID(), s.ID())}
+		return Identity{Kind: "kernel", Name: s.info.Name, Incarnation: fmt.Sprintf("%s-%d", bootID(), s.ID())}
 	case *Ring:
 		kind := "memory"
 		if s.path != "" {

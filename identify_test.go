@@ -45,7 +45,7 @@ func TestIdentify(t *testing.T) {
 func TestIdentifyKernelRing(t *testing.T) {
 	a, b := newKernelRing(t, 4096), newKernelRing(t, 4096)
 	ia, ib := Identify(a), Identify(b)
-	if ia.Kind != "kernel" || ia.Name != a.Name() || ia.Incarnation == ib.Incarnation ||
+	if ia.Kind != "kernel" || ia.Name != a.info.Name || ia.Incarnation == ib.Incarnation ||
 		!strings.HasSuffix(ia.Incarnation, fmt.Sprintf("-%d", a.ID())) || strings.HasPrefix(ia.Incarnation, "noboot") {
 		t.Fatalf("identities %v and %v of maps %d and %d: want kind kernel, boot ID and map ID", ia, ib, a.ID(), b.ID())
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -180,12 +181,12 @@ func TestMeterLapped(t *testing.T) {
 func TestListKernelAndPinned(t *testing.T) {
 	requireKernel(t)
 	dir := bpffsDir(t)
-	k, err := CreateKernelRing(1<<14, "ringo_list")
+	k, err := CreateKernelRing("ringo_list", 1<<14)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	u, err := CreateUserRing(1<<13, "ringo_ulist")
+	u, err := CreateUserRing("ringo_ulist", 1<<13)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestListKernelAndPinned(t *testing.T) {
 	if err := k.Pin(filepath.Join(dir, "k")); err != nil {
 		t.Fatal(err)
 	}
-	rings, err := KernelRings()
+	rings, err := bpfmap.Rings()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,37 +202,37 @@ func TestListKernelAndPinned(t *testing.T) {
 	for _, mi := range rings {
 		switch mi.ID {
 		case k.ID():
-			sawK = mi.Type == RingBuf && mi.Size == 1<<14 && mi.Name == "ringo_list"
+			sawK = MapType(mi.Type) == RingBuf && mi.MaxEntries == 1<<14 && mi.Name == "ringo_list"
 		case u.ID():
-			sawU = mi.Type == UserRingBuf && mi.Size == 1<<13 && mi.Name == "ringo_ulist"
+			sawU = MapType(mi.Type) == UserRingBuf && mi.MaxEntries == 1<<13 && mi.Name == "ringo_ulist"
 		}
-		if mi.Type != RingBuf && mi.Type != UserRingBuf {
-			t.Errorf("listed a %v map", mi.Type)
+		if mt := MapType(mi.Type); mt != RingBuf && mt != UserRingBuf {
+			t.Errorf("listed a %v map", mt)
 		}
 	}
 	if !sawK || !sawU {
-		t.Fatalf("KernelRings = %+v; want maps %d and %d described right", rings, k.ID(), u.ID())
+		t.Fatalf("bpfmap.Rings = %+v; want maps %d and %d described right", rings, k.ID(), u.ID())
 	}
-	pins, err := PinnedMaps(dir)
+	pins, err := bpfmap.PinnedMaps(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pins[k.ID()] != filepath.Join(dir, "k") || len(pins) != 1 {
 		t.Fatalf("PinnedMaps = %v", pins)
 	}
-	if mi, err := LookupMap(u.ID()); err != nil || mi.Type != UserRingBuf || mi.Type.String() != "user_ringbuf" || u.Name() != "ringo_ulist" {
-		t.Fatalf("LookupMap(user ring) = %+v, %v", mi, err)
+	if mi, err := bpfmap.Describe(u.ID(), ""); err != nil || MapType(mi.Type) != UserRingBuf || MapType(mi.Type).String() != "user_ringbuf" || u.Name() != "ringo_ulist" {
+		t.Fatalf("Describe(user ring) = %+v, %v", mi, err)
 	}
-	if mi, err := LookupPinned(filepath.Join(dir, "k")); err != nil || mi.ID != k.ID() || mi.Type != RingBuf {
-		t.Fatalf("LookupPinned = %+v, %v", mi, err)
+	if mi, err := bpfmap.Describe(0, filepath.Join(dir, "k")); err != nil || mi.ID != k.ID() || MapType(mi.Type) != RingBuf {
+		t.Fatalf("Describe(pin) = %+v, %v", mi, err)
 	}
-	if _, err := LookupMap(0x7fffffff); err == nil || !strings.Contains(err.Error(), "no map with id") {
-		t.Fatalf("LookupMap of a missing ID: %v", err)
+	if _, err := bpfmap.Describe(0x7fffffff, ""); err == nil || !strings.Contains(err.Error(), "no map with id") {
+		t.Fatalf("Describe of a missing ID: %v", err)
 	}
 	if MapType(1).String() != "hash" {
 		t.Fatalf("MapType(1) = %q", MapType(1))
 	}
-	if p, err := PinnedMaps(filepath.Join(dir, "none")); err != nil || len(p) != 0 {
+	if p, err := bpfmap.PinnedMaps(filepath.Join(dir, "none")); err != nil || len(p) != 0 {
 		t.Fatalf("PinnedMaps of a missing dir = %v, %v", p, err)
 	}
 	// Peek works on a user ring: what user space submitted and the kernel

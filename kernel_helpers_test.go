@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 )
 
@@ -19,7 +20,7 @@ func requireKernel(t testing.TB) {
 		closeFD(fd)
 		return
 	}
-	skipUnlessRequired(t, "BPF ring buffers are not available here ("+bpfError(err).Error()+"); run as root")
+	skipUnlessRequired(t, "BPF ring buffers are not available here ("+bpfmap.Err(err).Error()+"); run as root")
 }
 
 // skipUnlessRequired skips the test for the reason given (something the

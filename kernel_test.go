@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
@@ -21,7 +22,7 @@ import (
 func newKernelRing(t testing.TB, size int) *KernelRing {
 	t.Helper()
 	requireKernel(t)
-	k, err := CreateKernelRing(size, "ringo_test")
+	k, err := CreateKernelRing("ringo_test", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +87,18 @@ func TestKernelRingOpenEveryWay(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		defer r.Close()
-		if r.Size() != 8192 || r.ID() != k.ID() || r.Name() != "ringo_test" {
-			t.Fatalf("%s: size %d id %d name %q", name, r.Size(), r.ID(), r.Name())
+		if r.Size() != 8192 || r.ID() != k.ID() || r.info.Name != "ringo_test" || r.String() != fmt.Sprintf("ringbuf %d (ringo_test)", k.ID()) {
+			t.Fatalf("%s: size %d id %d %s", name, r.Size(), r.ID(), r)
 		}
 		if p := r.Positions(); p.Producer != 16 {
 			t.Fatalf("%s: positions %+v", name, p)
 		}
 	}
-	r, err := OpenMapFD(k.FD())
+	r, err := OpenMap(bpfmap.FD(k.FD()))
 	check("fd", r, err)
 	r, err = OpenMap(k)
-	check("FDer", r, err)
-	r, err = OpenMapID(k.ID())
+	check("FD()", r, err)
+	r, err = openMapID(k.ID())
 	check("id", r, err)
 
 	dir := bpffsDir(t)
@@ -132,7 +133,7 @@ func TestKernelRingErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFD(fd)
-	_, err = OpenMapFD(fd)
+	_, err = OpenMap(bpfmap.FD(fd))
 	if err == nil || !strings.Contains(err.Error(), "is a array map, not a ringbuf") {
 		t.Fatalf("array map: %v", err)
 	}
@@ -141,23 +142,23 @@ func TestKernelRingErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFD(ufd)
-	if _, err := OpenMapFD(ufd); err == nil || !strings.Contains(err.Error(), "user_ringbuf") {
+	if _, err := OpenMap(bpfmap.FD(ufd)); err == nil || !strings.Contains(err.Error(), "user_ringbuf") {
 		t.Fatalf("user ring: %v", err)
 	}
-	if _, err := OpenMapID(0xfffffff0); err == nil || !strings.Contains(err.Error(), "no such map") {
+	if _, err := openMapID(0xfffffff0); err == nil || !strings.Contains(err.Error(), "no map with id") {
 		t.Fatalf("missing id: %v", err)
 	}
 	if _, err := OpenPinned("/sys/fs/bpf/ringo-no-such-pin"); !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("missing pin: %v", err)
 	}
-	if _, err := CreateKernelRing(5000, "bad"); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "power of two") {
+	if _, err := CreateKernelRing("bad", 5000); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "power of two") {
 		t.Fatalf("bad size: %v", err)
 	}
 	// The kernel's own answer to a bad size, and the message ringo adds to EPERM.
 	if _, err := sys.MapCreate(uint32(RingBuf), 0, 0, 5000, 0, "bad"); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("kernel accepted size 5000: %v", err)
 	}
-	if e := bpfError(syscall.EPERM); !strings.Contains(e.Error(), "CAP_BPF") {
+	if e := bpfmap.Err(syscall.EPERM); !strings.Contains(e.Error(), "CAP_BPF") {
 		t.Fatalf("EPERM explained as %q", e)
 	}
 }
@@ -464,9 +465,8 @@ func TestBpftoolSeesPinnedRing(t *testing.T) {
 // kernel accepts it, the ring opens in overwrite mode.
 func TestKernelOverwriteRefused(t *testing.T) {
 	requireKernel(t)
-	spec := MapSpec{Type: RingBuf, MaxEntries: 4096, Flags: FlagOverwrite}
-	k, err := CreateKernelRingFromSpec(spec, "ringo_overwrite")
-	if KernelSupportsOverwrite() {
+	k, err := CreateKernelRing("ringo_overwrite", 4096, WithOverwrite())
+	if kernelSupportsOverwrite() {
 		if err != nil {
 			t.Fatalf("the kernel supports overwrite rings, but: %v", err)
 		}
@@ -478,18 +478,18 @@ func TestKernelOverwriteRefused(t *testing.T) {
 	}
 	if err == nil {
 		k.Close()
-		t.Fatal("KernelSupportsOverwrite() = false, yet the kernel made an overwrite ring")
+		t.Fatal("kernelSupportsOverwrite() = false, yet the kernel made an overwrite ring")
 	}
 	if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "after Linux 6.18") || !strings.Contains(err.Error(), "WithOverwrite") {
 		t.Errorf("error %q does not explain the refusal", err)
 	}
-	// The same spec gives a user-space ring in overwrite mode.
-	r, err := NewFromSpec(spec)
+	// The same option gives a user-space ring in overwrite mode.
+	r, err := New(4096, WithOverwrite())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	if !r.Overwrite() {
-		t.Error("NewFromSpec with FlagOverwrite made a ring not in overwrite mode")
+		t.Error("New WithOverwrite made a ring not in overwrite mode")
 	}
 }

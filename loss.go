@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 )
 
@@ -81,7 +82,7 @@ func DropCounterName(ring string) string {
 // array with 4-byte keys and struct ringo_drops values, as
 // RINGO_DROP_COUNTER declares (for example a cilium/ebpf *ebpf.Map).
 // ringo duplicates the descriptor.
-func (k *KernelRing) SetDropCounter(m FDer) error {
+func (k *KernelRing) SetDropCounter(m interface{ FD() int }) error {
 	info, err := sys.GetMapInfo(m.FD())
 	if err != nil {
 		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
@@ -89,7 +90,7 @@ func (k *KernelRing) SetDropCounter(m FDer) error {
 	if err := checkDropCounter(info); err != nil {
 		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
 	}
-	fd, _, err := dupMapFD(m.FD())
+	fd, _, err := bpfmap.Dup(m.FD())
 	if err != nil {
 		return fmt.Errorf("ringo: drop counter of %s: %w", k, err)
 	}
@@ -101,7 +102,7 @@ func (k *KernelRing) SetDropCounter(m FDer) error {
 func checkDropCounter(info sys.MapInfo) error {
 	if MapType(info.Type) != percpuArray || info.KeySize != 4 || info.ValueSize != dropValueSize || info.MaxEntries < 1 {
 		return invalid("map %d (%s) is a %s with key size %d, value size %d: a drop counter is a percpu_array with key size 4 and value size %d (struct ringo_drops), as RINGO_DROP_COUNTER declares",
-			info.ID, info.Name, mapTypeName(info.Type), info.KeySize, info.ValueSize, dropValueSize)
+			info.ID, info.Name, bpfmap.TypeName(info.Type), info.KeySize, info.ValueSize, dropValueSize)
 	}
 	return nil
 }

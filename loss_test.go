@@ -115,7 +115,7 @@ func TestDropsExactUnderStress(t *testing.T) {
 // a map of the wrong shape, saying what it should be.
 func TestLossOfKernelRingWithoutCounter(t *testing.T) {
 	requireKernel(t)
-	k, err := CreateKernelRing(4096, "ringo_nocount")
+	k, err := CreateKernelRing("ringo_nocount", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestLossOfKernelRingWithoutCounter(t *testing.T) {
 	if err != nil || l.Counted {
 		t.Fatalf("LossOf = %+v, %v; want Counted false", l, err)
 	}
-	other, err := CreateKernelRing(4096, "ringo_other")
+	other, err := CreateKernelRing("ringo_other", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package ringo
 
 import (
 	"errors"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,20 +36,20 @@ func TestPinnedProgramIsNotAMap(t *testing.T) {
 			t.Errorf("%s of a pinned program: %v, want %q (and EINVAL)", what, err, pin+" "+want)
 		}
 	}
-	_, err = LookupPinned(pin)
-	check("LookupPinned", err)
+	_, err = bpfmap.Describe(0, pin)
+	check("Describe", err)
 	_, err = OpenPinned(pin)
 	check("OpenPinned", err)
 	_, err = OpenUserRingPinned(pin)
 	check("OpenUserRingPinned", err)
 	_, err = OpenRingSetPinned(pin, 0)
 	check("OpenRingSetPinned", err)
-	_, err = OpenMapFD(prog)
+	_, err = OpenMap(bpfmap.FD(prog))
 	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("OpenMapFD of a program: %v", err)
+		t.Errorf("OpenMap of a program: %v", err)
 	}
 	// PinnedMaps lists maps only: the program's ID is no map's.
-	k, err := CreateKernelRing(4096, "pin_kind_ring")
+	k, err := CreateKernelRing("pin_kind_ring", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestPinnedProgramIsNotAMap(t *testing.T) {
 	if err := k.Pin(filepath.Join(dir, "ring")); err != nil {
 		t.Fatal(err)
 	}
-	pins, err := PinnedMaps(dir)
+	pins, err := bpfmap.PinnedMaps(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +81,8 @@ func TestPinOutsideBPFFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for what, open := range map[string]func() error{
-		"LookupPinned": func() error { _, err := LookupPinned(f); return err },
-		"OpenPinned":   func() error { _, err := OpenPinned(f); return err },
+		"Describe":   func() error { _, err := bpfmap.Describe(0, f); return err },
+		"OpenPinned": func() error { _, err := OpenPinned(f); return err },
 	} {
 		err := open()
 		if err == nil || !strings.Contains(err.Error(), f+" is not on a BPF file system") {
@@ -89,7 +90,7 @@ func TestPinOutsideBPFFS(t *testing.T) {
 		}
 	}
 	dir := bpffsDir(t)
-	if _, err := LookupPinned(dir); err == nil || !strings.Contains(err.Error(), "is a directory of the BPF file system") {
-		t.Errorf("LookupPinned of a bpffs directory: %v", err)
+	if _, err := bpfmap.Describe(0, dir); err == nil || !strings.Contains(err.Error(), "is a directory of the BPF file system") {
+		t.Errorf("Describe of a bpffs directory: %v", err)
 	}
 }

@@ -109,21 +109,6 @@ type doorbell interface {
 	Close() error
 }
 
-// NewFromSpec creates a ring from BPF map attributes, after validating them
-// as BPF_MAP_CREATE would (see MapSpec.Validate), except that FlagOverwrite
-// makes a ring in overwrite mode whatever the kernel.
-func NewFromSpec(spec MapSpec, opts ...Option) (*Ring, error) {
-	if spec.Type == RingBuf && spec.Flags&FlagOverwrite != 0 {
-		// A user-space ring has overwrite mode whatever the kernel.
-		spec.Flags &^= FlagOverwrite
-		opts = append(opts, WithOverwrite())
-	}
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	return New(int(spec.MaxEntries), opts...)
-}
-
 // Size returns the size of the data area in bytes.
 func (r *Ring) Size() int { return int(r.mem.size()) }
 

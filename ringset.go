@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
 )
@@ -252,12 +253,12 @@ func CreateRingSet(spec RingSetSpec) (*KernelRingSet, error) {
 	// rings of other sizes fit, ringbufs do not compare sizes.
 	tmpl, err := sys.MapCreate(uint32(RingBuf), 0, 0, uint32(spec.Size), 0, "")
 	if err != nil {
-		return nil, fmt.Errorf("ringo: ring set %q: create template ring: %w", spec.Name, bpfError(err))
+		return nil, fmt.Errorf("ringo: ring set %q: create template ring: %w", spec.Name, bpfmap.Err(err))
 	}
 	fd, err := sys.MapCreateInner(uint32(typ), 4, 4, uint32(entries), 0, spec.Name, tmpl)
 	closeFD(tmpl)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: create ring set %q (%v of %d): %w", spec.Name, typ, entries, bpfError(err))
+		return nil, fmt.Errorf("ringo: create ring set %q (%v of %d): %w", spec.Name, typ, entries, bpfmap.Err(err))
 	}
 	s, err := newKernelRingSet(fd, spec.Name, spec.FollowEvery)
 	if err != nil {
@@ -282,8 +283,8 @@ func CreateRingSet(spec RingSetSpec) (*KernelRingSet, error) {
 // ringbufs (for instance a map of a collection loaded with cilium/ebpf),
 // opening every ring it holds. The Reader looks for rings that come and go
 // every followEvery (0: only at Refresh).
-func OpenRingSet(m FDer, followEvery time.Duration) (*KernelRingSet, error) {
-	fd, what, err := dupMapFD(m.FD())
+func OpenRingSet(m interface{ FD() int }, followEvery time.Duration) (*KernelRingSet, error) {
+	fd, what, err := bpfmap.Dup(m.FD())
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +293,7 @@ func OpenRingSet(m FDer, followEvery time.Duration) (*KernelRingSet, error) {
 
 // OpenRingSetPinned follows the ring set pinned at path.
 func OpenRingSetPinned(path string, followEvery time.Duration) (*KernelRingSet, error) {
-	fd, what, err := pinnedMapFD(path)
+	fd, what, err := bpfmap.Pinned(path)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +313,7 @@ func openRingSet(fd int, what string, followEvery time.Duration) (*KernelRingSet
 }
 
 func newKernelRingSet(fd int, what string, every time.Duration) (*KernelRingSet, error) {
-	info, err := mapInfo(fd, what)
+	info, err := bpfmap.Info(fd, what)
 	if err != nil {
 		closeFD(fd)
 		return nil, err
@@ -338,7 +339,7 @@ func (s *KernelRingSet) Add(key uint32, size int) (*KernelRing, error) {
 	if _, ok := s.rings[key]; ok {
 		return nil, fmt.Errorf("ringo: ring set %q: key %d holds a ring already: Remove it first: %w", s.info.Name, key, unix.EEXIST)
 	}
-	k, err := CreateKernelRing(size, fmt.Sprintf("%.10s_%d", s.info.Name, key))
+	k, err := CreateKernelRing(fmt.Sprintf("%.10s_%d", s.info.Name, key), size)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +348,7 @@ func (s *KernelRingSet) Add(key uint32, size int) (*KernelRing, error) {
 		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) {
 			return nil, fmt.Errorf("ringo: ring set %q: key %d is beyond its %d entries: %w", s.info.Name, key, s.info.MaxEntries, err)
 		}
-		return nil, fmt.Errorf("ringo: ring set %q: put ring at key %d: %w", s.info.Name, key, bpfError(err))
+		return nil, fmt.Errorf("ringo: ring set %q: put ring at key %d: %w", s.info.Name, key, bpfmap.Err(err))
 	}
 	s.rings[key] = k
 	s.changed()
@@ -365,7 +366,7 @@ func (s *KernelRingSet) Remove(key uint32) error {
 		return fmt.Errorf("ringo: ring set %q has no ring at key %d: %w", s.info.Name, key, unix.ENOENT)
 	}
 	if err := sys.MapDeleteU32(s.fd, key); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("ringo: ring set %q: remove key %d: %w", s.info.Name, key, bpfError(err))
+		return fmt.Errorf("ringo: ring set %q: remove key %d: %w", s.info.Name, key, bpfmap.Err(err))
 	}
 	s.leave(key, k)
 	s.changed()
@@ -404,7 +405,7 @@ func (s *KernelRingSet) Refresh() error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("ringo: ring set %q: walk keys: %w", s.info.Name, bpfError(err))
+			return fmt.Errorf("ringo: ring set %q: walk keys: %w", s.info.Name, bpfmap.Err(err))
 		}
 		key = next
 		id, err := sys.MapLookupU32(s.fd, key)
@@ -412,7 +413,7 @@ func (s *KernelRingSet) Refresh() error {
 			continue // an empty slot of an array, or deleted meanwhile
 		}
 		if err != nil {
-			return fmt.Errorf("ringo: ring set %q: look up key %d: %w", s.info.Name, key, bpfError(err))
+			return fmt.Errorf("ringo: ring set %q: look up key %d: %w", s.info.Name, key, bpfmap.Err(err))
 		}
 		seen[key] = true
 		if k, ok := s.rings[key]; ok && k.ID() == id {
@@ -420,7 +421,7 @@ func (s *KernelRingSet) Refresh() error {
 		} else if ok {
 			s.leave(key, k) // replaced by another ring
 		}
-		k, err := OpenMapID(id)
+		k, err := openMapID(id)
 		if errors.Is(err, unix.ENOENT) {
 			continue // gone since the lookup
 		}
@@ -489,7 +490,7 @@ func (s *KernelRingSet) ID() uint32 { return s.info.ID }
 // Pin pins the outer map at path in a BPF file system.
 func (s *KernelRingSet) Pin(path string) error {
 	if err := sys.ObjPin(s.fd, path); err != nil {
-		return fmt.Errorf("ringo: pin ring set %q at %s: %w", s.info.Name, path, bpfError(err))
+		return fmt.Errorf("ringo: pin ring set %q at %s: %w", s.info.Name, path, bpfmap.Err(err))
 	}
 	return nil
 }
@@ -538,4 +539,13 @@ func (s *KernelRingSet) released(src Source) {
 		delete(s.leaving, k)
 		k.Close()
 	}
+}
+
+// openMapID maps the ring buffer map with the given ID, a member of a set.
+func openMapID(id uint32) (*KernelRing, error) {
+	fd, what, err := bpfmap.ByID(id)
+	if err != nil {
+		return nil, fmt.Errorf("ringo: %w", err)
+	}
+	return openKernelRing(fd, what)
 }

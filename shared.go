@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
@@ -532,3 +533,35 @@ func Remove(name string, opts ...Option) error {
 
 // Path returns the file of a shared ring, or "" for an in-process ring.
 func (r *Ring) Path() string { return r.path }
+
+// SharedDir returns the directory where named rings live, given the same
+// options as Create and Open: WithDir, else RINGO_DIR, else /dev/shm/ringo
+// for root and /dev/shm/ringo-UID for other users.
+func SharedDir(opts ...Option) string {
+	o, _ := gather("SharedDir", optDir, opts) // (other options ignored)
+	return o.dir
+}
+
+// SharedRings lists the names of the shared rings in SharedDir(opts...),
+// sorted. A directory that does not exist holds no rings. The names are
+// those of the files; Open checks that each is a ring.
+func SharedRings(opts ...Option) ([]string, error) {
+	dir := SharedDir(opts...)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ringo: list shared rings: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || checkName(n) != nil {
+			continue // a wake-up pipe, a temporary file, not a ring's name
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}

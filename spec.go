@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"syscall"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 )
 
@@ -22,7 +23,7 @@ const (
 )
 
 // String names the type as bpftool does: "ringbuf", "user_ringbuf", "hash".
-func (t MapType) String() string { return mapTypeName(uint32(t)) }
+func (t MapType) String() string { return bpfmap.TypeName(uint32(t)) }
 
 // Map flags a ring buffer accepts. The kernel's RINGBUF_CREATE_FLAG_MASK is
 // BPF_F_NUMA_NODE alone (checked on Linux 6.18: every other bit is refused).

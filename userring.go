@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
 )
@@ -22,10 +23,9 @@ import (
 // Unlike a kernel-produced ring, a user ring can be filled to the last byte:
 // the kernel's drain, not a reservation rule, keeps positions consistent.
 type UserRing struct {
+	kernelMap
 	mem     *memory
 	mapping *sys.Mapping
-	fd      int
-	info    sys.MapInfo
 
 	mu     spinLock // serialises reservations
 	closed atomic.Bool
@@ -51,62 +51,51 @@ type UserRecord struct {
 // Bytes returns the reserved payload, contiguous even when it wraps.
 func (u UserRecord) Bytes() []byte { return u.buf }
 
-// OpenUserRing maps the user ring buffer map m, for example a cilium/ebpf
-// *ebpf.Map. The descriptor is duplicated: m stays the caller's.
-func OpenUserRing(m FDer) (*UserRing, error) { return OpenUserRingFD(m.FD()) }
-
-// OpenUserRingFD maps the user ring buffer map behind fd (duplicated).
-func OpenUserRingFD(fd int) (*UserRing, error) {
-	fd, what, err := dupMapFD(fd)
+// OpenUserRing maps the user ring buffer map m (anything with the map's
+// descriptor as FD() int), for example a cilium/ebpf *ebpf.Map. The
+// descriptor is duplicated: m stays the caller's.
+func OpenUserRing(m interface{ FD() int }) (*UserRing, error) {
+	fd, what, err := bpfmap.Dup(m.FD())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ringo: %w", err)
 	}
 	return openUserRing(fd, what)
 }
 
 // OpenUserRingPinned maps the user ring buffer map pinned at path.
 func OpenUserRingPinned(path string) (*UserRing, error) {
-	fd, what, err := pinnedMapFD(path)
+	fd, what, err := bpfmap.Pinned(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ringo: %w", err)
 	}
 	return openUserRing(fd, what)
 }
 
-// OpenUserRingID maps the user ring buffer map with the given ID.
-func OpenUserRingID(id uint32) (*UserRing, error) {
-	fd, what, err := mapFDByID(id)
-	if err != nil {
-		return nil, err
-	}
-	return openUserRing(fd, what)
-}
-
-// CreateUserRing creates a BPF_MAP_TYPE_USER_RINGBUF map of size bytes and
-// maps it.
-func CreateUserRing(size int, name string) (*UserRing, error) {
+// CreateUserRing creates a BPF_MAP_TYPE_USER_RINGBUF map named name of size
+// bytes and maps it.
+func CreateUserRing(name string, size int) (*UserRing, error) {
 	if err := ValidateSize(int64(size)); err != nil {
 		return nil, err
 	}
 	fd, err := sys.MapCreate(uint32(UserRingBuf), 0, 0, uint32(size), 0, name)
 	if err != nil {
-		return nil, fmt.Errorf("ringo: create user_ringbuf map %q: %w", name, bpfError(err))
+		return nil, fmt.Errorf("ringo: create user_ringbuf map %q: %w", name, bpfmap.Err(err))
 	}
 	return openUserRing(fd, name)
 }
 
 func openUserRing(fd int, what string) (*UserRing, error) {
-	info, err := mapInfo(fd, what)
+	info, err := bpfmap.Info(fd, what)
 	if err != nil {
 		closeFD(fd)
-		return nil, err
+		return nil, fmt.Errorf("ringo: %w", err)
 	}
 	if t := MapType(info.Type); t != UserRingBuf {
 		closeFD(fd)
 		if t == RingBuf {
 			return nil, fmt.Errorf("ringo: map %d (%s) is a ringbuf, which BPF programs produce into: consume it with a Reader (OpenMap), not a user ring writer", info.ID, what)
 		}
-		return nil, fmt.Errorf("ringo: map %d (%s) is a %s map, not a user_ringbuf", info.ID, what, mapTypeName(info.Type))
+		return nil, fmt.Errorf("ringo: map %d (%s) is a %s map, not a user_ringbuf", info.ID, what, bpfmap.TypeName(info.Type))
 	}
 	if err := ValidateSize(int64(info.MaxEntries)); err != nil {
 		closeFD(fd)
@@ -116,9 +105,9 @@ func openUserRing(fd int, what string) (*UserRing, error) {
 	m, err := sys.MapKernelRing(fd, size, true)
 	if err != nil {
 		closeFD(fd)
-		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, bpfError(err))
+		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, bpfmap.Err(err))
 	}
-	return &UserRing{mem: newKernelMemory(m, size), mapping: m, fd: fd, info: info}, nil
+	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, mem: newKernelMemory(m, size), mapping: m}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. Records reserved and not
@@ -139,21 +128,12 @@ func (u *UserRing) Close() error {
 	return err
 }
 
-// FD returns the map's descriptor, owned by the UserRing.
-func (u *UserRing) FD() int { return u.fd }
-
-// ID returns the map's ID.
-func (u *UserRing) ID() uint32 { return u.info.ID }
-
 // Size returns the size of the data area in bytes.
 func (u *UserRing) Size() int { return int(u.mem.size()) }
 
 // Positions returns the consumer (the kernel's drain), producer and pending
 // positions; a user ring has no pending position, it reads 0.
 func (u *UserRing) Positions() Positions { return u.mem.positions() }
-
-// Name returns the map's name.
-func (u *UserRing) Name() string { return u.info.Name }
 
 // Query returns a property of the ring, as for a ring the kernel produces into.
 func (u *UserRing) Query(p Prop) (uint64, error) { return u.mem.query(p) }

@@ -22,7 +22,7 @@ func loadDrain(t testing.TB, userFD, outFD int, flags int32) *prog {
 func newUserRing(t testing.TB, size int) *UserRing {
 	t.Helper()
 	requireKernel(t)
-	u, err := CreateUserRing(size, "ringo_user")
+	u, err := CreateUserRing("ringo_user", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestUserRingMalformedLayouts(t *testing.T) {
 
 func TestUserRingErrors(t *testing.T) {
 	k := newKernelRing(t, 4096)
-	if _, err := OpenUserRingFD(k.FD()); err == nil || !strings.Contains(err.Error(), "is a ringbuf") {
+	if _, err := OpenUserRing(k); err == nil || !strings.Contains(err.Error(), "is a ringbuf") {
 		t.Fatalf("ringbuf as a user ring: %v", err)
 	}
 	u := newUserRing(t, 4096)

@@ -15,6 +15,7 @@ import (
 	"github.com/ringo-bpf/ringo"
 	"github.com/ringo-bpf/ringo/forward"
 	"github.com/ringo-bpf/ringo/forward/jetstream"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 )
 
 var forwardCmd = &command{
@@ -162,7 +163,7 @@ func openPinnedSet(spec string) (*ringo.KernelRingSet, error) {
 	if !strings.Contains(spec, "/") {
 		return nil, nil
 	}
-	if info, err := ringo.LookupPinned(spec); err != nil || (info.Type != ringo.ArrayOfMaps && info.Type != ringo.HashOfMaps) {
+	if info, err := bpfmap.Describe(0, spec); err != nil || (info.Type != bpfmap.ArrayOfMaps && info.Type != bpfmap.HashOfMaps) {
 		return nil, nil // not a set: openTarget says what it is
 	}
 	// Rings that others add to the set or take out are followed.

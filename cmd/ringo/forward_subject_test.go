@@ -23,7 +23,7 @@ func TestForwardSubjects(t *testing.T) {
 	var targets []string
 	want := map[string]int{} // subject: records
 	for i, name := range []string{"fwd.a", "fwd_a", ""} {
-		k, err := ringo.CreateKernelRing(4096, name)
+		k, err := ringo.CreateKernelRing(name, 4096)
 		if err != nil {
 			t.Fatal(err)
 		}

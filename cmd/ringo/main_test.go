@@ -568,7 +568,7 @@ func TestKernelRingCommands(t *testing.T) {
 
 	// A user ring: produce into it, peek what the kernel has not drained,
 	// dump is refused.
-	u, err := ringo.CreateUserRing(1<<13, "cmd_test_uring")
+	u, err := ringo.CreateUserRing("cmd_test_uring", 1<<13)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +773,7 @@ func TestShowKernelDrops(t *testing.T) {
 	if line := ok(t, dir, "stat", id, "--interval", "20ms"); !strings.Contains(line, "drops ") || strings.Contains(line, "drops -") {
 		t.Fatalf("stat: %q", line)
 	}
-	k, err := ringo.CreateKernelRing(4096, "ringo_nocount")
+	k, err := ringo.CreateKernelRing("ringo_nocount", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}

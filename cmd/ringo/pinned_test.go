@@ -41,7 +41,7 @@ func TestPinnedProgram(t *testing.T) {
 	pid, _ := pinfo.ID()
 	var victim *ringo.UserRing
 	for range 2000 {
-		u, err := ringo.CreateUserRing(4096, "cmd_victim")
+		u, err := ringo.CreateUserRing("cmd_victim", 4096)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,14 +49,14 @@ ring has (a corrupt ring), clamped to empty or full; stderr says which.`,
 // listRings describes every ring it can find.
 func listRings(e *env) ([]ringInfo, error) {
 	rings := []ringInfo{}
-	maps, err := ringo.KernelRings()
+	maps, err := bpfmap.Rings()
 	switch {
 	case errors.Is(err, unix.EPERM):
 		fmt.Fprintf(e.stderr, "ringo list: kernel maps not listed: %s\n", message(err))
 	case err != nil:
 		return nil, err
 	}
-	pins, _ := ringo.PinnedMaps(bpffs) // best effort: paths are extra
+	pins, _ := bpfmap.PinnedMaps(bpffs) // best effort: paths are extra
 	for _, m := range maps {
 		t, err := openTarget(fmt.Sprintf("id:%d", m.ID))
 		if err != nil {

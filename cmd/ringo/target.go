@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,8 @@ type target struct {
 // openTarget opens spec: id:N, a pinned path, or a shared ring's name.
 func openTarget(spec string) (*target, error) {
 	t := &target{spec: spec}
-	var info ringo.MapInfo
+	var fd int
+	var what string
 	var err error
 	switch {
 	case strings.HasPrefix(spec, "id:"):
@@ -35,10 +37,10 @@ func openTarget(spec string) (*target, error) {
 		if perr != nil || id == 0 {
 			return nil, usagef("bad target %q: a map ID is id:N with N a positive number", spec)
 		}
-		info, err = ringo.LookupMap(uint32(id))
+		fd, what, err = bpfmap.ByID(uint32(id))
 	case strings.Contains(spec, "/"):
 		t.path = spec
-		info, err = ringo.LookupPinned(spec)
+		fd, what, err = bpfmap.Pinned(spec)
 		var sfs unix.Statfs_t
 		if err != nil && unix.Statfs(spec, &sfs) == nil && sfs.Type != unix.BPF_FS_MAGIC {
 			return nil, fmt.Errorf("%w (a TARGET with a / is a pin; a shared ring is given by its name, with RINGO_DIR for its directory)", err)
@@ -57,13 +59,18 @@ func openTarget(spec string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch info.Type {
+	defer unix.Close(fd) // the rings take their own descriptors
+	info, err := bpfmap.Info(fd, what)
+	if err != nil {
+		return nil, err
+	}
+	switch ringo.MapType(info.Type) {
 	case ringo.RingBuf:
-		t.kernel, err = ringo.OpenMapID(info.ID)
+		t.kernel, err = ringo.OpenMap(bpfmap.FD(fd))
 	case ringo.UserRingBuf:
-		t.user, err = ringo.OpenUserRingID(info.ID)
+		t.user, err = ringo.OpenUserRing(bpfmap.FD(fd))
 	default:
-		return nil, fmt.Errorf("%s is map %d, a %s map: ringo works with ringbuf and user_ringbuf maps", spec, info.ID, info.Type)
+		return nil, fmt.Errorf("%s is map %d, a %s map: ringo works with ringbuf and user_ringbuf maps", spec, info.ID, ringo.MapType(info.Type))
 	}
 	if err != nil {
 		return nil, err

@@ -37,15 +37,15 @@ func faultError(old bool, p any, mine func(uintptr) bool) error {
 	panic(p)
 }
 
-// catchFault is deferred by a Ring method that called guardFaults.
-func (r *Ring) catchFault(old bool, err *error) {
+// catchFault is deferred by a method of a ring that called guardFaults.
+func (v *ringMem) catchFault(old bool, err *error) {
 	p := recover()
 	if p == nil {
 		debug.SetPanicOnFault(old)
 		return
 	}
-	// (r.mapping only now: Close may be clearing it meanwhile.)
-	*err = fmt.Errorf("ringo: ring %q: %w", r.name, faultError(old, p, r.mapping.Contains))
+	// (v.mapping only now: Close may be clearing it meanwhile.)
+	*err = fmt.Errorf("ringo: ring %q: %w", v.label, faultError(old, p, v.mapping.Contains))
 }
 
 // catchFault is deferred by a Reader method that called guardFaults.
@@ -59,7 +59,7 @@ func (r *Reader) catchFault(old bool, err *error) {
 // shared rings.
 func (r *Reader) mapped(addr uintptr) bool {
 	for _, rr := range r.rings {
-		if s, ok := rr.src.(*Ring); ok && s.mapping.Contains(addr) {
+		if v := rr.src.ringView(); v.guarded && v.mapping.Contains(addr) {
 			return true
 		}
 	}

@@ -12,10 +12,8 @@ import (
 type Inspectable interface {
 	Positions() Positions
 	Size() int
-	ringMemory() *memory
+	ringView() *ringMem
 }
-
-func (u *UserRing) ringMemory() *memory { return u.mem }
 
 // errStopPeek ends a walk early without an error for the caller.
 var errStopPeek = errors.New("stop")
@@ -32,10 +30,11 @@ var errStopPeek = errors.New("stop")
 // Record.Source is the ring for *Ring and *KernelRing, and nil for a
 // *UserRing, which no Reader can consume.
 func Peek(ring Inspectable, fn func(Record) error) (n int, err error) {
-	if r, ok := ring.(*Ring); ok && r.path != "" {
-		defer r.catchFault(guardFaults(), &err)
+	v := ring.ringView()
+	if v.guarded {
+		defer v.catchFault(guardFaults(), &err)
 	}
-	m := ring.ringMemory()
+	m := v.mem
 	src, _ := ring.(Source)
 	c := cursor{mem: m, pos: m.consumerPos.Load()}
 	end := m.producerPos.Load()
@@ -81,9 +80,9 @@ func consumedPast(m *memory, pos uint64) bool {
 // usable; make one with NewMeter.
 type Meter struct {
 	mem  *memory
-	ring *Ring  // a shared ring, whose memory may fault (faults.go), or nil
-	pos  uint64 // position of the next header to count
-	avg  uint64 // record size (header included) seen last, for estimates
+	ring *ringMem // a shared ring, whose memory may fault (faults.go), or nil
+	pos  uint64   // position of the next header to count
+	avg  uint64   // record size (header included) seen last, for estimates
 }
 
 // Traffic is what a Meter counted since its last sample.
@@ -102,11 +101,12 @@ type Traffic struct {
 // NewMeter returns a Meter that counts from ring's current producer
 // position on.
 func NewMeter(ring Inspectable) (mt *Meter) {
-	mt = &Meter{mem: ring.ringMemory()}
-	if r, ok := ring.(*Ring); ok && r.path != "" {
-		mt.ring = r
+	v := ring.ringView()
+	mt = &Meter{mem: v.mem}
+	if v.guarded {
+		mt.ring = v
 		var err error
-		defer r.catchFault(guardFaults(), &err)
+		defer v.catchFault(guardFaults(), &err)
 	}
 	mt.pos = mt.mem.producerPos.Load()
 	return mt

@@ -16,9 +16,8 @@ import (
 // bpf_ringbuf_reserve/submit. A Reader consumes it like any other ring.
 type KernelRing struct {
 	kernelMap
-	mem     *memory
-	mapping *sys.Mapping
-	drops   dropCounter // see loss.go
+	ringMem
+	drops dropCounter // see loss.go
 
 	attached atomic.Bool
 	closed   atomic.Bool
@@ -124,7 +123,7 @@ func openKernelRing(fd int, what string) (*KernelRing, error) {
 		// is counted in bytes only.
 		mem.enableOverwrite(m, false)
 	}
-	return &KernelRing{kernelMap: kernelMap{fd: fd, info: info}, mem: mem, mapping: m}, nil
+	return &KernelRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m}}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. It fails while a Reader
@@ -147,27 +146,11 @@ func (k *KernelRing) Close() error {
 	return err
 }
 
-// Overwrite reports whether the map was created with FlagOverwrite.
-func (k *KernelRing) Overwrite() bool { return k.mem.overwritePos != nil }
-
 // String describes the ring for records and errors.
 func (k *KernelRing) String() string {
 	return fmt.Sprintf("ringbuf %d (%s)", k.info.ID, k.info.Name)
 }
 
-// Size returns the size of the data area in bytes.
-func (k *KernelRing) Size() int { return int(k.mem.size()) }
-
-// Query returns a property of the ring as bpf_ringbuf_query would, read
-// from user space.
-func (k *KernelRing) Query(p Prop) (uint64, error) { return k.mem.query(p) }
-
-// Positions returns the consumer, producer and pending positions. The kernel
-// keeps pending_pos right after producer_pos in the producer page, which
-// user space maps read-only.
-func (k *KernelRing) Positions() Positions { return k.mem.positions() }
-
-func (k *KernelRing) ringMemory() *memory         { return k.mem }
 func (k *KernelRing) pollFD() int                 { return k.fd }
 func (k *KernelRing) notified()                   {}
 func (k *KernelRing) recoverHead(pos uint64) bool { return false }

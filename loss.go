@@ -39,7 +39,7 @@ type Loss struct {
 // them (overwrite mode) and abandoned by producer processes that died. It
 // fails only if a shared ring's memory faults (faults.go).
 func (r *Ring) Loss() (l Loss, err error) {
-	if r.path != "" {
+	if r.guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	m := r.mem
@@ -218,7 +218,7 @@ func (r *Reader) Stats() ([]RingStats, error) {
 	var errs []error
 	for _, rr := range rings {
 		st := RingStats{Ring: rr.src, Records: rr.consumed.Load(), Bytes: rr.consumedBytes.Load(),
-			AvailData: rr.src.Positions().Avail(), Size: int(rr.src.ringMemory().size())}
+			AvailData: rr.src.Positions().Avail(), Size: rr.src.ringView().Size()}
 		l, err := rr.src.Loss()
 		if err != nil {
 			errs = append(errs, err)

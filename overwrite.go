@@ -79,9 +79,6 @@ func (r *Ring) overwritten() (records, bytes uint64) {
 	return records, bytes
 }
 
-// Overwrite reports whether the ring is in overwrite mode.
-func (r *Ring) Overwrite() bool { return r.mem.overwritePos != nil }
-
 // lapped reports whether producers of a ring in overwrite mode have
 // overwritten records at consumer position cons: the adaptive wake-up then
 // wakes the consumer at every commit, since no record may ever start at

@@ -24,7 +24,7 @@ type Source interface {
 	Positions() Positions
 	// Loss returns what the ring lost so far.
 	Loss() (Loss, error)
-	ringMemory() *memory
+	ringView() *ringMem
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.
 	notified()
@@ -230,7 +230,7 @@ func (r *Reader) Add(s Source) (err error) {
 		return err
 	}
 	defer r.unlock()
-	if rs, ok := s.(*Ring); ok && rs.path != "" {
+	if s.ringView().guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	return r.add(s, nil)
@@ -246,7 +246,7 @@ func (r *Reader) add(s Source, set RingSet) error {
 	if err := s.attach(); err != nil {
 		return err
 	}
-	m := s.ringMemory()
+	m := s.ringView().mem
 	cons := m.consumerPos.Load()
 	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons, explicit: r.explicit, released: cons}
 	if m.consCount != nil {

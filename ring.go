@@ -21,12 +21,11 @@ import (
 // consumer advances, the data area and the producer, pending and consumer
 // positions hold exactly what a kernel ring would after the same sequence.
 type Ring struct {
-	mem     *memory
-	mapping *sys.Mapping
-	file    int // the memory file behind the mapping
-	bell    doorbell
-	name    string
-	path    string // the file of a shared ring; empty for an in-process one
+	ringMem
+	file int // the memory file behind the mapping
+	bell doorbell
+	name string
+	path string // the file of a shared ring; empty for an in-process one
 
 	// mu guards closing. Reservations are serialised by the spin lock in
 	// the ring's memory (lock.go), like the kernel ring's; commits and
@@ -97,7 +96,7 @@ func mapRing(fd, size int, name string, bell doorbell) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ring{mem: newMemory(m, size), mapping: m, file: fd, bell: bell, name: name}, nil
+	return &Ring{ringMem: ringMem{mem: newMemory(m, size), mapping: m, label: name}, file: fd, bell: bell, name: name}, nil
 }
 
 // doorbell is how producers wake a ring's consumer: an eventfd in one
@@ -109,9 +108,6 @@ type doorbell interface {
 	Close() error
 }
 
-// Size returns the size of the data area in bytes.
-func (r *Ring) Size() int { return int(r.mem.size()) }
-
 // String returns the ring's name.
 func (r *Ring) String() string { return r.name }
 
@@ -122,7 +118,7 @@ func (r *Ring) String() string { return r.name }
 func (r *Ring) Close() (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.path != "" && r.mapping != nil {
+	if r.guarded && r.mapping != nil {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	if r.mapping == nil {
@@ -166,7 +162,7 @@ func (r *Ring) Close() (err error) {
 // an error wrapping syscall.EINVAL. A full ring returns ErrFull, which
 // matches syscall.EAGAIN as the helper's -EAGAIN does.
 func (r *Ring) Output(data []byte, flags uint64) error {
-	if r.path != "" {
+	if r.guarded {
 		return r.outputShared(data, flags)
 	}
 	return r.output(data, flags)
@@ -219,7 +215,7 @@ func (v Reservation) Pos() uint64 { return v.pos }
 // A full ring returns ErrFull; a record that cannot fit even in an empty
 // ring (n > Size()-16) returns ErrTooLarge.
 func (r *Ring) Reserve(n int) (res Reservation, err error) {
-	if r.path != "" {
+	if r.guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	if n < 0 {
@@ -371,7 +367,7 @@ func (r *Ring) Discard(v Reservation, flags uint64) error {
 }
 
 func (r *Ring) commit(v Reservation, flags uint64, discard bool) (err error) {
-	if r.path != "" {
+	if r.guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	op := "commit"
@@ -557,36 +553,14 @@ func (r *Ring) openReservations() int {
 	return n
 }
 
-// Query returns a property of the ring, like bpf_ringbuf_query. The values
-// are a snapshot that producers and the consumer may change at once. An
-// unknown property, for which the helper returns 0, is an error wrapping
-// syscall.EINVAL.
-func (r *Ring) Query(p Prop) (v uint64, err error) {
-	if r.path != "" {
-		defer r.catchFault(guardFaults(), &err)
-	}
-	return r.mem.query(p)
-}
-
-// Positions returns the consumer, producer and pending positions (zeros if
-// a shared ring's memory faults: see faults.go).
-func (r *Ring) Positions() (p Positions) {
-	if r.path != "" {
-		var err error
-		defer r.catchFault(guardFaults(), &err)
-	}
-	return r.mem.positions()
-}
-
 // Wakeups returns how many times a commit, discard or output decided to wake
 // the consumer, by the kernel's rule: forced, or adaptive (the consumer had
 // caught up with the record) and not suppressed.
 func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 
 // The Source methods.
-func (r *Ring) ringMemory() *memory { return r.mem }
-func (r *Ring) pollFD() int         { return r.bell.FD() }
-func (r *Ring) notified()           { r.bell.Drain() }
+func (r *Ring) pollFD() int { return r.bell.FD() }
+func (r *Ring) notified()   { r.bell.Drain() }
 func (r *Ring) attach() error {
 	if !r.attached.CompareAndSwap(false, true) {
 		return fmt.Errorf("ringo: ring %q already has a Reader: a ring has one consumer", r.name)

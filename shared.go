@@ -339,6 +339,7 @@ func mapShared(fd, size int, name string, bell doorbell) (*Ring, error) {
 		r.Close()
 		return nil, err
 	}
+	r.guarded = true
 	return r, nil
 }
 

@@ -24,8 +24,7 @@ import (
 // the kernel's drain, not a reservation rule, keeps positions consistent.
 type UserRing struct {
 	kernelMap
-	mem     *memory
-	mapping *sys.Mapping
+	ringMem
 
 	mu     spinLock // serialises reservations
 	closed atomic.Bool
@@ -107,7 +106,7 @@ func openUserRing(fd int, what string) (*UserRing, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, bpfmap.Err(err))
 	}
-	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, mem: newKernelMemory(m, size), mapping: m}, nil
+	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: newKernelMemory(m, size), mapping: m}}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. Records reserved and not
@@ -127,16 +126,6 @@ func (u *UserRing) Close() error {
 	closeFD(u.fd)
 	return err
 }
-
-// Size returns the size of the data area in bytes.
-func (u *UserRing) Size() int { return int(u.mem.size()) }
-
-// Positions returns the consumer (the kernel's drain), producer and pending
-// positions; a user ring has no pending position, it reads 0.
-func (u *UserRing) Positions() Positions { return u.mem.positions() }
-
-// Query returns a property of the ring, as for a ring the kernel produces into.
-func (u *UserRing) Query(p Prop) (uint64, error) { return u.mem.query(p) }
 
 // spinLock serialises the few instructions of a reservation. Unlocking
 // is a plain store on amd64 (storeRelease), where sync.Mutex's unlock is a

@@ -67,7 +67,7 @@ func (r *Ring) OutputWait(ctx context.Context, data []byte, flags uint64) (err e
 	if flags&^wakeupFlags != 0 {
 		return badFlags("output", flags)
 	}
-	if r.path != "" {
+	if r.guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	pos, slot, err := r.reserveWait(ctx, uint64(len(data)))
@@ -85,7 +85,7 @@ func (r *Ring) ReserveWait(ctx context.Context, n int) (res Reservation, err err
 	if n < 0 {
 		return Reservation{}, negativeSize(n)
 	}
-	if r.path != "" {
+	if r.guarded {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	pos, slot, err := r.reserveWait(ctx, uint64(n))

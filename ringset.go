@@ -214,9 +214,8 @@ type RingSetSpec struct {
 // and one Reader consumes them all (Reader.AddSet). Keys are 32-bit. Its
 // methods are safe for concurrent use.
 type KernelRingSet struct {
-	fd    int
-	info  sys.MapInfo
-	every time.Duration
+	kernelMap // the outer map: give its FD to BPF programs (or Pin it) so they can pick their ring
+	every     time.Duration
 
 	mu      sync.Mutex
 	rings   map[uint32]*KernelRing
@@ -323,7 +322,7 @@ func newKernelRingSet(fd int, what string, every time.Duration) (*KernelRingSet,
 		return nil, fmt.Errorf("ringo: %s is map %d, a %v map with %d-byte keys: a ring set is an array_of_maps or hash_of_maps with 4-byte keys",
 			what, info.ID, t, info.KeySize)
 	}
-	return &KernelRingSet{fd: fd, info: info, every: every,
+	return &KernelRingSet{kernelMap: kernelMap{fd: fd, info: info}, every: every,
 		rings: map[uint32]*KernelRing{}, leaving: map[*KernelRing]uint32{}}, nil
 }
 
@@ -478,21 +477,6 @@ func (s *KernelRingSet) Key(src Source) (uint32, bool) {
 	}
 	key, ok := s.leaving[k]
 	return key, ok
-}
-
-// FD returns the outer map's descriptor, owned by the set: give it to BPF
-// programs (or pin it) so they can pick their ring.
-func (s *KernelRingSet) FD() int { return s.fd }
-
-// ID returns the outer map's ID.
-func (s *KernelRingSet) ID() uint32 { return s.info.ID }
-
-// Pin pins the outer map at path in a BPF file system.
-func (s *KernelRingSet) Pin(path string) error {
-	if err := sys.ObjPin(s.fd, path); err != nil {
-		return fmt.Errorf("ringo: pin ring set %q at %s: %w", s.info.Name, path, bpfmap.Err(err))
-	}
-	return nil
 }
 
 // Close closes the outer map and every ring. Close the Readers that

@@ -17,8 +17,8 @@ import (
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-// The core stress test on a set: producers, each keeping the ring Next gave
-// it (two share one), random sizes up to 4 KiB and random discards; one
+// The core stress test on a set: producers, each keeping ring id%shards
+// (two share one), random sizes up to 4 KiB and random discards; one
 // Reader over the set gets every committed record exactly once, intact, in
 // per-producer order, from the ring its producer wrote to.
 func TestShardsStress(t *testing.T) {
@@ -48,7 +48,7 @@ func TestShardsStress(t *testing.T) {
 		waitfor.Group(t, &wg, waitfor.Short, "the producers to stop")
 	}()
 	for id := range producers {
-		ring := set.Next()
+		ring := set.Ring(uint32(id % shards))
 		ringOf[id] = ring
 		wg.Add(1)
 		go func() {
@@ -98,13 +98,13 @@ func TestShardsStress(t *testing.T) {
 		}
 		_, err := rd.Consume(func(rec Record) error {
 			if p, ok := lastPos[rec.Source]; ok && rec.Pos <= p {
-				return fmt.Errorf("ring %d: record at %d after %d", set.Index(rec.Source), rec.Pos, p)
+				return fmt.Errorf("ring %d: record at %d after %d", shardIndex(set, rec.Source), rec.Pos, p)
 			}
 			lastPos[rec.Source] = rec.Pos
 			id := binary.LittleEndian.Uint32(rec.Data)
 			seq := binary.LittleEndian.Uint64(rec.Data[4:])
 			if int(id) >= producers || rec.Source != Source(ringOf[id]) {
-				return fmt.Errorf("record of producer %d from ring %d", id, set.Index(rec.Source))
+				return fmt.Errorf("record of producer %d from ring %d", id, shardIndex(set, rec.Source))
 			}
 			if !bytes.Equal(rec.Data[stressHeader:], stressPattern(id, seq, len(rec.Data)-stressHeader)) {
 				return fmt.Errorf("producer %d record %d corrupt", id, seq)
@@ -149,11 +149,16 @@ func TestShardsChoose(t *testing.T) {
 	}
 	for r, n := range seen {
 		if n < 700 || n > 1300 {
-			t.Errorf("ring %d got %d of 4000 keys", set.Index(r), n)
+			k, _ := set.Key(r)
+			t.Errorf("ring %d got %d of 4000 keys", k, n)
 		}
 	}
-	if len(seen) != 4 || set.Next() == set.Next() || set.Index(set.Ring(2)) != 2 || set.Len() != 4 {
-		t.Fatal("Next or Index")
+	if k, ok := set.Key(set.Ring(2)); len(seen) != 4 || !ok || k != 2 || len(set.Keys()) != 4 || set.Ring(4) != nil {
+		t.Fatal("Keys, Key or Ring")
+	}
+	var zero Shards
+	if zero.ForKey(7) != nil || len(zero.Keys()) != 0 || zero.Ring(0) != nil {
+		t.Fatal("the zero Shards")
 	}
 	if _, err := NewShards(0, 4096); err == nil {
 		t.Fatal("NewShards(0) succeeded")
@@ -168,7 +173,7 @@ func TestSharedShards(t *testing.T) {
 	}
 	defer set.Close()
 	prod, err := OpenShards("flows", WithDir(dir))
-	if err != nil || prod.Len() != 3 {
+	if err != nil || len(prod.Keys()) != 3 {
 		t.Fatalf("OpenShards = %v, %v", prod, err)
 	}
 	for k := range uint64(30) {
@@ -184,8 +189,8 @@ func TestSharedShards(t *testing.T) {
 	}
 	n, _ := rd.Consume(func(rec Record) error {
 		k := binary.LittleEndian.Uint64(rec.Data)
-		if set.Index(rec.Source) != set.Index(set.ForKey(k)) {
-			t.Errorf("key %d arrived from ring %d", k, set.Index(rec.Source))
+		if shardIndex(set, rec.Source) != shardIndex(set, set.ForKey(k)) {
+			t.Errorf("key %d arrived from ring %d", k, shardIndex(set, rec.Source))
 		}
 		return nil
 	})
@@ -428,4 +433,12 @@ func TestKernelKeyedSetFollowsChanges(t *testing.T) {
 		frd.Consume(func(Record) error { return nil })
 		return follower.Ring(3) == nil
 	})
+}
+
+// shardIndex is the key of src in set, or -1.
+func shardIndex(set *Shards, src Source) int {
+	if k, ok := set.Key(src); ok {
+		return int(k)
+	}
+	return -1
 }

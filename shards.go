@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync/atomic"
 	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
@@ -17,13 +16,12 @@ import (
 //
 //   - ForKey: by a key's hash, so that every record of one key (a flow, a
 //     process, a tenant) goes to one ring and stays in order;
-//   - Next: round robin, for a producer that takes a ring and keeps it, so
-//     that producers do not contend for one ring's reservation lock.
+//   - Ring(k) for a k of the producer's own (its index, its CPU): a producer
+//     that keeps a ring to itself does not contend for a reservation lock.
 //
 // Records are in order within a ring, never across rings.
 type Shards struct {
 	rings []*Ring
-	next  atomic.Uint32
 }
 
 // NewShards makes n in-process rings of size bytes each.
@@ -103,33 +101,44 @@ func RemoveShards(name string, opts ...Option) error {
 	}
 }
 
-// Len returns the number of rings.
-func (s *Shards) Len() int { return len(s.rings) }
-
-// Ring returns ring i.
-func (s *Shards) Ring(i int) *Ring { return s.rings[i] }
-
-// ForKey returns the ring for key: always the same one for the same key,
-// keys spread evenly whatever their pattern (a multiplicative hash).
-func (s *Shards) ForKey(key uint64) *Ring {
-	h := key * 0x9e3779b97f4a7c15
-	return s.rings[(h>>32)%uint64(len(s.rings))]
+// Keys returns the keys of the rings: 0 to n-1, as for an array
+// KernelRingSet.
+func (s *Shards) Keys() []uint32 {
+	keys := make([]uint32, len(s.rings))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	return keys
 }
 
-// Next returns the rings in turn: a producer that takes one and keeps it
-// has it to itself while there are no more producers than rings.
-func (s *Shards) Next() *Ring {
-	return s.rings[int(s.next.Add(1)-1)%len(s.rings)]
+// Ring returns the ring at key, or nil.
+func (s *Shards) Ring(key uint32) *Ring {
+	if int64(key) >= int64(len(s.rings)) {
+		return nil
+	}
+	return s.rings[key]
 }
 
-// Index returns the index of a ring of the set (Record.Source), or -1.
-func (s *Shards) Index(src Source) int {
+// Key returns the key of a ring of the set (Record.Source).
+func (s *Shards) Key(src Source) (uint32, bool) {
 	for i, r := range s.rings {
 		if Source(r) == src {
-			return i
+			return uint32(i), true
 		}
 	}
-	return -1
+	return 0, false
+}
+
+// ForKey returns the ring for key: always the same one for the same key,
+// keys spread evenly whatever their pattern (a multiplicative hash). It
+// returns nil for a set without rings (the zero Shards). A producer that
+// wants a ring of its own takes Ring(k) for a k of its own instead.
+func (s *Shards) ForKey(key uint64) *Ring {
+	if len(s.rings) == 0 {
+		return nil
+	}
+	h := key * 0x9e3779b97f4a7c15
+	return s.rings[(h>>32)%uint64(len(s.rings))]
 }
 
 // Close closes every ring.

@@ -52,8 +52,8 @@ func benchTopology(b *testing.B, producers int, perProducer bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var wg sync.WaitGroup
-	for range producers {
-		ring := set.Next()
+	for p := range producers {
+		ring := set.Ring(uint32(p % shards))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -278,7 +278,7 @@ func FuzzCursor(f *testing.F) {
 		// Peek: the records, not consumed.
 		rd := load()
 		var got []fuzzRecord
-		_, err := rd.Peek(func(rec Record) error {
+		_, err := rd.peek(func(rec Record) error {
 			fuzzCheckView(t, r, rec.Data)
 			if len(got) > int(size/8) {
 				t.Fatal("Peek handed out more records than fit in the ring")
@@ -751,7 +751,7 @@ func FuzzProducerConsumer(f *testing.F) {
 				check(step, "stale commit")
 			case 6: // Peek
 				var got []fuzzRecord
-				if _, err := rd.Peek(func(rec Record) error {
+				if _, err := rd.peek(func(rec Record) error {
 					fuzzCheckView(t, r, rec.Data)
 					got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
 					return nil

@@ -51,7 +51,7 @@ func TestKernelRingOutputAndConsume(t *testing.T) {
 	}
 	rd := newReader(t, k)
 	var got []uint64
-	n, err := rd.Peek(func(rec Record) error { got = append(got, le64(rec.Data)); return nil })
+	n, err := rd.peek(func(rec Record) error { got = append(got, le64(rec.Data)); return nil })
 	if err != nil || n != 5 || k.Positions().Consumer != 0 {
 		t.Fatalf("Peek: %d, %v", n, err)
 	}

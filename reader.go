@@ -552,10 +552,12 @@ func (rr *readerRing) consume(r *Reader, fn func(Record) error, max int) (n int,
 	return n, nil
 }
 
-// Peek hands the records not yet consumed to fn, ring after ring, without
-// consuming them: a later Consume or Read returns them again. It stops when
-// fn returns an error, and returns that error and how many records fn saw.
-func (r *Reader) Peek(fn func(Record) error) (n int, err error) {
+// peek hands the records the Reader has not handed out yet to fn, ring
+// after ring, as views, without consuming them: a later Consume or Read
+// returns them again. It stops when fn returns an error, and returns that
+// error and how many records fn saw. (Tests check the cursor with it; users
+// have Peek, which works on any ring beside any consumer.)
+func (r *Reader) peek(fn func(Record) error) (n int, err error) {
 	if err := r.lock("Peek"); err != nil {
 		return 0, err
 	}

@@ -236,7 +236,7 @@ func TestPeekDoesNotConsume(t *testing.T) {
 	}
 	for round := 0; round < 2; round++ {
 		var seen []byte
-		n, err := rd.Peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
+		n, err := rd.peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
 		if n != 3 || err != nil || !bytes.Equal(seen, []byte{0, 1, 2}) {
 			t.Fatalf("Peek = %d, %v, %v", n, err, seen)
 		}
@@ -251,7 +251,7 @@ func TestPeekDoesNotConsume(t *testing.T) {
 		t.Fatalf("Read of a ring holding 3 records: %v", err)
 	}
 	var seen []byte
-	rd.Peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
+	rd.peek(func(rec Record) error { seen = append(seen, rec.Data[0]); return nil })
 	if rec.Data[0] != 0 || !bytes.Equal(seen, []byte{1, 2}) {
 		t.Fatalf("after one Read, Peek saw %v", seen)
 	}

@@ -556,7 +556,7 @@ func TestSharedRingTruncatedWhileMapped(t *testing.T) {
 		}
 		_, err := rd.Consume(func(Record) error { return nil })
 		isFault("Consume", err)
-		_, err = rd.Peek(func(Record) error { return nil })
+		_, err = rd.peek(func(Record) error { return nil })
 		isFault("Reader.Peek", err)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		var rec Record

@@ -606,7 +606,7 @@ func TestStressManyProducers(t *testing.T) {
 			for i := 0; !done; i++ {
 				peeked = peeked[:0]
 				if i%8 == 0 {
-					if _, err := rd.Peek(func(rec Record) error {
+					if _, err := rd.peek(func(rec Record) error {
 						if len(peeked) == 4 {
 							return errEnough
 						}

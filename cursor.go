@@ -90,7 +90,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		// Pairs with the producer's commit (xchg of the length word): the
 		// payload written before it is visible.
 		w := m.lenWord(off).Load()
-		if w&BusyBit != 0 {
+		if w&busyBit != 0 {
 			return nil, 0, stepBusy, nil
 		}
 		n := uint64(payloadLen(w))
@@ -99,7 +99,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
 				ErrCorrupt, c.pos, n, avail-HeaderSize)
 		}
-		if w&DiscardBit != 0 {
+		if w&discardBit != 0 {
 			c.pos += total
 			continue
 		}
@@ -157,7 +157,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 		n := uint64(payloadLen(w))
 		total := recordSize(n)
 		switch {
-		case w&BusyBit != 0:
+		case w&busyBit != 0:
 			if c.overwritten() {
 				continue
 			}
@@ -168,7 +168,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			}
 			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
 				ErrCorrupt, c.pos, n, avail-HeaderSize)
-		case w&DiscardBit == 0:
+		case w&discardBit == 0:
 			p := off + HeaderSize
 			c.buf = append(c.buf[:0], m.data[p:p+n]...)
 		}
@@ -184,7 +184,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 		if c.overwritten() {
 			continue
 		}
-		if w&DiscardBit != 0 {
+		if w&discardBit != 0 {
 			c.pos += total
 			continue
 		}

@@ -50,16 +50,16 @@ func walkImage(image []byte, cons, prod uint64) fuzzWalk {
 		}
 		off := pos % size
 		word := binary.NativeEndian.Uint32(image[off:])
-		if word&BusyBit != 0 {
+		if word&busyBit != 0 {
 			break
 		}
-		n := uint64(word &^ (BusyBit | DiscardBit))
+		n := uint64(word &^ (busyBit | discardBit))
 		total := (n + 8 + 7) / 8 * 8
 		if total > avail {
 			w.corrupt = true
 			break
 		}
-		if word&DiscardBit == 0 {
+		if word&discardBit == 0 {
 			data := make([]byte, n)
 			for i := range data {
 				data[i] = image[(off+8+uint64(i))%size]
@@ -173,7 +173,7 @@ func FuzzCursor(f *testing.F) {
 		// The largest record.
 		fuzzRingSeed(f, 0, func(r *Ring) { r.Output(make([]byte, fuzzSize-16), 0) }),
 		// A header with a huge length.
-		{0, 64, 0, fuzzHeader(nil, MaxRecordSize, nil)},
+		{0, 64, 0, fuzzHeader(nil, maxRecordSize, nil)},
 		{0, 64, 0, fuzzHeader(nil, 0x3fff_fff8, nil)},
 		// A record that fills all that is published, and one byte more.
 		{0, 32, 0, fuzzHeader(nil, 24, make([]byte, 24))},
@@ -187,12 +187,12 @@ func FuzzCursor(f *testing.F) {
 		{4096, 1<<64 - 16, 0, fuzzHeader(nil, 8, make([]byte, 8))},
 		{0, 2 * fuzzSize, 0, fuzzHeader(nil, 8, make([]byte, 8))},
 		// A busy record at the head, holding back a committed one.
-		{0, 48, 48, fuzzHeader(fuzzHeader(nil, BusyBit|8, make([]byte, 8)), 16, []byte("0123456789abcdef"))},
+		{0, 48, 48, fuzzHeader(fuzzHeader(nil, busyBit|8, make([]byte, 8)), 16, []byte("0123456789abcdef"))},
 		// Discarded records only; then discarded records around a busy one.
-		{40, 48, 0, fuzzHeader(fuzzHeader(nil, DiscardBit|16, make([]byte, 16)), DiscardBit, nil)},
-		{0, 40, 0, fuzzHeader(fuzzHeader(fuzzHeader(nil, DiscardBit, nil), BusyBit|DiscardBit|4, make([]byte, 4)), 0, nil)},
+		{40, 48, 0, fuzzHeader(fuzzHeader(nil, discardBit|16, make([]byte, 16)), discardBit, nil)},
+		{0, 40, 0, fuzzHeader(fuzzHeader(fuzzHeader(nil, discardBit, nil), busyBit|discardBit|4, make([]byte, 4)), 0, nil)},
 		// A discarded record that claims more than is published.
-		{0, 16, 0, fuzzHeader(nil, DiscardBit|100, nil)},
+		{0, 16, 0, fuzzHeader(nil, discardBit|100, nil)},
 		// Positions about to wrap around 2^64.
 		{1<<64 - 16, 32, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
 	}
@@ -550,9 +550,9 @@ func FuzzProducerConsumer(f *testing.F) {
 				word := uint32(len(rec.data))
 				switch rec.state {
 				case modelBusy:
-					word |= BusyBit
+					word |= busyBit
 				case modelDiscarded:
-					word |= DiscardBit
+					word |= discardBit
 				}
 				if got := mem.lenWord(off).Load(); got != word {
 					t.Fatalf("step %d (%s): header of the record at %d has length word %#x, want %#x", step, what, rec.pos, got, word)

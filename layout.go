@@ -7,18 +7,19 @@ const (
 	// u32 page offset.
 	HeaderSize = 8
 
-	// BusyBit in a header's length word marks a record still being written.
-	BusyBit = 1 << 31
-	// DiscardBit in a header's length word marks a discarded record, which
+	// busyBit in a header's length word marks a record still being
+	// written.
+	busyBit = 1 << 31
+	// discardBit in a header's length word marks a discarded record, which
 	// consumers skip.
-	DiscardBit = 1 << 30
+	discardBit = 1 << 30
 
-	// MaxRecordSize is the largest payload the kernel would ever reserve
+	// maxRecordSize is the largest payload the kernel would ever reserve
 	// (UINT_MAX / 4); a ring's own size limits records further.
-	MaxRecordSize = 1<<32/4 - 1
+	maxRecordSize = 1<<32/4 - 1
 
-	// MaxSize is the largest ring: max_entries is a u32 power of two.
-	MaxSize = 1 << 31
+	// maxSize is the largest ring: max_entries is a u32 power of two.
+	maxSize = 1 << 31
 )
 
 // What a sleeping Reader asks of a user-space ring's producers, in its
@@ -107,7 +108,7 @@ const (
 func recordSize(n uint64) uint64 { return (n + HeaderSize + 7) &^ 7 }
 
 // payloadLen extracts the payload length from a header's length word.
-func payloadLen(word uint32) uint32 { return word &^ (BusyBit | DiscardBit) }
+func payloadLen(word uint32) uint32 { return word &^ (busyBit | discardBit) }
 
 // Flags of Output, Commit and Discard: BPF_RB_NO_WAKEUP and
 // BPF_RB_FORCE_WAKEUP. With neither, the ring wakes its consumer only if the

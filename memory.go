@@ -175,20 +175,20 @@ func (m *memory) lenWord(off uint64) *atomic.Uint32 {
 }
 
 // writeHeader writes a reserved record's header at data offset off: the
-// length word with BusyBit, and the page offset the kernel computes. Plain
+// length word with busyBit, and the page offset the kernel computes. Plain
 // stores, as in the kernel: the header lies past producer_pos, where no
 // consumer reads, until the reserver's store of producer_pos publishes it,
 // and other producers read it only under the reservation lock.
 func (m *memory) writeHeader(off uint64, n uint32) {
-	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | BusyBit
+	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | busyBit
 	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = uint32(off>>m.pageShift) + pgOffBase
 }
 
 // writeUserHeader writes a user ring record's header as libbpf does: the
-// length word with BusyBit and a zero pad word. Plain stores, published by
+// length word with busyBit and a zero pad word. Plain stores, published by
 // the store of producer_pos that follows.
 func (m *memory) writeUserHeader(off uint64, n uint32) {
-	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | BusyBit
+	*(*uint32)(unsafe.Pointer(&m.data[off])) = n | busyBit
 	*(*uint32)(unsafe.Pointer(&m.data[off+4])) = 0
 }
 

@@ -32,7 +32,7 @@ func (m *memory) overwriteTo(prod, newProd uint64) error {
 	start := over
 	for newProd-over > m.mask {
 		w := m.lenWord(over & m.mask).Load()
-		if w&DiscardBit == 0 {
+		if w&discardBit == 0 {
 			count++
 		}
 		over += recordSize(uint64(payloadLen(w)))

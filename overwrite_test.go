@@ -262,8 +262,8 @@ func FuzzOverwriteCursor(f *testing.F) {
 		// A writer that died mid-update of overwrite_pos (odd seq).
 		{0, 32, 16, 7, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
 		// A busy record after overwrite_pos; a huge header.
-		{0, 32, 16, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), BusyBit|1, []byte("z"))},
-		{1<<64 - 16, 4096, 8, 0, fuzzHeader(nil, MaxRecordSize, nil)},
+		{0, 32, 16, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), busyBit|1, []byte("z"))},
+		{1<<64 - 16, 4096, 8, 0, fuzzHeader(nil, maxRecordSize, nil)},
 	}
 	for _, s := range seeds {
 		f.Add(s.cons, s.avail, s.overDelta, s.seq, s.data)

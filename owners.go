@@ -94,10 +94,10 @@ func (r *Ring) recoverHead(pos uint64) bool {
 	// published, so a busy record without a slot lost its owner before it
 	// could be recorded, or the slot was freed after the owner died.
 	w := m.lenWord(pos & m.mask).Load()
-	if w&BusyBit == 0 {
+	if w&busyBit == 0 {
 		return true // committed meanwhile
 	}
-	if m.lenWord(pos&m.mask).CompareAndSwap(w, payloadLen(w)|DiscardBit) {
+	if m.lenWord(pos&m.mask).CompareAndSwap(w, payloadLen(w)|discardBit) {
 		m.abandoned.Add(1)
 		// Free the dead owners' slots. pos is published, so no new
 		// claim carries it, and a dead owner's token never comes back:

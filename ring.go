@@ -184,7 +184,7 @@ func (r *Ring) output(data []byte, flags uint64) error {
 	}
 	off := pos & r.mem.mask
 	copy(r.mem.data[off+HeaderSize:], data)
-	r.finish(off, uint32(len(data))|BusyBit, flags, false, slot, true)
+	r.finish(off, uint32(len(data))|busyBit, flags, false, slot, true)
 	return nil
 }
 
@@ -255,7 +255,7 @@ func (r *Ring) reservation(pos uint64, slot, n int) Reservation {
 // again (wait.go).
 func (r *Ring) reserve(n uint64, ctx context.Context, count bool) (uint64, int, error) {
 	m := r.mem
-	if n > MaxRecordSize || recordSize(n) > m.mask {
+	if n > maxRecordSize || recordSize(n) > m.mask {
 		return 0, -1, ErrTooLarge
 	}
 	total := recordSize(n)
@@ -285,7 +285,7 @@ func (r *Ring) reserve(n uint64, ctx context.Context, count bool) (uint64, int, 
 	// so that positions near 2^64 wrap as the spec requires.
 	for int64(prod-pend) > 0 {
 		w := m.lenWord(pend & m.mask).Load()
-		if w&BusyBit != 0 {
+		if w&busyBit != 0 {
 			break
 		}
 		pend += recordSize(uint64(payloadLen(w)))
@@ -391,7 +391,7 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) (err error) {
 	// busy header seen here from a later lap, in the slot of a record
 	// committed long ago, comes with a pending_pos past that record.
 	pend := m.pendingPos.Load()
-	if w&BusyBit == 0 || v.pos-pend >= m.producerPos.Load()-pend {
+	if w&busyBit == 0 || v.pos-pend >= m.producerPos.Load()-pend {
 		return fmt.Errorf("%w: %s of the record at position %d of ring %q, which was already committed or discarded", ErrNotReserved, op, v.pos, r.name)
 	}
 	if !r.finish(off, w, flags, discard, v.slot, false) {
@@ -407,9 +407,9 @@ func (r *Ring) commit(v Reservation, flags uint64, discard bool) (err error) {
 // (Output's, which never leaves it).
 func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int, owned bool) bool {
 	m := r.mem
-	nw := w ^ BusyBit
+	nw := w ^ busyBit
 	if discard {
-		nw |= DiscardBit
+		nw |= discardBit
 	}
 	if owned && m.fencedByReader {
 		// Nobody else commits this record, and the Reader fences for us
@@ -545,7 +545,7 @@ func (r *Ring) openReservations() int {
 	// claim too much ends the walk instead of skipping past prod.
 	for pos, steps := pend, uint64(0); pos-pend < prod-pend && steps <= m.size()/HeaderSize; steps++ {
 		w := m.lenWord(pos & m.mask).Load()
-		if w&BusyBit != 0 {
+		if w&busyBit != 0 {
 			n++
 		}
 		pos += recordSize(uint64(payloadLen(w)))

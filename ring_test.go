@@ -88,7 +88,7 @@ func TestLayoutIsTheKernels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, pg := header(r, 16); l != uint32(4072)|BusyBit || pg != 3 {
+	if l, pg := header(r, 16); l != uint32(4072)|busyBit || pg != 3 {
 		t.Errorf("reserved header: len %#x pg_off %d, want busy 4072 and 3", l, pg)
 	}
 	if err := r.Commit(big, 0); err != nil {
@@ -260,7 +260,7 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("Discard flags 16: %v", err)
 	}
 	// The refused commit left the reservation open.
-	if l, _ := header(r, 0); l&BusyBit == 0 {
+	if l, _ := header(r, 0); l&busyBit == 0 {
 		t.Fatal("refused commit cleared the busy bit")
 	}
 	if err := r.Commit(v, NoWakeup|ForceWakeup); err != nil {
@@ -352,7 +352,7 @@ func TestStaleViewAfterLap(t *testing.T) {
 	if err := r.Commit(old, 0); !errors.Is(err, ErrNotReserved) {
 		t.Fatalf("stale Commit = %v, want ErrNotReserved", err)
 	}
-	if l, _ := header(r, 0); l&BusyBit == 0 {
+	if l, _ := header(r, 0); l&busyBit == 0 {
 		t.Fatal("stale commit committed the new reservation")
 	}
 	if err := r.Commit(fresh, 0); err != nil {
@@ -377,8 +377,8 @@ func TestDiscardedRecordsAreSkipped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if l, _ := header(r, 24); l != 10|DiscardBit {
-		t.Fatalf("discarded header len %#x, want %#x", l, 10|DiscardBit)
+	if l, _ := header(r, 24); l != 10|discardBit {
+		t.Fatalf("discarded header len %#x, want %#x", l, 10|discardBit)
 	}
 	got := drain(t, r)
 	if len(got) != 3 || got[0][0] != 0 || got[1][0] != 2 || got[2][0] != 4 {

@@ -75,15 +75,15 @@ func (s MapSpec) Validate() error {
 }
 
 // ValidateSize reports whether size can be the data size of a ring: a power
-// of two, a multiple of the page size, at most MaxSize. The error wraps
+// of two, a multiple of the page size, at most maxSize. The error wraps
 // syscall.EINVAL and names the nearest valid size.
 func ValidateSize(size int64) error {
 	page := int64(sys.PageSize)
 	switch {
 	case size <= 0:
 		return invalid("ring size %d is not positive: use a power of two of at least the page size, such as %d", size, page)
-	case size > MaxSize:
-		return invalid("ring size %d is over the largest ring, %d (max_entries is a u32 power of two): use %d", size, int64(MaxSize), int64(MaxSize))
+	case size > maxSize:
+		return invalid("ring size %d is over the largest ring, %d (max_entries is a u32 power of two): use %d", size, int64(maxSize), int64(maxSize))
 	case size&(size-1) != 0:
 		return invalid("ring size %d is not a power of two: the nearest valid size is %d", size, nearestSize(size))
 	case size%page != 0:
@@ -98,8 +98,8 @@ func nearestSize(size int64) int64 {
 	if size <= page {
 		return page
 	}
-	if size >= MaxSize {
-		return MaxSize
+	if size >= maxSize {
+		return maxSize
 	}
 	hi := int64(1) << bits.Len64(uint64(size))
 	lo := hi / 2

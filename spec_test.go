@@ -16,7 +16,7 @@ func TestValidateSize(t *testing.T) {
 		{4096, true, ""},
 		{8192, true, ""},
 		{1 << 20, true, ""},
-		{MaxSize, true, ""},
+		{maxSize, true, ""},
 		{0, false, "not positive"},
 		{-4096, false, "not positive"},
 		{3000, false, "not a power of two: the nearest valid size is 4096"},
@@ -25,7 +25,7 @@ func TestValidateSize(t *testing.T) {
 		{100000, false, "nearest valid size is 131072"},
 		{2048, false, "not a multiple of the page size (4096): the nearest valid size is 4096"},
 		{8, false, "not a multiple of the page size"},
-		{MaxSize * 2, false, "over the largest ring"},
+		{maxSize * 2, false, "over the largest ring"},
 	} {
 		err := ValidateSize(tc.size)
 		if tc.ok {

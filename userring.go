@@ -152,7 +152,7 @@ var ErrNoSpace error = &ringError{"ringo: user ring has no space", unix.ENOSPC}
 // bytes can never fit (n plus the 8-byte header, rounded up to 8, above the
 // ring size, or n using the header's flag bits).
 func (u *UserRing) Reserve(n int) (UserRecord, error) {
-	if n < 0 || n >= DiscardBit {
+	if n < 0 || n >= discardBit {
 		return UserRecord{}, fmt.Errorf("ringo: reserve %d bytes in a user ring: %w", n, ErrTooLarge)
 	}
 	total := recordSize(uint64(n))
@@ -264,12 +264,12 @@ func (u *UserRing) finish(rec UserRecord, discard bool) error {
 	// to a new reservation may go unnoticed; a second Submit right after
 	// the first is always caught by the busy bit.)
 	cons := u.cons.Load()
-	if old&BusyBit == 0 || rec.pos-cons >= m.producerPos.Load()-cons {
+	if old&busyBit == 0 || rec.pos-cons >= m.producerPos.Load()-cons {
 		return fmt.Errorf("%w: the user ring record at position %d was already submitted or discarded", ErrNotReserved, rec.pos)
 	}
-	nw := old &^ BusyBit
+	nw := old &^ busyBit
 	if discard {
-		nw |= DiscardBit
+		nw |= discardBit
 	}
 	// Pairs with the drain's load-acquire of the length word.
 	if !w.CompareAndSwap(old, nw) {
@@ -302,9 +302,9 @@ func (u *UserRing) Verify() (records, discarded int, err error) {
 			return records, discarded, fmt.Errorf("%w: the record at position %d claims %d bytes, %d are published", unix.EINVAL, cons, n, prod-cons-HeaderSize)
 		case total > m.size() || n > maxDynptrSize:
 			return records, discarded, fmt.Errorf("%w: the record at position %d claims %d bytes, more than the ring holds", unix.E2BIG, cons, n)
-		case w&DiscardBit != 0:
+		case w&discardBit != 0:
 			discarded++
-		case w&BusyBit != 0:
+		case w&busyBit != 0:
 			return records, discarded, nil
 		default:
 			records++

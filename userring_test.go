@@ -229,10 +229,10 @@ func TestUserRingMalformedLayouts(t *testing.T) {
 			u.mem.lenWord(0).Store(5000)  // ...and claim more than the ring
 		},
 		"busy record": func(u *UserRing) {
-			u.mem.lenWord(24).Store(16 | BusyBit)
+			u.mem.lenWord(24).Store(16 | busyBit)
 		},
 		"discarded record": func(u *UserRing) {
-			u.mem.lenWord(24).Store(16 | DiscardBit)
+			u.mem.lenWord(24).Store(16 | discardBit)
 		},
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {

@@ -76,7 +76,7 @@ func (r *Ring) OutputWait(ctx context.Context, data []byte, flags uint64) (err e
 	}
 	off := pos & r.mem.mask
 	copy(r.mem.data[off+HeaderSize:], data)
-	r.finish(off, uint32(len(data))|BusyBit, flags, false, slot, true)
+	r.finish(off, uint32(len(data))|busyBit, flags, false, slot, true)
 	return nil
 }
 

@@ -175,13 +175,13 @@ func (p *producer) writeUser(ctx context.Context, b []byte) error {
 
 // maxPayload is the largest record the target's ring takes: a shared ring
 // keeps a record's header, rounded up to 8 bytes, below its size (as the
-// kernel does), a user ring within it; neither more than MaxRecordSize.
+// kernel does), a user ring within it.
 func maxPayload(t *target) int64 {
 	size := int64(t.ring().Size())
 	if t.user != nil {
-		return min(size-ringo.HeaderSize, ringo.MaxRecordSize)
+		return size - ringo.HeaderSize
 	}
-	return min(size-2*ringo.HeaderSize, ringo.MaxRecordSize)
+	return size - 2*ringo.HeaderSize
 }
 
 // scanLines splits standard input into records at each \n, and nothing

@@ -432,9 +432,9 @@ func (sc *scribbleRun) headerWord() uint32 {
 	n := uint32(sc.intn(sc.size + 64))
 	switch sc.intn(6) {
 	case 0:
-		return n | ringo.BusyBit
+		return n | 1<<31 // the busy bit
 	case 1:
-		return n | ringo.DiscardBit
+		return n | 1<<30 // the discard bit
 	case 2:
 		return uint32(sc.u64())
 	case 3:

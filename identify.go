@@ -27,25 +27,20 @@ type Identity struct {
 	Incarnation string
 }
 
-// String returns kind/name/incarnation.
-func (id Identity) String() string { return id.Kind + "/" + id.Name + "/" + id.Incarnation }
+// Identify returns the identity of a ring a Reader can consume.
+func Identify(src Source) Identity { return src.identity() }
 
-// Identify returns the identity of a ring a Reader can consume. Sources of
-// other packages are identified by their String method, with an empty
-// incarnation.
-func Identify(src Source) Identity {
-	switch s := src.(type) {
-	case *KernelRing:
-		// Map IDs are allocated cyclically and unique within a boot.
-		return Identity{Kind: "kernel", Name: s.info.Name, Incarnation: fmt.Sprintf("%s-%d", bootID(), s.ID())}
-	case *Ring:
-		kind := "memory"
-		if s.path != "" {
-			kind = "shared"
-		}
-		return Identity{Kind: kind, Name: s.name, Incarnation: fmt.Sprintf("%016x", identity(s.mapping).nonce)}
+func (k *KernelRing) identity() Identity {
+	// Map IDs are allocated cyclically and unique within a boot.
+	return Identity{Kind: "kernel", Name: k.info.Name, Incarnation: fmt.Sprintf("%s-%d", bootID(), k.ID())}
+}
+
+func (r *Ring) identity() Identity {
+	kind := "memory"
+	if r.path != "" {
+		kind = "shared"
 	}
-	return Identity{Kind: "other", Name: fmt.Sprint(src)}
+	return Identity{Kind: kind, Name: r.name, Incarnation: fmt.Sprintf("%016x", identity(r.mapping).nonce)}
 }
 
 // bootID is the kernel's random ID of this boot (its first 8 hex digits),

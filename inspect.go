@@ -2,7 +2,6 @@ package ringo
 
 import (
 	"errors"
-	"fmt"
 )
 
 // Inspectable is any ring of this package: *Ring (in-process or shared),
@@ -192,13 +191,4 @@ func (mt *Meter) recentRecordSize(t Traffic) uint64 {
 		return recordSize(64)
 	}
 	return recordSize(bytes / n)
-}
-
-// String describes t for people.
-func (t Traffic) String() string {
-	s := fmt.Sprintf("%d records, %d bytes", t.Records, t.Bytes)
-	if t.Estimated {
-		s += " (estimated)"
-	}
-	return s
 }

@@ -68,16 +68,6 @@ type dropCounter struct {
 // dropValueSize is sizeof(struct ringo_drops).
 const dropValueSize = 16
 
-// DropCounterName is the name bpf/ringo.h's RINGO_DROP_COUNTER gives the
-// counter of the ring named ring, as the kernel keeps it (15 characters).
-func DropCounterName(ring string) string {
-	n := ring + "_drops"
-	if len(n) > 15 {
-		n = n[:15]
-	}
-	return n
-}
-
 // SetDropCounter tells the ring which map counts its drops: a per-CPU
 // array with 4-byte keys and struct ringo_drops values, as
 // RINGO_DROP_COUNTER declares (for example a cilium/ebpf *ebpf.Map).
@@ -156,10 +146,10 @@ func (k *KernelRing) loss() (Loss, error) {
 }
 
 // findDropCounter looks for the counter of ring among the maps of the
-// programs that use it: a map named DropCounterName(ring.Name) of the
+// programs that use it: a map named bpfmap.DropCounterName(ring.Name) of the
 // counter's shape. It returns an open descriptor, or -1.
 func findDropCounter(ring sys.MapInfo) int {
-	want := DropCounterName(ring.Name)
+	want := bpfmap.DropCounterName(ring.Name)
 	var id uint32
 	for {
 		next, err := sys.NextProgID(id)

@@ -25,6 +25,7 @@ type Source interface {
 	// Loss returns what the ring lost so far.
 	Loss() (Loss, error)
 	ringView() *ringMem
+	identity() Identity
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.
 	notified()

@@ -190,7 +190,7 @@ type ringInfo struct {
 // ring's identity, so that the IDs of different rings, hosts and ring
 // incarnations never meet.
 func RingKey(host string, ring ringo.Identity) string {
-	sum := sha256.Sum256([]byte(host + "/" + ring.String()))
+	sum := sha256.Sum256([]byte(host + "/" + ring.Kind + "/" + ring.Name + "/" + ring.Incarnation))
 	return base64.RawURLEncoding.EncodeToString(sum[:8])
 }
 

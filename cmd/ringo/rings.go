@@ -148,7 +148,7 @@ var showCmd = &command{
 			if ri.Dropped != nil {
 				fmt.Fprintf(tw, "dropped:\t%d records (%s) refused while the ring was full\n", *ri.Dropped, human(*ri.DroppedBytes))
 			} else if ri.Type == "ringbuf" {
-				fmt.Fprintf(tw, "dropped:\tnot counted (no %s map: see bpf/ringo.h)\n", ringo.DropCounterName(ri.Name))
+				fmt.Fprintf(tw, "dropped:\tnot counted (no %s map: see bpf/ringo.h)\n", bpfmap.DropCounterName(ri.Name))
 			}
 			if ri.Abandoned != nil {
 				fmt.Fprintf(tw, "abandoned:\t%d\n", *ri.Abandoned)

@@ -210,3 +210,13 @@ type FD int
 
 // FD returns the descriptor.
 func (f FD) FD() int { return int(f) }
+
+// DropCounterName is the name bpf/ringo.h's RINGO_DROP_COUNTER gives the
+// counter of the ring named ring, as the kernel keeps it (15 characters).
+func DropCounterName(ring string) string {
+	n := ring + "_drops"
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	return n
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,7 +197,7 @@ func (s *Snooper) Counts() (events, drops uint64, err error) {
 		return 0, 0, err
 	}
 	if !loss.Counted {
-		return 0, 0, fmt.Errorf("snoop: the drop counter %s of the ring was not found", ringo.DropCounterName("events"))
+		return 0, 0, fmt.Errorf("snoop: the drop counter %s of the ring was not found", bpfmap.DropCounterName("events"))
 	}
 	return events, loss.Dropped, nil
 }

@@ -239,7 +239,7 @@ func TestListKernelAndPinned(t *testing.T) {
 	// has not drained.
 	rec, _ := u.Reserve(3)
 	copy(rec.Bytes(), "abc")
-	u.Submit(rec)
+	u.Commit(rec)
 	var got []byte
 	if n, err := Peek(u, func(r Record) error { got = r.Data; return nil }); n != 1 || err != nil || !bytes.Equal(got, []byte("abc")) || len(got) != 3 {
 		t.Fatalf("Peek(user ring) = %d, %v, %q", n, err, got)

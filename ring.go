@@ -193,8 +193,9 @@ func (r *Ring) output(data []byte, flags uint64) error {
 // is a small value; copying it is fine, but only one Commit or Discard of a
 // reservation succeeds.
 type Reservation struct {
-	ring *Ring
-	pos  uint64 // position of the record's header
+	ring *Ring     // the ring it was reserved in, or
+	user *UserRing // the user ring
+	pos  uint64    // position of the record's header
 	buf  []byte
 	slot int // index in a shared ring's owner table, or -1
 }

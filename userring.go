@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +25,6 @@ type UserRing struct {
 	kernelMap
 	ringMem
 
-	mu     spinLock // serialises reservations
 	closed atomic.Bool
 	// cons is consumer_pos as last loaded, a lower bound of it: the
 	// kernel's drain moves it on the other CPU, so each load is a cache
@@ -38,17 +36,6 @@ type UserRing struct {
 	pollMu sync.Mutex
 	poller *sys.Poller
 }
-
-// UserRecord is a record reserved in a UserRing, to fill and then Submit or
-// Discard.
-type UserRecord struct {
-	ring *UserRing
-	pos  uint64
-	buf  []byte
-}
-
-// Bytes returns the reserved payload, contiguous even when it wraps.
-func (u UserRecord) Bytes() []byte { return u.buf }
 
 // OpenUserRing maps the user ring buffer map m (anything with the map's
 // descriptor as FD() int), for example a cilium/ebpf *ebpf.Map. The
@@ -106,7 +93,12 @@ func openUserRing(fd int, what string) (*UserRing, error) {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, bpfmap.Err(err))
 	}
-	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: newKernelMemory(m, size), mapping: m}}, nil
+	mem := newKernelMemory(m, size)
+	// The reservation lock in this process's memory: user space writes a
+	// user ring's producer page, but its other writers (another process)
+	// would not know of a lock word there.
+	mem.lockWord = new(atomic.Uint64)
+	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m}}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. Records reserved and not
@@ -115,8 +107,8 @@ func (u *UserRing) Close() error {
 	if u.closed.Swap(true) {
 		return nil
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.mem.lock(nil) // no reservation under way
+	defer u.mem.unlock()
 	u.pollMu.Lock()
 	if u.poller != nil {
 		u.poller.Close()
@@ -127,43 +119,25 @@ func (u *UserRing) Close() error {
 	return err
 }
 
-// spinLock serialises the few instructions of a reservation. Unlocking
-// is a plain store on amd64 (storeRelease), where sync.Mutex's unlock is a
-// second locked instruction that waits for the producer's store buffer,
-// full of the payload it just wrote, to drain: a third of the producer's
-// time in BenchmarkUserRing.
-type spinLock struct{ w atomic.Uint64 }
-
-func (l *spinLock) Lock() {
-	for !l.w.CompareAndSwap(0, 1) {
-		runtime.Gosched() // the holder is between two loads and a store
-	}
-}
-
-func (l *spinLock) Unlock() { storeRelease(&l.w, 0) }
-
-// ErrNoSpace means a user ring has no room for the record now: the BPF
-// program has not drained enough. It matches syscall.ENOSPC, as libbpf's
-// user_ring_buffer__reserve reports it.
-var ErrNoSpace error = &ringError{"ringo: user ring has no space", unix.ENOSPC}
-
 // Reserve reserves a record of n bytes, as user_ring_buffer__reserve: it
-// returns ErrNoSpace when the ring is too full now, ErrTooLarge when n
-// bytes can never fit (n plus the 8-byte header, rounded up to 8, above the
-// ring size, or n using the header's flag bits).
-func (u *UserRing) Reserve(n int) (UserRecord, error) {
+// returns ErrFull when the ring is too full now (libbpf's ENOSPC, which
+// ErrFull matches), ErrTooLarge when n bytes can never fit (n plus the
+// 8-byte header, rounded up to 8, above the ring size, or n using the
+// header's flag bits). Fill the reservation's Bytes, then Commit or
+// Discard it.
+func (u *UserRing) Reserve(n int) (Reservation, error) {
 	if n < 0 || n >= discardBit {
-		return UserRecord{}, fmt.Errorf("ringo: reserve %d bytes in a user ring: %w", n, ErrTooLarge)
+		return Reservation{}, fmt.Errorf("ringo: reserve %d bytes in a user ring: %w", n, ErrTooLarge)
 	}
 	total := recordSize(uint64(n))
 	m := u.mem
 	if total > m.size() {
-		return UserRecord{}, ErrTooLarge
+		return Reservation{}, ErrTooLarge
 	}
-	u.mu.Lock()
+	m.lock(nil) // (only goroutines of this process hold it: it never fails)
 	if u.closed.Load() {
-		u.mu.Unlock()
-		return UserRecord{}, ErrClosed
+		m.unlock()
+		return Reservation{}, ErrClosed
 	}
 	prod := m.producerPos.Load()
 	if cons := u.cons.Load(); m.size()-(prod-cons) < total {
@@ -172,18 +146,18 @@ func (u *UserRing) Reserve(n int) (UserRecord, error) {
 		cons = m.consumerPos.Load()
 		u.cons.Store(cons)
 		if m.size()-(prod-cons) < total {
-			u.mu.Unlock()
-			return UserRecord{}, ErrNoSpace
+			m.unlock()
+			return Reservation{}, ErrFull
 		}
 	}
 	off := prod & m.mask
 	// libbpf writes pad (pg_off) 0: the kernel's drain does not read it.
 	m.writeUserHeader(off, uint32(n))
 	// Pairs with the drain's load-acquire of producer_pos.
-	storeRelease(m.producerPos, prod+total) // only this writer, holding mu, stores it
-	u.mu.Unlock()
+	storeRelease(m.producerPos, prod+total) // only this writer, holding the lock, stores it
+	m.unlock()
 	p := off + HeaderSize
-	return UserRecord{ring: u, pos: prod, buf: m.data[p : p+uint64(n) : p+uint64(n)]}, nil
+	return Reservation{user: u, pos: prod, buf: m.data[p : p+uint64(n) : p+uint64(n)], slot: -1}, nil
 }
 
 // ReserveWait reserves like Reserve, but waits for the BPF program to drain
@@ -191,14 +165,14 @@ func (u *UserRing) Reserve(n int) (UserRecord, error) {
 // user_ring_buffer__reserve_blocking with a timeout). It waits on the map's
 // EPOLLOUT, which the kernel signals after each drain; several goroutines
 // may wait at once.
-func (u *UserRing) ReserveWait(ctx context.Context, n int) (UserRecord, error) {
+func (u *UserRing) ReserveWait(ctx context.Context, n int) (Reservation, error) {
 	for {
 		rec, err := u.Reserve(n)
-		if !errors.Is(err, ErrNoSpace) {
+		if !errors.Is(err, ErrFull) {
 			return rec, err
 		}
 		if err := u.waitSpace(ctx); err != nil {
-			return UserRecord{}, err
+			return Reservation{}, err
 		}
 	}
 }
@@ -243,24 +217,25 @@ func (u *UserRing) waitSpace(ctx context.Context) error {
 // userRingRecheck bounds each wait for space in a user ring.
 const userRingRecheck = 5 * time.Millisecond
 
-// Submit publishes a reserved record to the BPF program, as
-// user_ring_buffer__submit.
-func (u *UserRing) Submit(rec UserRecord) error { return u.finish(rec, false) }
+// Commit publishes a reserved record to the BPF program, as
+// user_ring_buffer__submit. A reservation that is not outstanding in this
+// ring returns ErrNotReserved and changes nothing.
+func (u *UserRing) Commit(rec Reservation) error { return u.finish(rec, false) }
 
 // Discard drops a reserved record: the drain skips it.
-func (u *UserRing) Discard(rec UserRecord) error { return u.finish(rec, true) }
+func (u *UserRing) Discard(rec Reservation) error { return u.finish(rec, true) }
 
-func (u *UserRing) finish(rec UserRecord, discard bool) error {
-	if rec.ring != u {
-		return fmt.Errorf("%w: a record of another user ring, or a zero UserRecord", ErrNotReserved)
+func (u *UserRing) finish(rec Reservation, discard bool) error {
+	if rec.user != u {
+		return fmt.Errorf("%w: a record of another ring, or a zero Reservation", ErrNotReserved)
 	}
 	m := u.mem
 	w := m.lenWord(rec.pos & m.mask)
 	old := w.Load()
 	// A record is outstanding while it lies between the drain's position
 	// and ours and is busy; the drain never passes a busy record. (With
-	// the cached lower bound of the drain's position, a UserRecord
-	// submitted, drained and then submitted again once its bytes belong
+	// the cached lower bound of the drain's position, a reservation
+	// committed, drained and then committed again once its bytes belong
 	// to a new reservation may go unnoticed; a second Submit right after
 	// the first is always caught by the busy bit.)
 	cons := u.cons.Load()

@@ -57,7 +57,7 @@ func TestUserRingDrainedByBPF(t *testing.T) {
 		if i == 3 {
 			u.Discard(rec)
 		} else {
-			u.Submit(rec)
+			u.Commit(rec)
 		}
 	}
 	// The layout is libbpf's: header len 16, pad 0, 24 bytes a record.
@@ -85,10 +85,10 @@ func TestUserRingDrainedByBPF(t *testing.T) {
 	}
 	// A record the drain already passed cannot be submitted again.
 	rec, _ := u.Reserve(16)
-	u.Submit(rec)
+	u.Commit(rec)
 	drain.run()
-	if err := u.Submit(rec); !errors.Is(err, ErrNotReserved) {
-		t.Fatalf("second Submit: %v", err)
+	if err := u.Commit(rec); !errors.Is(err, ErrNotReserved) {
+		t.Fatalf("second Commit: %v", err)
 	}
 }
 
@@ -101,11 +101,11 @@ func TestUserRingBusyRecordHoldsTheDrain(t *testing.T) {
 	b, _ := u.Reserve(16)
 	binary.LittleEndian.PutUint64(a.Bytes(), 1)
 	binary.LittleEndian.PutUint64(b.Bytes(), 2)
-	u.Submit(b)
+	u.Commit(b)
 	if ret := drain.run(); ret != 0 {
 		t.Fatalf("drain past a busy record: %d", ret)
 	}
-	u.Submit(a)
+	u.Commit(a)
 	if ret := drain.run(); ret != 2 {
 		t.Fatalf("drain after the submit: %d", ret)
 	}
@@ -120,26 +120,26 @@ func TestUserRingFullAndWait(t *testing.T) {
 	n := 0
 	for {
 		rec, err := u.Reserve(24) // 32 bytes a record
-		if errors.Is(err, ErrNoSpace) {
+		if errors.Is(err, ErrFull) {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		binary.LittleEndian.PutUint64(rec.Bytes(), ^uint64(0)) // not a writer's
-		u.Submit(rec)
+		u.Commit(rec)
 		n++
 	}
 	if n != 128 {
 		t.Fatalf("%d records of 32 bytes fit in 4096 bytes, want 128", n)
 	}
-	if _, err := u.Reserve(0); !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+	if _, err := u.Reserve(0); !errors.Is(err, ErrFull) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Reserve in a full user ring: %v", err)
 	}
 	if _, err := u.Reserve(4096); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Reserve(4096): %v", err)
 	}
-	if _, err := u.Reserve(4088); !errors.Is(err, ErrNoSpace) {
+	if _, err := u.Reserve(4088); !errors.Is(err, ErrFull) {
 		t.Fatalf("Reserve(size-8) fits an empty user ring, so it is no space now: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -177,7 +177,7 @@ func TestUserRingFullAndWait(t *testing.T) {
 					return
 				}
 				binary.LittleEndian.PutUint64(rec.Bytes(), uint64(g)<<32|uint64(i))
-				if err := u.Submit(rec); err != nil {
+				if err := u.Commit(rec); err != nil {
 					errs <- err
 					return
 				}
@@ -241,7 +241,7 @@ func TestUserRingMalformedLayouts(t *testing.T) {
 			drain := loadDrain(t, u.FD(), out.FD(), 0)
 			for i := 0; i < 3; i++ {
 				rec, _ := u.Reserve(16)
-				u.Submit(rec)
+				u.Commit(rec)
 			}
 			mangle(u)
 			records, discarded, verr := u.Verify()
@@ -283,8 +283,8 @@ func TestUserRingErrors(t *testing.T) {
 	}
 	defer v.Close()
 	rec, _ := v.Reserve(8)
-	if err := u.Submit(rec); !errors.Is(err, ErrNotReserved) {
-		t.Fatalf("Submit to the wrong writer: %v", err)
+	if err := u.Commit(rec); !errors.Is(err, ErrNotReserved) {
+		t.Fatalf("Commit to the wrong writer: %v", err)
 	}
-	v.Submit(rec)
+	v.Commit(rec)
 }

@@ -223,12 +223,12 @@ func userRing(impl string, size, ringBytes int, count uint64, libbpf *driver) (R
 					rec, err := u.Reserve(size)
 					if err == nil {
 						fillRecord(rec.Bytes(), i)
-						if err := u.Submit(rec); err != nil {
+						if err := u.Commit(rec); err != nil {
 							return err
 						}
 						break
 					}
-					if !errors.Is(err, ringo.ErrNoSpace) {
+					if !errors.Is(err, ringo.ErrFull) {
 						return err
 					}
 					runtime.Gosched()

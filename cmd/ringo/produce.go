@@ -156,11 +156,11 @@ func (p *producer) write(b []byte) error {
 }
 
 func (p *producer) writeUser(ctx context.Context, b []byte) error {
-	var rec ringo.UserRecord
+	var rec ringo.Reservation
 	var err error
 	if p.noWait {
 		rec, err = p.t.user.Reserve(len(b))
-		if errors.Is(err, ringo.ErrNoSpace) {
+		if errors.Is(err, ringo.ErrFull) {
 			return ringo.ErrFull
 		}
 	} else {
@@ -170,7 +170,7 @@ func (p *producer) writeUser(ctx context.Context, b []byte) error {
 		return err
 	}
 	copy(rec.Bytes(), b)
-	return p.t.user.Submit(rec)
+	return p.t.user.Commit(rec)
 }
 
 // maxPayload is the largest record the target's ring takes: a shared ring

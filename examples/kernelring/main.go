@@ -111,7 +111,7 @@ func run(out io.Writer, count uint32) error {
 			return err
 		}
 		binary.LittleEndian.PutUint64(rec.Bytes(), i)
-		if err := commands.Submit(rec); err != nil {
+		if err := commands.Commit(rec); err != nil {
 			return err
 		}
 		want += i

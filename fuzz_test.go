@@ -511,7 +511,7 @@ func FuzzProducerConsumer(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wakeups0 := r.Wakeups()
+		wakeups0 := r.wakeups.Load()
 		model := &ringModel{cons: start, prod: start, pend: start, size: mem.size(), mask: mem.mask, shift: uint64(mem.pageShift)}
 		t.Cleanup(func() {
 			for _, i := range model.open {
@@ -540,7 +540,7 @@ func FuzzProducerConsumer(f *testing.F) {
 			if a, _ := r.Query(AvailData); a != model.prod-model.cons {
 				t.Fatalf("step %d (%s): AvailData %d, want %d", step, what, a, model.prod-model.cons)
 			}
-			if w := r.Wakeups() - wakeups0; w != model.wakeups {
+			if w := r.wakeups.Load() - wakeups0; w != model.wakeups {
 				t.Fatalf("step %d (%s): %d wake-ups, want %d", step, what, w, model.wakeups)
 			}
 			// Every record not yet overwritable has the header the kernel

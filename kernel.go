@@ -55,7 +55,7 @@ func CreateKernelRing(name string, size int, opts ...Option) (*KernelRing, error
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateSize(int64(size)); err != nil {
+	if err := validateSize(int64(size)); err != nil {
 		return nil, err
 	}
 	var flags uint32
@@ -106,7 +106,7 @@ func openKernelRing(fd int, what string) (*KernelRing, error) {
 		}
 		return nil, fmt.Errorf("ringo: map %d (%s) is a %s map, not a ringbuf", info.ID, what, bpfmap.TypeName(info.Type))
 	}
-	if err := ValidateSize(int64(info.MaxEntries)); err != nil {
+	if err := validateSize(int64(info.MaxEntries)); err != nil {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, err)
 	}
@@ -123,7 +123,7 @@ func openKernelRing(fd int, what string) (*KernelRing, error) {
 		// is counted in bytes only.
 		mem.enableOverwrite(m, false)
 	}
-	return &KernelRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m}}, nil
+	return &KernelRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m, label: fmt.Sprintf("ringbuf %d (%s)", info.ID, info.Name)}}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. It fails while a Reader
@@ -144,11 +144,6 @@ func (k *KernelRing) Close() error {
 	}
 	k.drops.mu.Unlock()
 	return err
-}
-
-// String describes the ring for records and errors.
-func (k *KernelRing) String() string {
-	return fmt.Sprintf("ringbuf %d (%s)", k.info.ID, k.info.Name)
 }
 
 func (k *KernelRing) pollFD() int                 { return k.fd }

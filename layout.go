@@ -146,6 +146,7 @@ const (
 // overwrite mode (FlagOverwrite is the kernel's map flag for the same).
 const ringFlagOverwrite = 1 << 0
 
+// String names the property as the kernel's uapi does (BPF_RB_AVAIL_DATA).
 func (p Prop) String() string {
 	switch p {
 	case AvailData:

@@ -110,7 +110,7 @@ func TestReadBlocksUntilCommit(t *testing.T) {
 	if w := rd.Wakeups(); w != 1 {
 		t.Fatalf("reader woke %d times for one commit it slept for, want 1", w)
 	}
-	if w := r.Wakeups(); w != 1 {
+	if w := r.wakeups.Load(); w != 1 {
 		t.Fatalf("the commit decided %d wake-ups, want 1", w)
 	}
 }

@@ -33,6 +33,9 @@ type Ring struct {
 	mu     sync.Mutex
 	closed atomic.Bool
 
+	// wakeups counts how many times a commit, discard or output decided
+	// to wake the consumer, by the kernel's rule: forced, or adaptive (the
+	// consumer had caught up with the record) and not suppressed.
 	wakeups  atomic.Uint64
 	attached atomic.Bool // a Reader consumes this ring
 
@@ -48,7 +51,7 @@ type Ring struct {
 // size gets an error that wraps syscall.EINVAL and names the nearest valid
 // size.
 func New(size int, opts ...Option) (*Ring, error) {
-	if err := ValidateSize(int64(size)); err != nil {
+	if err := validateSize(int64(size)); err != nil {
 		return nil, err
 	}
 	o, err := gather("New", optName|optOverwrite|optSingle, opts)
@@ -107,9 +110,6 @@ type doorbell interface {
 	FD() int
 	Close() error
 }
-
-// String returns the ring's name.
-func (r *Ring) String() string { return r.name }
 
 // Close releases the ring's memory. It fails, leaving the ring usable for
 // committing and discarding but closed to new reservations, while
@@ -553,11 +553,6 @@ func (r *Ring) openReservations() int {
 	}
 	return n
 }
-
-// Wakeups returns how many times a commit, discard or output decided to wake
-// the consumer, by the kernel's rule: forced, or adaptive (the consumer had
-// caught up with the record) and not suppressed.
-func (r *Ring) Wakeups() uint64 { return r.wakeups.Load() }
 
 // The Source methods.
 func (r *Ring) pollFD() int { return r.bell.FD() }

@@ -496,7 +496,7 @@ func TestWakeupRules(t *testing.T) {
 	consume := func() { rd.Consume(func(Record) error { return nil }) }
 	check := func(step string, want uint64) {
 		t.Helper()
-		if got := r.Wakeups(); got != want {
+		if got := r.wakeups.Load(); got != want {
 			t.Fatalf("%s: %d wake-ups, want %d", step, got, want)
 		}
 	}

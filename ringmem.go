@@ -18,6 +18,10 @@ type ringMem struct {
 	label   string
 }
 
+// String names the ring, for records and errors: a ring's name, or a
+// kernel map's type, ID and name ("ringbuf 12 (events)").
+func (v *ringMem) String() string { return v.label }
+
 // Size returns the size of the data area in bytes.
 func (v *ringMem) Size() int { return int(v.mem.size()) }
 

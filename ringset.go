@@ -179,8 +179,8 @@ func (w *watchers) count() int {
 
 // Map-of-maps types, as in enum bpf_map_type.
 const (
-	ArrayOfMaps MapType = 12
-	HashOfMaps  MapType = 13
+	arrayOfMaps MapType = bpfmap.ArrayOfMaps
+	hashOfMaps  MapType = bpfmap.HashOfMaps
 )
 
 // RingSetSpec describes a set of kernel rings to create.
@@ -228,12 +228,12 @@ type KernelRingSet struct {
 
 // CreateRingSet creates the outer map and, for an array set, every ring.
 func CreateRingSet(spec RingSetSpec) (*KernelRingSet, error) {
-	if err := ValidateSize(int64(spec.Size)); err != nil {
+	if err := validateSize(int64(spec.Size)); err != nil {
 		return nil, fmt.Errorf("ringo: ring set %q: %w", spec.Name, err)
 	}
-	typ, entries := ArrayOfMaps, spec.Shards
+	typ, entries := arrayOfMaps, spec.Shards
 	if spec.Keyed {
-		typ, entries = HashOfMaps, spec.MaxKeys
+		typ, entries = hashOfMaps, spec.MaxKeys
 		if entries == 0 {
 			entries = 1024
 		}
@@ -304,7 +304,7 @@ func openRingSet(fd int, what string, followEvery time.Duration) (*KernelRingSet
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Refresh(); err != nil {
+	if err := s.refresh(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -317,7 +317,7 @@ func newKernelRingSet(fd int, what string, every time.Duration) (*KernelRingSet,
 		closeFD(fd)
 		return nil, err
 	}
-	if t := MapType(info.Type); (t != ArrayOfMaps && t != HashOfMaps) || info.KeySize != 4 {
+	if t := MapType(info.Type); (t != arrayOfMaps && t != hashOfMaps) || info.KeySize != 4 {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: %s is map %d, a %v map with %d-byte keys: a ring set is an array_of_maps or hash_of_maps with 4-byte keys",
 			what, info.ID, t, info.KeySize)
@@ -390,7 +390,7 @@ func (s *KernelRingSet) changed() {
 // Refresh reads the outer map again, opening the rings that others put in
 // it and letting go of those they took out. A Reader following the set
 // calls it every FollowEvery.
-func (s *KernelRingSet) Refresh() error {
+func (s *KernelRingSet) refresh() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -512,7 +512,6 @@ func (s *KernelRingSet) members() []Source {
 func (s *KernelRingSet) generation() uint64         { return s.gen.Load() }
 func (s *KernelRingSet) watch(p *sys.Poller)        { s.w.watch(p) }
 func (s *KernelRingSet) unwatch(p *sys.Poller)      { s.w.unwatch(p) }
-func (s *KernelRingSet) refresh() error             { return s.Refresh() }
 func (s *KernelRingSet) followEvery() time.Duration { return s.every }
 
 func (s *KernelRingSet) released(src Source) {

@@ -193,7 +193,7 @@ func Create(name string, size int, opts ...Option) (*Ring, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if err := ValidateSize(int64(size)); err != nil {
+	if err := validateSize(int64(size)); err != nil {
 		return nil, err
 	}
 	o, err := gather("Create", optDir|optGroup|optOverwrite, opts)
@@ -473,7 +473,7 @@ func checkRingFile(fd int, st *unix.Stat_t) (int, uint32, error) {
 	case int64(id.pageSize) != page:
 		return 0, 0, fmt.Errorf("made with %d-byte pages, this machine has %d: %w", id.pageSize, page, ErrCorrupt)
 	}
-	if err := ValidateSize(int64(id.size)); err != nil {
+	if err := validateSize(int64(id.size)); err != nil {
 		return 0, 0, fmt.Errorf("recorded data size %d is invalid: %w", id.size, ErrCorrupt)
 	}
 	if want := int64(fileSize(int(id.size))); st.Size != want {

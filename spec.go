@@ -71,13 +71,13 @@ func (s MapSpec) Validate() error {
 	if s.ValueSize != 0 {
 		return invalid("value size is %d: a %v map takes value size 0", s.ValueSize, s.Type)
 	}
-	return ValidateSize(int64(s.MaxEntries))
+	return validateSize(int64(s.MaxEntries))
 }
 
-// ValidateSize reports whether size can be the data size of a ring: a power
+// validateSize reports whether size can be the data size of a ring: a power
 // of two, a multiple of the page size, at most maxSize. The error wraps
 // syscall.EINVAL and names the nearest valid size.
-func ValidateSize(size int64) error {
+func validateSize(size int64) error {
 	page := int64(sys.PageSize)
 	switch {
 	case size <= 0:

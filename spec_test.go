@@ -27,19 +27,19 @@ func TestValidateSize(t *testing.T) {
 		{8, false, "not a multiple of the page size"},
 		{maxSize * 2, false, "over the largest ring"},
 	} {
-		err := ValidateSize(tc.size)
+		err := validateSize(tc.size)
 		if tc.ok {
 			if err != nil {
-				t.Errorf("ValidateSize(%d) = %v, want nil", tc.size, err)
+				t.Errorf("validateSize(%d) = %v, want nil", tc.size, err)
 			}
 			continue
 		}
 		if !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("ValidateSize(%d) = %v, want an error wrapping EINVAL", tc.size, err)
+			t.Errorf("validateSize(%d) = %v, want an error wrapping EINVAL", tc.size, err)
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.message) {
-			t.Errorf("ValidateSize(%d) = %q, want it to say %q", tc.size, err, tc.message)
+			t.Errorf("validateSize(%d) = %q, want it to say %q", tc.size, err, tc.message)
 		}
 	}
 }

@@ -538,14 +538,14 @@ func runStress(t *testing.T, cfg stressConfig, consume stressConsumer) {
 		fulls += p.fulls
 	}
 	t.Logf("%d records (%d bytes of positions, %d laps of the ring) in %v; %d ErrFull; %d producer wake-ups, %d reader wake-ups",
-		c.records, p.Producer, p.Producer/uint64(cfg.ringSize), elapsed.Round(time.Millisecond), fulls, r.Wakeups(), rd.Wakeups())
+		c.records, p.Producer, p.Producer/uint64(cfg.ringSize), elapsed.Round(time.Millisecond), fulls, r.wakeups.Load(), rd.Wakeups())
 }
 
 // stressState describes the ring for a failure message: its positions and
 // the length word of the header at the consumer position.
 func stressState(r *Ring) string {
 	p := r.Positions()
-	s := fmt.Sprintf("positions %+v, %d ring wake-ups", p, r.Wakeups())
+	s := fmt.Sprintf("positions %+v, %d ring wake-ups", p, r.wakeups.Load())
 	if p.Consumer != p.Producer {
 		s += fmt.Sprintf(", header at the consumer position %#x", r.mem.lenWord(p.Consumer&r.mem.mask).Load())
 	}

@@ -60,7 +60,7 @@ func OpenUserRingPinned(path string) (*UserRing, error) {
 // CreateUserRing creates a BPF_MAP_TYPE_USER_RINGBUF map named name of size
 // bytes and maps it.
 func CreateUserRing(name string, size int) (*UserRing, error) {
-	if err := ValidateSize(int64(size)); err != nil {
+	if err := validateSize(int64(size)); err != nil {
 		return nil, err
 	}
 	fd, err := sys.MapCreate(uint32(UserRingBuf), 0, 0, uint32(size), 0, name)
@@ -83,7 +83,7 @@ func openUserRing(fd int, what string) (*UserRing, error) {
 		}
 		return nil, fmt.Errorf("ringo: map %d (%s) is a %s map, not a user_ringbuf", info.ID, what, bpfmap.TypeName(info.Type))
 	}
-	if err := ValidateSize(int64(info.MaxEntries)); err != nil {
+	if err := validateSize(int64(info.MaxEntries)); err != nil {
 		closeFD(fd)
 		return nil, fmt.Errorf("ringo: map %d (%s): %w", info.ID, what, err)
 	}
@@ -98,7 +98,7 @@ func openUserRing(fd int, what string) (*UserRing, error) {
 	// user ring's producer page, but its other writers (another process)
 	// would not know of a lock word there.
 	mem.lockWord = new(atomic.Uint64)
-	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m}}, nil
+	return &UserRing{kernelMap: kernelMap{fd: fd, info: info}, ringMem: ringMem{mem: mem, mapping: m, label: fmt.Sprintf("user_ringbuf %d (%s)", info.ID, info.Name)}}, nil
 }
 
 // Close unmaps the ring and closes its descriptor. Records reserved and not

@@ -143,7 +143,7 @@ func Start(opts Options) (*Snooper, error) {
 		return nil, fmt.Errorf("snoop: read the BPF object: %w", err)
 	}
 	if opts.RingSize != 0 {
-		if err := ringo.ValidateSize(int64(opts.RingSize)); err != nil {
+		if err := (ringo.MapSpec{Type: ringo.RingBuf, MaxEntries: uint32(opts.RingSize)}).Validate(); err != nil {
 			return nil, err
 		}
 		spec.Maps["events"].MaxEntries = uint32(opts.RingSize)

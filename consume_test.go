@@ -6,18 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
-
-// bounded runs f and fails the test if it has not returned within
-// waitfor.Short: the calls tested here used to hang.
-func bounded(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); f() }()
-	waitfor.Closed(t, done, waitfor.Short, what+" to return")
-}
 
 // Release, Rewind and Held work from inside a Consume callback and a
 // Records loop (they used to wait for the lock their caller held), and a

@@ -3,36 +3,10 @@ package ringo
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"os"
 	"testing"
 
-	"github.com/ringo-bpf/ringo/internal/bpfmap"
 	"github.com/ringo-bpf/ringo/internal/sys"
 )
-
-// requireKernel skips a test that needs BPF when the kernel refuses it (no
-// privileges, no BPF), unless RINGO_REQUIRE_KERNEL=1, under which it fails:
-// CI sets it so that kernel tests can never pass by skipping.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	fd, err := sys.MapCreate(uint32(RingBuf), 0, 0, uint32(sys.PageSize), 0, "probe")
-	if err == nil {
-		closeFD(fd)
-		return
-	}
-	skipUnlessRequired(t, "BPF ring buffers are not available here ("+bpfmap.Err(err).Error()+"); run as root")
-}
-
-// skipUnlessRequired skips the test for the reason given (something the
-// machine lacks), or fails it if RINGO_REQUIRE_KERNEL=1, as in CI, where
-// nothing may pass by skipping.
-func skipUnlessRequired(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-		t.Fatal(reason + ", and RINGO_REQUIRE_KERNEL=1")
-	}
-	t.Skip(reason + " (RINGO_REQUIRE_KERNEL=1 makes this a failure)")
-}
 
 // BPF instructions for the hand-assembled test programs, so kernel tests
 // need no clang.

@@ -19,21 +19,6 @@ import (
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-func newKernelRing(t testing.TB, size int) *KernelRing {
-	t.Helper()
-	requireKernel(t)
-	k, err := CreateKernelRing("ringo_test", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := k.Close(); err != nil {
-			t.Errorf("close kernel ring: %v", err)
-		}
-	})
-	return k
-}
-
 func TestKernelRingOutputAndConsume(t *testing.T) {
 	k := newKernelRing(t, 4096)
 	out := loadProg(t, outputProgram(k.FD(), 0))
@@ -108,22 +93,6 @@ func TestKernelRingOpenEveryWay(t *testing.T) {
 	}
 	r, err = OpenPinned(pin)
 	check("pinned", r, err)
-}
-
-// bpffsDir returns a fresh directory in the BPF file system, removed with
-// everything in it at the end of the test.
-func bpffsDir(t testing.TB) string {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs("/sys/fs/bpf", &st); err != nil || st.Type != 0xcafe4a11 {
-		skipUnlessRequired(t, "no BPF file system at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
-	}
-	dir, err := os.MkdirTemp("/sys/fs/bpf", "ringo-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 func TestKernelRingErrors(t *testing.T) {

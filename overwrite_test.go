@@ -1,13 +1,11 @@
 package ringo
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,100 +232,6 @@ func TestSharedOverwrite(t *testing.T) {
 	if lost == 0 || uint64(n)+lost != 2000 {
 		t.Errorf("%d records read, %d overwritten; want 2000 in all", n, lost)
 	}
-}
-
-// FuzzOverwriteCursor feeds arbitrary memory to the reader of a ring in
-// overwrite mode: consumer, producer and overwrite positions, the count
-// words, and the data area from the consumer position on. The reader must
-// start where the kernel's overwrite reader starts (overwrite_pos when the
-// consumer is behind it), hand out exactly the records walkImage finds from
-// there, report ErrCorrupt exactly when walkImage does, never panic or hang,
-// and never write the data area.
-func FuzzOverwriteCursor(f *testing.F) {
-	seeds := []struct {
-		cons, avail uint64
-		overDelta   int64
-		seq         uint64
-		data        []byte
-	}{
-		{0, 32, 0, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
-		// The consumer lapped: overwrite_pos at the second record.
-		{0, 32, 16, 2, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
-		// overwrite_pos past the producer, in the middle of a record, behind
-		// the consumer, misaligned.
-		{0, 32, 48, 0, fuzzHeader(nil, 16, make([]byte, 16))},
-		{0, 32, 8, 0, fuzzHeader(nil, 16, make([]byte, 16))},
-		{64, 32, -64, 0, fuzzHeader(nil, 16, make([]byte, 16))},
-		{0, 32, 3, 0, fuzzHeader(nil, 16, make([]byte, 16))},
-		// A writer that died mid-update of overwrite_pos (odd seq).
-		{0, 32, 16, 7, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), 1, []byte("z"))},
-		// A busy record after overwrite_pos; a huge header.
-		{0, 32, 16, 0, fuzzHeader(fuzzHeader(nil, 3, []byte("abc")), busyBit|1, []byte("z"))},
-		{1<<64 - 16, 4096, 8, 0, fuzzHeader(nil, maxRecordSize, nil)},
-	}
-	for _, s := range seeds {
-		f.Add(s.cons, s.avail, s.overDelta, s.seq, s.data)
-	}
-	r, err := New(fuzzSize, WithOverwrite())
-	if err != nil {
-		f.Fatal(err)
-	}
-	m := r.mem
-	f.Cleanup(func() {
-		for _, w := range []*atomic.Uint64{m.consumerPos, m.producerPos, m.pendingPos, m.overwritePos, m.overSeq, m.overCount, m.consCount} {
-			w.Store(0)
-		}
-		if err := r.Close(); err != nil {
-			f.Error(err)
-		}
-	})
-	size := m.size()
-	f.Fuzz(func(t *testing.T, cons, avail uint64, overDelta int64, seq uint64, data []byte) {
-		prod, over := cons+avail, cons+uint64(overDelta)
-		data = data[:min(uint64(len(data)), size)]
-		image := make([]byte, size)
-		for i, b := range data {
-			image[(cons+uint64(i))%size] = b
-		}
-		start := cons
-		if int64(over-cons) > 0 && cons != prod {
-			start = over
-		}
-		want := walkImage(image, start, prod)
-
-		clear(m.data[:size])
-		off := cons & m.mask
-		copy(m.data[off:off+uint64(len(data))], data)
-		m.consumerPos.Store(cons)
-		m.producerPos.Store(prod)
-		m.pendingPos.Store(prod)
-		m.overwritePos.Store(over)
-		m.overSeq.Store(seq)
-		m.overCount.Store(0)
-		m.consCount.Store(0)
-		rd, err := NewReader(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rd.Close()
-		var got []fuzzRecord
-		for call := 0; call < 2; call++ {
-			_, err = rd.Consume(func(rec Record) error {
-				if len(got) > int(size/8) {
-					t.Fatal("Consume handed out more records than fit in the ring")
-				}
-				got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-				return nil
-			})
-			if want.corrupt != errors.Is(err, ErrCorrupt) || (err != nil && !errors.Is(err, ErrCorrupt)) {
-				t.Fatalf("Consume call %d ended with %v; corruption expected: %v", call+1, err, want.corrupt)
-			}
-		}
-		fuzzCompare(t, "Consume", got, want)
-		if !bytes.Equal(m.data[:size], image) {
-			t.Fatal("Consume changed the data area")
-		}
-	})
 }
 
 // BenchmarkOverwrite: the cost of a flight recorder. Output into a ring in

@@ -11,16 +11,6 @@ import (
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-func newReader(t testing.TB, rings ...Source) *Reader {
-	t.Helper()
-	rd, err := NewReader(rings...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rd.Close() })
-	return rd
-}
-
 // sleepWatch reports each time a Reader is about to sleep in epoll_wait
 // (Reader.sleeping): what a test commits after a report must wake it. It
 // holds one report at most.
@@ -69,17 +59,6 @@ func readAsync(ctx context.Context, rd *Reader) <-chan readResult {
 		out <- readResult{rec, err}
 	}()
 	return out
-}
-
-// dropped and abandoned are the ring's Loss counters, for tests.
-func (r *Ring) dropped() uint64 {
-	l, _ := r.Loss()
-	return l.Dropped
-}
-
-func (r *Ring) abandoned() uint64 {
-	l, _ := r.Loss()
-	return l.Abandoned
 }
 
 func TestReadBlocksUntilCommit(t *testing.T) {

@@ -10,43 +10,10 @@ import (
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-func newRing(t testing.TB, size int, opts ...Option) *Ring {
-	t.Helper()
-	r, err := New(size, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("close ring: %v", err)
-		}
-	})
-	return r
-}
-
 // header reads the header at data offset off from the raw mapping.
 func header(r *Ring, off int) (length, pgOff uint32) {
 	d := r.mapping.Data
 	return binary.NativeEndian.Uint32(d[off:]), binary.NativeEndian.Uint32(d[off+4:])
-}
-
-// drain consumes every available record of r with a fresh Reader and returns
-// copies of their payloads.
-func drain(t testing.TB, r *Ring) [][]byte {
-	t.Helper()
-	rd, err := NewReader(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	var got [][]byte
-	if _, err := rd.Consume(func(rec Record) error {
-		got = append(got, bytes.Clone(rec.Data))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return got
 }
 
 func TestLayoutIsTheKernels(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,74 +16,6 @@ import (
 
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
-
-// TestMain lets the test binary act as a producer process for the
-// cross-process tests: see runChild.
-func TestMain(m *testing.M) {
-	for env, child := range map[string]func(string) error{
-		"RINGO_TEST_CHAOS_PRODUCER": runChaosProducer,
-		"RINGO_TEST_CHAOS_CONSUMER": runChaosConsumer,
-		"RINGO_BENCH_PRODUCER":      runBenchProducer,
-	} {
-		if spec := os.Getenv(env); spec != "" {
-			if err := child(spec); err != nil {
-				fmt.Fprintln(os.Stderr, "child:", err)
-				os.Exit(1)
-			}
-			os.Exit(0)
-		}
-	}
-	if spec := os.Getenv("RINGO_TEST_HOLD"); spec != "" {
-		if err := runHold(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if spec := os.Getenv("RINGO_TEST_CHILD"); spec != "" {
-		if err := runChild(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runChild produces count records into a shared ring, each carrying the
-// producer id and a sequence number: spec is "dir|name|id|count|size".
-func runChild(spec string) error {
-	f := strings.Split(spec, "|")
-	if len(f) != 5 {
-		return fmt.Errorf("bad child spec %q", spec)
-	}
-	id, _ := strconv.Atoi(f[2])
-	count, _ := strconv.Atoi(f[3])
-	size, _ := strconv.Atoi(f[4])
-	r, err := Open(f[1], WithDir(f[0]))
-	if err != nil {
-		return err
-	}
-	payload := make([]byte, size)
-	for seq := 0; seq < count; seq++ {
-		binary.LittleEndian.PutUint32(payload, uint32(id))
-		binary.LittleEndian.PutUint32(payload[4:], uint32(seq))
-		for i := 8; i < size; i++ {
-			payload[i] = byte(id + seq + i)
-		}
-		for {
-			err := r.Output(payload, 0)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrFull) {
-				return err
-			}
-			time.Sleep(10 * time.Microsecond)
-		}
-	}
-	return r.Close()
-}
 
 func TestSharedCreateOpenRemove(t *testing.T) {
 	dir := t.TempDir()
@@ -264,52 +195,6 @@ func TestDroppedCounter(t *testing.T) {
 	}
 	if d := r.dropped(); d != 9 {
 		t.Fatalf("Dropped() = %d, want 9", d)
-	}
-}
-
-// needRoot skips a test that needs root (to act as another user, or to
-// mount), naming why, unless RINGO_REQUIRE_KERNEL=1, under which it fails.
-func needRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := "needs root " + why
-	if os.Getenv("RINGO_REQUIRE_KERNEL") == "1" {
-		t.Fatal(msg + ", and RINGO_REQUIRE_KERNEL=1")
-	}
-	t.Skip(msg + "; run as root, or set RINGO_REQUIRE_KERNEL=1 to make this a failure")
-}
-
-// nobody is the uid and gid of the unprivileged user the hostile tests act
-// as (the nobody user and nogroup group of Debian).
-const nobody = 65534
-
-// sharedBase makes a directory that other users may enter, for tests in
-// which another user acts: t.TempDir is root's alone.
-func sharedBase(t *testing.T) string {
-	t.Helper()
-	base, err := os.MkdirTemp("", "ringo-hostile-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	// Like /dev/shm and /tmp: anyone may make files, none may remove
-	// another's.
-	if err := os.Chmod(base, 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	return base
-}
-
-// asNobody runs sh -c script as the nobody user and fails the test if it
-// fails.
-func asNobody(t *testing.T, script string) {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("as nobody: %s: %v: %s", script, err, out)
 	}
 }
 

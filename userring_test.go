@@ -19,17 +19,6 @@ func loadDrain(t testing.TB, userFD, outFD int, flags int32) *prog {
 	return loadProgFuncs(t, drainProgram(userFD, outFD, flags), 0, 8)
 }
 
-func newUserRing(t testing.TB, size int) *UserRing {
-	t.Helper()
-	requireKernel(t)
-	u, err := CreateUserRing("ringo_user", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	return u
-}
-
 // drained reads what the drain program's callback copied out.
 func drained(t *testing.T, k *KernelRing) []uint64 {
 	t.Helper()

@@ -14,43 +14,6 @@ import (
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
-// fill fills r with records of 100 bytes, then empty ones, until not even
-// an empty record fits (two refusals), and returns how many it wrote.
-func fill(t *testing.T, r *Ring) int {
-	t.Helper()
-	n := 0
-	for _, size := range []int{100, 0} {
-		for {
-			err := r.Output(make([]byte, size), 0)
-			if errors.Is(err, ErrFull) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-	}
-	return n
-}
-
-// drainAll consumes everything in rd now, and returns the records that are
-// not fill's.
-func drainAll(t *testing.T, rd *Reader) []string {
-	t.Helper()
-	var got []string
-	_, err := rd.Consume(func(rec Record) error {
-		if len(rec.Data) != 0 && len(rec.Data) != 100 {
-			got = append(got, string(rec.Data))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
 // A producer blocked on a full ring sleeps until the consumer frees space,
 // then writes its record; a record that can never fit is refused at once;
 // one whose context ends is dropped, counted once; Close ends the wait.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,24 +15,6 @@ import (
 
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
-
-// deadToken returns the token of a handle of shared ring r that was opened
-// and is gone: as a process that died leaves it.
-func deadToken(t *testing.T, r *Ring) uint64 {
-	t.Helper()
-	h, err := Open(filepath.Base(r.path), WithDir(filepath.Dir(r.path)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := h.mem.self
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if r.mem.alive(token) {
-		t.Fatal("a closed handle's token is alive")
-	}
-	return token
-}
 
 func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
 	r, err := Create("lock", 4096, WithDir(t.TempDir()))
@@ -216,89 +197,6 @@ func TestKilledProducerProcesses(t *testing.T) {
 	if r.abandoned() != 1 {
 		t.Fatalf("Abandoned() = %d, want 1", r.abandoned())
 	}
-}
-
-// runHold is the child side of TestKilledProducerProcesses: it takes the
-// lock or a reservation of a shared ring, says so, and waits to be killed.
-func runHold(spec string) error {
-	f := strings.Split(spec, "|")
-	r, err := Open(f[1], WithDir(f[0]))
-	if err != nil {
-		return err
-	}
-	switch f[2] {
-	case "hold-lock":
-		r.mem.lock(nil)
-	case "hold-reservation":
-		res, err := r.Reserve(100)
-		if err != nil {
-			return err
-		}
-		copy(res.Bytes(), "half-writ")
-	case "consume":
-		if _, err := NewReader(r); err != nil {
-			return err
-		}
-	case "output-wait":
-		// Waits for room in a full ring; the parent drains it or
-		// kills this process.
-		os.Stdout.WriteString("holding\n")
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		return r.OutputWait(ctx, []byte("waited"), 0)
-	}
-	os.Stdout.WriteString("holding\n")
-	time.Sleep(time.Minute)
-	return errors.New("not killed")
-}
-
-// startHolder starts a child that opens the shared ring name in dir and
-// holds what mode says (runHold), in a PID namespace of its own if newPIDNS;
-// it returns once the child says it holds it. The child is killed when the
-// test ends.
-func startHolder(t *testing.T, dir, name, mode string, newPIDNS bool) *exec.Cmd {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	if newPIDNS {
-		// The child is PID 1 of a new PID namespace, with its own
-		// /proc (as in a container); --kill-child
-		// kills it with unshare.
-		cmd = exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", exe)
-	}
-	cmd.Env = append(os.Environ(), "RINGO_TEST_HOLD="+dir+"|"+name+"|"+mode)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		if l != "holding\n" {
-			t.Fatalf("%s child: said %q (its error is above)", mode, l)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s child: did not say it holds in 30s", mode)
-	}
-	return cmd
 }
 
 // A consumer and a producer in another PID namespace (as in a container
@@ -584,27 +482,6 @@ func TestCorruptOverwritePosition(t *testing.T) {
 			t.Fatalf("Output with overwrite_pos %d did not return in 10s", over)
 		}
 	}
-}
-
-// FuzzSharedFile opens ring files holding arbitrary bytes: Open refuses
-// them or maps them, and then neither producing nor consuming may panic,
-// hang or touch memory outside the mapping. The two numbers overwrite a
-// 16-bit word of the file, so that a mutation lands in the position pages a
-// hostile process would write, not only in the data.
-func FuzzSharedFile(f *testing.F) {
-	dir := f.TempDir()
-	r, err := Create("seed", 4096, WithDir(dir))
-	if err != nil {
-		f.Fatal(err)
-	}
-	r.Output([]byte("a record"), 0)
-	r.Close()
-	good, _ := os.ReadFile(dir + "/seed")
-	f.Add(good, uint16(0), uint16(0))
-	f.Add(good, uint16(4096), uint16(0xffff)) // producer_pos garbage
-	f.Add(good, uint16(8192), uint16(0x7fff)) // a header claiming too much
-	f.Add(good[:5000], uint16(0), uint16(0))
-	f.Fuzz(checkSharedFile)
 }
 
 func checkSharedFile(t *testing.T, file []byte, at, val uint16) {

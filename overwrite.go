@@ -45,13 +45,6 @@ func (m *memory) overwriteTo(prod, newProd uint64) error {
 	return nil
 }
 
-// countDrop counts a reservation of n bytes refused because the ring was
-// full.
-func (m *memory) countDrop(n uint64) {
-	m.dropped.Add(1)
-	m.droppedBytes.Add(n)
-}
-
 // overwritten returns how many committed records of a ring in overwrite
 // mode producers overwrote before a consumer read them, and the bytes of
 // ring positions lost with them (headers and padding included): those a

@@ -5,9 +5,6 @@ import (
 	"slices"
 )
 
-// What a Reader has taken from each of its rings, with the rings' losses:
-// what a metrics exporter reports.
-
 // RingStats is what a Reader has taken from one ring, with the ring's state
 // and losses: what a metrics exporter reports per ring.
 type RingStats struct {

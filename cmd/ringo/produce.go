@@ -65,7 +65,7 @@ maps are written by BPF programs only.`,
 			if !*stdin && size.n > largest {
 				// Before the buffer is made: --size 1024G is a
 				// mistake to point out, not memory to allocate.
-				return fmt.Errorf("a record of %d bytes cannot fit in %s, a %s ring: its records hold at most %d bytes", size.n, cell(t.spec), human(uint64(t.ring().Size())), largest)
+				return fmt.Errorf("a record of %d bytes cannot fit in %s, a %s ring: its records hold at most %d bytes", size.n, cell(t.spec), human(uint64(t.ring.Size())), largest)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -177,7 +177,7 @@ func (p *producer) writeUser(ctx context.Context, b []byte) error {
 // keeps a record's header, rounded up to 8 bytes, below its size (as the
 // kernel does), a user ring within it.
 func maxPayload(t *target) int64 {
-	size := int64(t.ring().Size())
+	size := int64(t.ring.Size())
 	if t.user != nil {
 		return size - ringo.HeaderSize
 	}

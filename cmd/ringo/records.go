@@ -34,7 +34,7 @@ the position of the record's header in the ring.`,
 			w := bufio.NewWriter(e.stdout)
 			defer w.Flush()
 			seen := 0
-			_, err = ringo.Peek(t.ring(), func(rec ringo.Record) error {
+			_, err = ringo.Peek(t.ring, func(rec ringo.Record) error {
 				if n > 0 && seen == n {
 					return errEnough
 				}
@@ -107,7 +107,7 @@ producers add more; with --follow it waits for more until Ctrl-C (or until
 			w := bufio.NewWriter(e.stdout)
 			defer w.Flush()
 			if !*follow {
-				return drain(rd, w, f, n, t.ring().Positions().Producer)
+				return drain(rd, w, f, n, t.ring.Positions().Producer)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -204,7 +204,7 @@ failing, and dump gives the newest BYTES' worth, in order.`,
 			if err != nil {
 				return err
 			}
-			t := &target{spec: args[0], shared: r, path: r.Path()}
+			t := (&target{spec: args[0], shared: r, path: r.Path()}).set("shared", r, r)
 			defer t.Close()
 			if *asJSON {
 				return writeJSON(e.stdout, t.info(true))

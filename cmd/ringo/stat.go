@@ -45,7 +45,7 @@ dropped (total) and drops_per_sec, and for shared rings abandoned (total).`,
 			defer t.Close()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			m := ringo.NewMeter(t.ring())
+			m := ringo.NewMeter(t.ring)
 			loss, _ := t.loss()
 			dropped := loss.Dropped
 			// The meter looks every few milliseconds and the counts add
@@ -74,7 +74,7 @@ dropped (total) and drops_per_sec, and for shared rings abandoned (total).`,
 				now := time.Now()
 				secs := now.Sub(last).Seconds()
 				last = now
-				s, note := measure(now, secs, tr, t.ring().Size())
+				s, note := measure(now, secs, tr, t.ring.Size())
 				if note != "" && note != lastNote {
 					fmt.Fprintf(e.stderr, "ringo stat: %s\n", note)
 				}

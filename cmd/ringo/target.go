@@ -15,14 +15,32 @@ import (
 // bpffs is where list looks for pinned maps.
 const bpffs = "/sys/fs/bpf"
 
-// target is an open ring named on the command line: exactly one of kernel,
-// user and shared is set.
+// target is an open ring named on the command line. ring is it whatever its
+// kind, src is it as a Reader consumes it (nil for a user ring, which the
+// kernel consumes), and exactly one of kernel, user and shared is set, for
+// what only that kind does.
 type target struct {
 	spec   string // as given
+	kind   string // as list and show print it: ringbuf, user_ringbuf, shared
+	path   string // pin or file, when known
+	ring   ring
+	src    ringo.Source
 	kernel *ringo.KernelRing
 	user   *ringo.UserRing
 	shared *ringo.Ring
-	path   string // pin or file, when known
+}
+
+// ring is what every kind of ring does.
+type ring interface {
+	ringo.Inspectable
+	Overwrite() bool
+	Close() error
+}
+
+// set records the open ring in t.
+func (t *target) set(kind string, r ring, src ringo.Source) *target {
+	t.kind, t.ring, t.src = kind, r, src
+	return t
 }
 
 // openTarget opens spec: id:N, a pinned path, or a shared ring's name.
@@ -54,7 +72,7 @@ func openTarget(spec string) (*target, error) {
 			return nil, err
 		}
 		t.shared, t.path = r, r.Path()
-		return t, nil
+		return t.set("shared", r, r), nil
 	}
 	if err != nil {
 		return nil, err
@@ -66,62 +84,30 @@ func openTarget(spec string) (*target, error) {
 	}
 	switch ringo.MapType(info.Type) {
 	case ringo.RingBuf:
-		t.kernel, err = ringo.OpenMap(bpfmap.FD(fd))
+		if t.kernel, err = ringo.OpenMap(bpfmap.FD(fd)); err != nil {
+			return nil, err
+		}
+		return t.set("ringbuf", t.kernel, t.kernel), nil
 	case ringo.UserRingBuf:
-		t.user, err = ringo.OpenUserRing(bpfmap.FD(fd))
-	default:
-		return nil, fmt.Errorf("%s is map %d, a %s map: ringo works with ringbuf and user_ringbuf maps", spec, info.ID, ringo.MapType(info.Type))
+		if t.user, err = ringo.OpenUserRing(bpfmap.FD(fd)); err != nil {
+			return nil, err
+		}
+		return t.set("user_ringbuf", t.user, nil), nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// ring is the target as the library's inspection functions take it.
-func (t *target) ring() ringo.Inspectable {
-	switch {
-	case t.kernel != nil:
-		return t.kernel
-	case t.user != nil:
-		return t.user
-	}
-	return t.shared
+	return nil, fmt.Errorf("%s is map %d, a %s map: ringo works with ringbuf and user_ringbuf maps", spec, info.ID, ringo.MapType(info.Type))
 }
 
 // source is the target as a Reader consumes it; user rings, which the
 // kernel consumes, are refused.
 func (t *target) source() (ringo.Source, error) {
-	switch {
-	case t.user != nil:
+	if t.src == nil {
 		return nil, fmt.Errorf("%s is a user_ringbuf: the kernel consumes it (bpf_user_ringbuf_drain); use ringo peek to see its records", t.spec)
-	case t.kernel != nil:
-		return t.kernel, nil
 	}
-	return t.shared, nil
-}
-
-// kind is the target's type as list and show print it.
-func (t *target) kind() string {
-	switch {
-	case t.kernel != nil:
-		return "ringbuf"
-	case t.user != nil:
-		return "user_ringbuf"
-	}
-	return "shared"
+	return t.src, nil
 }
 
 // Close closes the ring.
-func (t *target) Close() error {
-	switch {
-	case t.kernel != nil:
-		return t.kernel.Close()
-	case t.user != nil:
-		return t.user.Close()
-	}
-	return t.shared.Close()
-}
+func (t *target) Close() error { return t.ring.Close() }
 
 // ringInfo is one ring as list and show print it; the JSON names are a
 // contract that scripts parse.
@@ -148,37 +134,32 @@ type ringInfo struct {
 	Note string `json:"note,omitempty"`
 }
 
-// info describes the open target; counters adds a shared ring's drop and
-// abandon counters.
+// info describes the open target; counters adds the ring's loss counters.
 func (t *target) info(counters bool) ringInfo {
-	r := t.ring()
-	p := r.Positions()
-	avail, note := occupancy(p, r.Size())
-	ri := ringInfo{Type: t.kind(), Size: r.Size(), AvailData: avail, Note: note,
+	p := t.ring.Positions()
+	avail, note := occupancy(p, t.ring.Size())
+	ri := ringInfo{Name: t.spec, Type: t.kind, Size: t.ring.Size(), AvailData: avail, Note: note,
 		ConsumerPos: p.Consumer, ProducerPos: p.Producer, PendingPos: p.Pending, Path: t.path}
-	if t.shared != nil && t.shared.Overwrite() {
-		l, _ := t.shared.Loss()
-		ri.Overwrite, ri.OverwritePos, ri.Overwritten, ri.OverwrittenBytes = true, p.Overwrite, &l.Overwritten, &l.OverwrittenBytes
-	} else if t.kernel != nil && t.kernel.Overwrite() {
-		ri.Overwrite, ri.OverwritePos = true, p.Overwrite
+	if m, ok := t.ring.(interface {
+		ID() uint32
+		Name() string
+	}); ok {
+		ri.ID, ri.Name = m.ID(), m.Name() // a kernel map
 	}
-	switch {
-	case t.kernel != nil:
-		ri.ID, ri.Name = t.kernel.ID(), t.kernel.Name()
-	case t.user != nil:
-		ri.ID, ri.Name = t.user.ID(), t.user.Name()
-	default:
-		ri.Name = t.spec
-		if counters {
-			l, _ := t.shared.Loss()
-			ri.Abandoned = &l.Abandoned
-		}
+	if t.ring.Overwrite() {
+		ri.Overwrite, ri.OverwritePos = true, p.Overwrite
 	}
 	if !counters {
 		return ri // (looking for a kernel ring's counter walks every program)
 	}
 	if l, ok := t.loss(); ok {
 		ri.Dropped, ri.DroppedBytes = &l.Dropped, &l.DroppedBytes
+		if t.shared != nil { // (a kernel ring counts neither)
+			ri.Abandoned = &l.Abandoned
+			if ri.Overwrite {
+				ri.Overwritten, ri.OverwrittenBytes = &l.Overwritten, &l.OverwrittenBytes
+			}
+		}
 	}
 	return ri
 }
@@ -188,15 +169,9 @@ func (t *target) info(counters bool) ringInfo {
 // RINGO_DROP_COUNTER (bpf/ringo.h), a user ring never (its producers see
 // every refusal themselves).
 func (t *target) loss() (ringo.Loss, bool) {
-	var src ringo.Source
-	switch {
-	case t.kernel != nil:
-		src = t.kernel
-	case t.shared != nil:
-		src = t.shared
-	default:
+	if t.src == nil {
 		return ringo.Loss{}, false
 	}
-	l, err := src.Loss()
+	l, err := t.src.Loss()
 	return l, err == nil && l.Counted
 }

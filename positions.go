@@ -2,8 +2,10 @@ package ringo
 
 import "golang.org/x/sys/unix"
 
-// Positions are a ring's three positions: ever-increasing byte counts whose
-// offset in the data area is pos & (size-1).
+// Positions are a ring's positions: the kernel's consumer, producer and
+// pending positions, and overwrite_pos in overwrite mode. They are
+// ever-increasing byte counts whose offset in the data area is
+// pos & (size-1).
 type Positions struct {
 	// Consumer is where the consumer will read the next record.
 	Consumer uint64

@@ -46,7 +46,8 @@ type Message struct {
 	Host string
 	Ring ringo.Identity
 	Pos  uint64
-	// Data is the payload, valid until Publish returns.
+	// Data is the payload, valid until the Wait of the Batch that sent
+	// it returns.
 	Data []byte
 }
 

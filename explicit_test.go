@@ -3,12 +3,10 @@ package ringo
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,29 +22,6 @@ func outputSeq(t testing.TB, r *Ring, from, to int) {
 		if err := r.Output(b[:], 0); err != nil {
 			t.Fatalf("output %d: %v", i, err)
 		}
-	}
-}
-
-// outputWaiting outputs data, waiting while the ring is full.
-func outputWaiting(r *Ring, data []byte) error {
-	return outputUntil(r, data, nil)
-}
-
-// errQuit is outputUntil's answer once quit is set.
-var errQuit = errors.New("quit while the ring was full")
-
-// outputUntil outputs data, waiting while the ring is full, unless quit
-// (if not nil) is set: then it returns errQuit.
-func outputUntil(r *Ring, data []byte, quit *atomic.Bool) error {
-	for {
-		err := r.Output(data, 0)
-		if !errors.Is(err, ErrFull) {
-			return err
-		}
-		if quit != nil && quit.Load() {
-			return errQuit
-		}
-		time.Sleep(10 * time.Microsecond)
 	}
 }
 
@@ -234,7 +209,7 @@ func TestExplicitReleaseStress(t *testing.T) {
 	rd := newReader(t, r)
 	rd.SetExplicitRelease(true)
 	var wg sync.WaitGroup
-	var quit atomic.Bool
+	produce, quit := context.WithCancel(context.Background())
 	errs := make(chan error, producers)
 	for p := range producers {
 		wg.Add(1)
@@ -249,8 +224,8 @@ func TestExplicitReleaseStress(t *testing.T) {
 				for j := 16; j < n; j++ {
 					buf[j] = byte(i + j)
 				}
-				if err := outputUntil(r, buf[:n], &quit); err != nil {
-					if err != errQuit {
+				if err := r.OutputWait(produce, buf[:n], 0); err != nil {
+					if produce.Err() == nil {
 						errs <- fmt.Errorf("producer %d, record %d: %w", p, i, err)
 					}
 					return
@@ -261,7 +236,7 @@ func TestExplicitReleaseStress(t *testing.T) {
 	// On the way out, stop the producers before the cleanups close the
 	// ring under them.
 	defer func() {
-		quit.Store(true)
+		quit()
 		waitfor.Group(t, &wg, waitfor.Short, "the producers to stop")
 	}()
 

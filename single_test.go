@@ -81,12 +81,12 @@ func TestSingleProducerTransfer(t *testing.T) {
 	rd := newReader(t, r)
 	asleep := watchSleep(rd)
 	pauses := 0
-	var quit atomic.Bool
+	produce, quit := context.WithCancel(context.Background())
 	produced := make(chan error, 1)
 	// On the way out, stop the producer before the cleanups close the
 	// ring under it.
 	defer func() {
-		quit.Store(true)
+		quit()
 		waitfor.Recv(t, produced, waitfor.Short, "the producer to stop")
 	}()
 	go func() {
@@ -105,8 +105,8 @@ func TestSingleProducerTransfer(t *testing.T) {
 			for j := 8; j < size; j++ {
 				buf[j] = byte(i + j)
 			}
-			if err := outputUntil(r, buf[:size], &quit); err != nil {
-				if err != errQuit {
+			if err := r.OutputWait(produce, buf[:size], 0); err != nil {
+				if produce.Err() == nil {
 					produced <- fmt.Errorf("record %d: %w", i, err)
 				}
 				return

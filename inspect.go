@@ -125,8 +125,8 @@ func (mt *Meter) Sample() (t Traffic) {
 	c.prod = end
 	for int64(end-c.pos) > 0 { // (in overwrite mode the cursor may jump past end)
 		data, total, st, err := c.next()
-		if err == nil && lapped(m, c.pos) {
-			err = errLapped
+		if err == nil && overrun(m, c.pos) {
+			err = errOverrun
 		}
 		if err != nil {
 			// Producers overwrote headers the meter had not read:
@@ -158,11 +158,11 @@ func (mt *Meter) Sample() (t Traffic) {
 	return t
 }
 
-var errLapped = errors.New("lapped")
+var errOverrun = errors.New("overrun")
 
-// lapped reports whether producers have reserved past pos+size, so that
+// overrun reports whether producers have reserved past pos+size, so that
 // what was read at pos may already be a newer record's bytes.
-func lapped(m *memory, pos uint64) bool { return m.producerPos.Load()-pos > m.size() }
+func overrun(m *memory, pos uint64) bool { return m.producerPos.Load()-pos > m.size() }
 
 // recentRecordSize is the average size (header included) of the records
 // counted in t, else of those counted before, else of the records now in
@@ -181,7 +181,7 @@ func (mt *Meter) recentRecordSize(t Traffic) uint64 {
 	var n, bytes uint64
 	for n < 64 && c.pos != c.prod {
 		data, total, st, err := c.next()
-		if err != nil || st != stepRecord || lapped(m, c.pos) {
+		if err != nil || st != stepRecord || overrun(m, c.pos) {
 			break
 		}
 		n, bytes = n+1, bytes+uint64(len(data))

@@ -83,8 +83,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		}
 		avail := c.prod - c.pos
 		if avail > m.size() || c.pos&7 != 0 || avail&7 != 0 {
-			return nil, 0, stepEmpty, fmt.Errorf("%w: consumer position %d and producer position %d are %d bytes apart in a %d-byte ring, or not 8-byte aligned",
-				ErrCorrupt, c.pos, c.prod, avail, m.size())
+			return nil, 0, stepEmpty, corruptDistance(c.pos, c.prod, m.size())
 		}
 		off := c.pos & m.mask
 		// Pairs with the producer's commit (xchg of the length word): the
@@ -96,8 +95,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		n := uint64(payloadLen(w))
 		total := recordSize(n)
 		if total > avail {
-			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
-				ErrCorrupt, c.pos, n, avail-HeaderSize)
+			return nil, 0, stepEmpty, corruptLength(c.pos, n, avail)
 		}
 		if w&discardBit != 0 {
 			c.pos += total
@@ -114,6 +112,46 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		c.lastLen = n
 		return m.data[p : p+n : p+n], total, stepRecord, nil
 	}
+}
+
+// reload loads producer_pos for a Batch's walk (batch.go), once it has
+// passed every record published before, and checks it against the
+// position pos reached: next's load and checks.
+func (rr *readerRing) reload(pos uint64) (uint64, error) {
+	c, m := &rr.cur, rr.cur.mem
+	// Pairs with the producer's store-release of producer_pos: the
+	// headers of every record below it are visible.
+	prod := m.producerPos.Load()
+	if pos == prod {
+		return prod, nil
+	}
+	if prod-pos < paceBytes {
+		pause() // see next
+		prod = m.producerPos.Load()
+	}
+	c.prod = prod
+	return prod, checkDistance(pos, prod, m.size())
+}
+
+// checkDistance is next's check of the cursor's position pos against the
+// producer position prod in a ring of size bytes.
+func checkDistance(pos, prod, size uint64) error {
+	if avail := prod - pos; avail > size || pos&7 != 0 || avail&7 != 0 {
+		return corruptDistance(pos, prod, size)
+	}
+	return nil
+}
+
+// corruptDistance and corruptLength are next's errors for a producer
+// position and a record that no correct producer writes.
+func corruptDistance(pos, prod, size uint64) error {
+	return fmt.Errorf("%w: consumer position %d and producer position %d are %d bytes apart in a %d-byte ring, or not 8-byte aligned",
+		ErrCorrupt, pos, prod, prod-pos, size)
+}
+
+func corruptLength(pos, n, avail uint64) error {
+	return fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
+		ErrCorrupt, pos, n, avail-HeaderSize)
 }
 
 // Read-ahead in the cursor: for records of prefetchRecords bytes or more,
@@ -169,8 +207,13 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
 				ErrCorrupt, c.pos, n, avail-HeaderSize)
 		case w&discardBit == 0:
+			// The copy keeps a header's room before it, where
+			// ConsumeBatch's entries expect a payload (batch.go).
+			if cap(c.buf) < HeaderSize {
+				c.buf = make([]byte, HeaderSize, 64)
+			}
 			p := off + HeaderSize
-			c.buf = append(c.buf[:0], m.data[p:p+n]...)
+			c.buf = append(c.buf[:HeaderSize], m.data[p:p+n]...)
 		}
 		// The copy is good only if no producer overwrote the record
 		// while it was made: the producer moves overwrite_pos past a
@@ -189,7 +232,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			continue
 		}
 		c.lastLen = n
-		return c.buf[:n:n], total, stepRecord, nil
+		return c.buf[HeaderSize : HeaderSize+n : HeaderSize+n], total, stepRecord, nil
 	}
 }
 

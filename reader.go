@@ -146,6 +146,8 @@ type readerRing struct {
 	// stallCheck when it is next to be looked into (see stalled).
 	stallPos   uint64
 	stallCheck time.Time
+	// batch is the walk of ConsumeBatch, and of run (Consume).
+	batch Batch
 }
 
 // spinRounds is how many times a Reader looks at its rings again, yielding
@@ -451,11 +453,19 @@ func (rr *readerRing) advance(total uint64) {
 
 // storeSometimes stores consumer_pos if the rule of advance says so.
 func (rr *readerRing) storeSometimes() {
-	c := &rr.cur
-	size := c.mem.size()
-	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
+	if int64(rr.cur.pos-rr.storeAt(rr.cur.prod)) >= 0 {
 		rr.store(true)
 	}
+}
+
+// storeAt is the cursor position from which advance stores consumer_pos,
+// prod being producer_pos as last loaded.
+func (rr *readerRing) storeAt(prod uint64) uint64 {
+	size := rr.cur.mem.size()
+	if prod-rr.stored > size/2 {
+		return rr.stored + size/64
+	}
+	return rr.stored + size/4
 }
 
 // Consume hands every record available now to fn, without blocking, and
@@ -472,7 +482,14 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 
 // ConsumeN is Consume that hands fn at most n records (no limit if n is
 // negative), like libbpf's ring_buffer__consume_n.
-func (r *Reader) ConsumeN(n int, fn func(Record) error) (total int, err error) {
+func (r *Reader) ConsumeN(n int, fn func(Record) error) (int, error) {
+	return r.turns(n, func(rr *readerRing, max int) (int, error) { return rr.consume(r, fn, max) })
+}
+
+// turns is Consume, ConsumeN and ConsumeBatch: rings take turns, each
+// handing up to batchRecords records (fewer to reach n, unless n is
+// negative) through take, until n are handed out or the rings are empty.
+func (r *Reader) turns(n int, take func(rr *readerRing, max int) (int, error)) (total int, err error) {
 	if err := r.lock("Consume"); err != nil {
 		return 0, err
 	}
@@ -495,7 +512,7 @@ func (r *Reader) ConsumeN(n int, fn func(Record) error) (total int, err error) {
 			if n >= 0 {
 				max = min(max, n-total)
 			}
-			k, err := rr.consume(r, fn, max)
+			k, err := take(rr, max)
 			total += k
 			got += k
 			if err != nil {
@@ -527,6 +544,9 @@ var Stop = errors.New("ringo: stop consuming")
 // release mode), so that fn may release it; if fn fails, the cursor goes
 // back to it, unless fn released or rewound meanwhile.
 func (rr *readerRing) consume(r *Reader, fn func(Record) error, max int) (n int, err error) {
+	if !rr.explicit && rr.cur.mem.overwritePos == nil {
+		return rr.run(r, fn, max)
+	}
 	defer rr.commit()
 	size := rr.cur.mem.size()
 	for n < max && rr.taken < size && !r.closed.Load() {

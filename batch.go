@@ -249,6 +249,10 @@ func (b *Batch) account() {
 		return
 	}
 	n := uint64(b.w)
+	c.last = b.base + b.runRel + uint64(k-1)*b.t
+	if b.copied {
+		c.last = c.pos
+	}
 	c.passed += uint64(k)
 	c.count += uint64(k)
 	c.passedBy += uint64(k) * n
@@ -295,7 +299,8 @@ func (b *Batch) next(rel uint64, k int) (uint64, uint64, uint32, uint64, int) {
 			b.stop = b.end
 		}
 		if pos == b.prod {
-			prod, err := rr.reload(pos)
+			// Paced as cursor.next (paceRecords).
+			prod, err := rr.reload(pos, max(paceBytes, paceRecords*b.t))
 			if b.prod, b.err = prod, err; err != nil || pos == prod {
 				return b.rel, b.rel, b.w, b.t, b.k
 			}
@@ -464,5 +469,5 @@ func (rr *readerRing) settle() {
 	if rr.batch.r != nil {
 		rr.endBatch()
 	}
-	rr.commit()
+	rr.commitAwake()
 }

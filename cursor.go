@@ -32,10 +32,15 @@ type cursor struct {
 	// last, and the records and payload bytes passed so far.
 	lastLen          uint64
 	passed, passedBy uint64
+	// last is the position of the record passed last, for the kernel
+	// rings' store of consumer_pos while the consumer goes on (see
+	// readerRing.store).
+	last uint64
 }
 
 // pass moves the cursor past a record of total bytes that next returned.
 func (c *cursor) pass(total uint64) {
+	c.last = c.pos
 	c.pos += total
 	c.count++
 	c.passed++
@@ -43,8 +48,15 @@ func (c *cursor) pass(total uint64) {
 }
 
 // paceBytes is how much new data a cursor wants to find before it goes on
-// without pausing: about two records of 64 bytes.
-const paceBytes = 160
+// without pausing: about two records of 64 bytes; and paceRecords how many
+// records of the last length. A cursor right behind producers of large
+// records would otherwise take each as it is published, every cache line
+// it reads still in the producer's core (BenchmarkStream, 256 B: 300 ns a
+// record), where one a few records behind reads them at the drain's cost.
+const (
+	paceBytes   = 160
+	paceRecords = 8
+)
 
 // step is what next found at the cursor.
 type step int
@@ -71,12 +83,13 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			if c.pos == c.prod {
 				return nil, 0, stepEmpty, nil
 			}
-			if c.prod-c.pos < paceBytes {
+			if c.prod-c.pos < max(paceBytes, paceRecords*recordSize(c.lastLen)) {
 				// Only a record or two: the consumer is right behind a
 				// producer that is still writing. Taking them now
 				// would chase it record by record, every header's
 				// cache line crossing between the cores twice; a
-				// moment's pause lets a batch gather.
+				// moment's pause lets a batch gather. (Counted in
+				// records as well as bytes: see paceRecords.)
 				pause()
 				c.prod = m.producerPos.Load()
 			}
@@ -116,8 +129,9 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 
 // reload loads producer_pos for a Batch's walk (batch.go), once it has
 // passed every record published before, and checks it against the
-// position pos reached: next's load and checks.
-func (rr *readerRing) reload(pos uint64) (uint64, error) {
+// position pos reached: next's load and checks, pacing as next does while
+// fewer than pace bytes are new.
+func (rr *readerRing) reload(pos, pace uint64) (uint64, error) {
 	c, m := &rr.cur, rr.cur.mem
 	// Pairs with the producer's store-release of producer_pos: the
 	// headers of every record below it are visible.
@@ -125,7 +139,7 @@ func (rr *readerRing) reload(pos uint64) (uint64, error) {
 	if pos == prod {
 		return prod, nil
 	}
-	if prod-pos < paceBytes {
+	if prod-pos < pace {
 		pause() // see next
 		prod = m.producerPos.Load()
 	}

@@ -32,10 +32,15 @@ type cursor struct {
 	// last, and the records and payload bytes passed so far.
 	lastLen          uint64
 	passed, passedBy uint64
+	// last is the position of the record passed last, for the kernel
+	// rings' store of consumer_pos while the consumer goes on (see
+	// readerRing.store).
+	last uint64
 }
 
 // pass moves the cursor past a record of total bytes that next returned.
 func (c *cursor) pass(total uint64) {
+	c.last = c.pos
 	c.pos += total
 	c.count++
 	c.passed++
@@ -43,8 +48,15 @@ func (c *cursor) pass(total uint64) {
 }
 
 // paceBytes is how much new data a cursor wants to find before it goes on
-// without pausing: about two records of 64 bytes.
-const paceBytes = 160
+// without pausing: about two records of 64 bytes; and paceRecords how many
+// records of the last length. A cursor right behind producers of large
+// records would otherwise take each as it is published, every cache line
+// it reads still in the producer's core (BenchmarkStream, 256 B: 300 ns a
+// record), where one a few records behind reads them at the drain's cost.
+const (
+	paceBytes   = 160
+	paceRecords = 8
+)
 
 // step is what next found at the cursor.
 type step int
@@ -71,20 +83,20 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			if c.pos == c.prod {
 				return nil, 0, stepEmpty, nil
 			}
-			if c.prod-c.pos < paceBytes {
+			if c.prod-c.pos < max(paceBytes, paceRecords*recordSize(c.lastLen)) {
 				// Only a record or two: the consumer is right behind a
 				// producer that is still writing. Taking them now
 				// would chase it record by record, every header's
 				// cache line crossing between the cores twice; a
-				// moment's pause lets a batch gather.
+				// moment's pause lets a batch gather. (Counted in
+				// records as well as bytes: see paceRecords.)
 				pause()
 				c.prod = m.producerPos.Load()
 			}
 		}
 		avail := c.prod - c.pos
 		if avail > m.size() || c.pos&7 != 0 || avail&7 != 0 {
-			return nil, 0, stepEmpty, fmt.Errorf("%w: consumer position %d and producer position %d are %d bytes apart in a %d-byte ring, or not 8-byte aligned",
-				ErrCorrupt, c.pos, c.prod, avail, m.size())
+			return nil, 0, stepEmpty, corruptDistance(c.pos, c.prod, m.size())
 		}
 		off := c.pos & m.mask
 		// Pairs with the producer's commit (xchg of the length word): the
@@ -96,8 +108,7 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		n := uint64(payloadLen(w))
 		total := recordSize(n)
 		if total > avail {
-			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
-				ErrCorrupt, c.pos, n, avail-HeaderSize)
+			return nil, 0, stepEmpty, corruptLength(c.pos, n, avail)
 		}
 		if w&discardBit != 0 {
 			c.pos += total
@@ -114,6 +125,47 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 		c.lastLen = n
 		return m.data[p : p+n : p+n], total, stepRecord, nil
 	}
+}
+
+// reload loads producer_pos for a Batch's walk (batch.go), once it has
+// passed every record published before, and checks it against the
+// position pos reached: next's load and checks, pacing as next does while
+// fewer than pace bytes are new.
+func (rr *readerRing) reload(pos, pace uint64) (uint64, error) {
+	c, m := &rr.cur, rr.cur.mem
+	// Pairs with the producer's store-release of producer_pos: the
+	// headers of every record below it are visible.
+	prod := m.producerPos.Load()
+	if pos == prod {
+		return prod, nil
+	}
+	if prod-pos < pace {
+		pause() // see next
+		prod = m.producerPos.Load()
+	}
+	c.prod = prod
+	return prod, checkDistance(pos, prod, m.size())
+}
+
+// checkDistance is next's check of the cursor's position pos against the
+// producer position prod in a ring of size bytes.
+func checkDistance(pos, prod, size uint64) error {
+	if avail := prod - pos; avail > size || pos&7 != 0 || avail&7 != 0 {
+		return corruptDistance(pos, prod, size)
+	}
+	return nil
+}
+
+// corruptDistance and corruptLength are next's errors for a producer
+// position and a record that no correct producer writes.
+func corruptDistance(pos, prod, size uint64) error {
+	return fmt.Errorf("%w: consumer position %d and producer position %d are %d bytes apart in a %d-byte ring, or not 8-byte aligned",
+		ErrCorrupt, pos, prod, prod-pos, size)
+}
+
+func corruptLength(pos, n, avail uint64) error {
+	return fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
+		ErrCorrupt, pos, n, avail-HeaderSize)
 }
 
 // Read-ahead in the cursor: for records of prefetchRecords bytes or more,
@@ -169,8 +221,13 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			return nil, 0, stepEmpty, fmt.Errorf("%w: the record at position %d claims %d bytes, but only %d bytes are published after it",
 				ErrCorrupt, c.pos, n, avail-HeaderSize)
 		case w&discardBit == 0:
+			// The copy keeps a header's room before it, where
+			// ConsumeBatch's entries expect a payload (batch.go).
+			if cap(c.buf) < HeaderSize {
+				c.buf = make([]byte, HeaderSize, 64)
+			}
 			p := off + HeaderSize
-			c.buf = append(c.buf[:0], m.data[p:p+n]...)
+			c.buf = append(c.buf[:HeaderSize], m.data[p:p+n]...)
 		}
 		// The copy is good only if no producer overwrote the record
 		// while it was made: the producer moves overwrite_pos past a
@@ -189,7 +246,7 @@ func (c *cursor) nextOverwrite() ([]byte, uint64, step, error) {
 			continue
 		}
 		c.lastLen = n
-		return c.buf[:n:n], total, stepRecord, nil
+		return c.buf[HeaderSize : HeaderSize+n : HeaderSize+n], total, stepRecord, nil
 	}
 }
 

@@ -69,6 +69,39 @@ func ExampleReader_Consume() {
 }
 
 // Records is a Go iterator over records as they arrive.
+func ExampleReader_ConsumeBatch() {
+	ring, _ := ringo.New(4096)
+	defer ring.Close()
+	rd, _ := ringo.NewReader(ring)
+	defer rd.Close()
+
+	for _, s := range []string{"a", "bb", "ccc", "dddd"} {
+		ring.Output([]byte(s), 0)
+	}
+	total := 0
+	n, err := rd.ConsumeBatch(func(b *ringo.Batch) error {
+		for data := range b.All() { // the loop is inlined: no call per record
+			if len(data) == 4 {
+				break // "dddd" stays in the ring
+			}
+			total += len(data)
+		}
+		return nil
+	})
+	fmt.Println(n, total, err)
+	n, _ = rd.ConsumeBatch(func(b *ringo.Batch) error {
+		for rec := range b.Records() { // positions too, a call per record
+			fmt.Println(string(rec.Data), rec.Pos)
+		}
+		return nil
+	})
+	fmt.Println(n)
+	// Output:
+	// 3 6 <nil>
+	// dddd 48
+	// 1
+}
+
 func ExampleReader_Records() {
 	ring, _ := ringo.New(4096)
 	defer ring.Close()

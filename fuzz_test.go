@@ -322,6 +322,50 @@ func FuzzCursor(f *testing.F) {
 		fuzzCompare(t, "Consume", got, want)
 		done("Consume", rd, lastEnd)
 
+		// ConsumeBatch, walking with All and with Records: the same, in
+		// two calls.
+		for _, how := range []string{"ConsumeBatch All", "ConsumeBatch Records"} {
+			rd = load()
+			got = got[:0]
+			for call := 0; call < 2; call++ {
+				calls := 0
+				n, err := rd.ConsumeBatch(func(b *Batch) error {
+					if b.Source() != Source(r) {
+						t.Fatalf("%s: a batch of %v", how, b.Source())
+					}
+					add := func(pos uint64, data []byte) {
+						fuzzCheckView(t, r, data)
+						if calls++; calls > int(size/8) {
+							t.Fatalf("%s yielded %d records in a %d-byte ring", how, calls, size)
+						}
+						got = append(got, fuzzRecord{pos, bytes.Clone(data)})
+					}
+					if how == "ConsumeBatch All" {
+						for data := range b.All() {
+							// All says no position: take the one
+							// expected, the data is compared.
+							pos := uint64(0)
+							if len(got) < len(want.recs) {
+								pos = want.recs[len(got)].pos
+							}
+							add(pos, data)
+						}
+					} else {
+						for rec := range b.Records() {
+							add(rec.Pos, rec.Data)
+						}
+					}
+					return nil
+				})
+				if n != calls {
+					t.Fatalf("%s returned %d after %d records", how, n, calls)
+				}
+				checkEnd(fmt.Sprintf("%s call %d", how, call+1), err, nil)
+			}
+			fuzzCompare(t, how, got, want)
+			done(how, rd, lastEnd)
+		}
+
 		// ReadInto, with a deadline for when nothing is left: one already
 		// past, or, when pendBack (which consumers ignore) is odd, one a
 		// millisecond away, so that ReadInto sleeps in epoll first. (Only
@@ -695,14 +739,30 @@ func FuzzProducerConsumer(f *testing.F) {
 			case 4: // Consume k records (8 or more: all of them)
 				k := next() % 9
 				var got []fuzzRecord
-				n, err := rd.Consume(func(rec Record) error {
-					fuzzCheckView(t, r, rec.Data)
-					if k < 8 && len(got) == k {
-						return errStop
-					}
-					got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-					return nil
-				})
+				var n int
+				var err error
+				batch := op&16 != 0 // with ConsumeBatch, breaking out after k
+				if batch {
+					n, err = rd.ConsumeBatch(func(b *Batch) error {
+						for rec := range b.Records() {
+							fuzzCheckView(t, r, rec.Data)
+							if k < 8 && len(got) == k {
+								return errStop
+							}
+							got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+						}
+						return nil
+					})
+				} else {
+					n, err = rd.Consume(func(rec Record) error {
+						fuzzCheckView(t, r, rec.Data)
+						if k < 8 && len(got) == k {
+							return errStop
+						}
+						got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+						return nil
+					})
+				}
 				avail := len(model.deliverable())
 				wantErr := error(nil)
 				if k < 8 && k < avail {

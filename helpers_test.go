@@ -105,10 +105,10 @@ func bpffsDir(t testing.TB) string {
 	return dir
 }
 
-func newUserRing(t testing.TB, size int) *UserRing {
+func newUserRing(t testing.TB, size int, opts ...Option) *UserRing {
 	t.Helper()
 	requireKernel(t)
-	u, err := CreateUserRing("ringo_user", size)
+	u, err := CreateUserRing("ringo_user", size, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,50 @@ func (m *memory) lenWord(off uint64) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&m.data[off]))
 }
 
+// area is the start of a ring's data area, for the loop that walks most
+// headers (scan), which keeps it in a register.
+type area struct{ p unsafe.Pointer }
+
+// area returns the start of m's data area.
+func (m *memory) area() area { return area{unsafe.Pointer(unsafe.SliceData(m.data))} }
+
+// bufArea returns buf's memory as an area: a copy of records laid out as
+// in a ring (batch.go).
+func bufArea(buf []byte) area { return area{unsafe.Pointer(unsafe.SliceData(buf))} }
+
+// putLenWord writes n as the length word at the start of buf, a copy of a
+// record with a header's room before its payload (batch.go); buf is a Go
+// slice of at least HeaderSize bytes (cursor.nextOverwrite makes it so),
+// 8-byte aligned as the heap allocates.
+func putLenWord(buf []byte, n uint32) {
+	*(*uint32)(unsafe.Pointer(&buf[:HeaderSize][0])) = n
+}
+
+// word returns the length word of the header at data offset off. It is
+// lenWord without the bounds check, which the caller's loop cannot afford
+// per header and does not need: off is a position masked to the ring's
+// size (off <= mask < len(data)), and a multiple of 8 (positions are), so
+// the word is in the mapping and 4-byte aligned as atomic access requires.
+func (a area) word(off uint64) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Add(a.p, off))
+}
+
+// prefetch asks for the cache line at data offset off (below the size of
+// the data area: a masked position), a hint that never faults.
+func (a area) prefetch(off uint64) { prefetchRead((*byte)(unsafe.Add(a.p, off))) }
+
+// payload returns the n bytes at data offset p, without the bounds check
+// of slicing: p and n are those of a record that scan checked, whose
+// header lies at p-HeaderSize <= mask and which, header, payload and
+// padding, fits in what producer_pos published, at most a ring's length:
+// p+n <= mask+size < len(data), so the bytes lie in the data area mapped
+// twice (entry's bound).
+func (a area) payload(p uint64, n uint32) []byte {
+	// (Sliced as an array that no uint32 overruns rather than made with
+	// unsafe.Slice: no check at all instead of unsafe.Slice's.)
+	return (*[1 << 32]byte)(unsafe.Add(a.p, p))[:n:n]
+}
+
 // writeHeader writes a reserved record's header at data offset off: the
 // length word with busyBit, and the page offset the kernel computes. Plain
 // stores, as in the kernel: the header lies past producer_pos, where no

@@ -49,7 +49,9 @@ func WithOverwrite() Option {
 
 // WithSingleProducer promises that at most one goroutine at a time
 // reserves in an in-process ring (calls Output or Reserve); Commit and
-// Discard may come from any goroutine. Handing the producer's part to
+// Discard may come from any goroutine. (A user ring takes it too, with
+// the promise that one goroutine at a time reserves and commits: see
+// OpenUserRing.) Handing the producer's part to
 // another goroutine needs the usual synchronisation (a channel, a mutex)
 // between the two. Reservations then take no lock: one locked instruction
 // less per record, the last one of Output, which makes one producer
@@ -106,7 +108,7 @@ func gather(what string, allowed uint, opts []Option) (options, error) {
 var optionReasons = [...]string{
 	"a shared ring's name is Create's argument, a kernel map's CreateKernelRing's",
 	"a ring's mode is chosen when it is made (New, Create, CreateKernelRing)",
-	"a shared ring's producers may be in any process; it is for in-process rings (New)",
+	"a shared ring's producers may be in any process; it is for in-process rings (New) and user rings (OpenUserRing, CreateUserRing)",
 	"only shared rings live in a directory (Create, Open, Remove)",
 	"only Create makes files, and sets their modes",
 }

@@ -91,6 +91,10 @@ type Reader struct {
 	// shared is set while a ring is a shared one, whose memory may fault
 	// (faults.go): the methods that touch the rings then guard against it.
 	shared bool
+	// kernelOnly is set while every ring is a kernel ring, whose
+	// producers are BPF programs: a Reader about to sleep then spins
+	// without yielding (see wait).
+	kernelOnly bool
 
 	// statRings is a copy of rings for Stats and Losses, which must not
 	// wait for the consumer's lock (a blocked Read holds it).
@@ -146,6 +150,8 @@ type readerRing struct {
 	// stallCheck when it is next to be looked into (see stalled).
 	stallPos   uint64
 	stallCheck time.Time
+	// batch is the walk of ConsumeBatch, and of run (Consume).
+	batch Batch
 }
 
 // spinRounds is how many times a Reader looks at its rings again, yielding
@@ -179,6 +185,7 @@ func (r *Reader) ringsChanged() {
 	r.statRings = slices.Clone(r.rings)
 	r.ringsMu.Unlock()
 	r.shared = slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.recovers() })
+	r.kernelOnly = !slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.cur.mem.space != nil })
 }
 
 // lock takes the consumer's lock for the method named what, failing if the
@@ -403,6 +410,29 @@ func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 // consumer_pos in reserve and in the wake-up test.
 func (rr *readerRing) commit() { rr.store(false) }
 
+// commitAwake is commit for a consumer that is not about to sleep: at the
+// end of a Consume, a batch, a Read. A kernel ring's producer wakes its
+// consumer when it commits the record at consumer_pos (the adaptive
+// wake-up), in the kernel, a few microseconds of its CPU each time; a
+// consumer that stores the position it stopped at, right behind the
+// producer, has the producer pay that for every batch of a stream, though
+// nothing sleeps (BenchmarkStream, 64 B: 1-2 M records/s instead of 8-15).
+// So it stores the start of the last record it passed instead, a position
+// no commit is at: one record's space is freed a little later. Before it
+// sleeps, the Reader stores its whole position (ready), which the wake-up
+// needs.
+func (rr *readerRing) commitAwake() {
+	c := &rr.cur
+	if c.mem.space != nil || rr.holding() || int64(c.last-rr.stored) <= 0 || int64(c.pos-c.last) <= 0 {
+		rr.store(false)
+		return
+	}
+	pos := c.pos
+	c.pos = c.last
+	rr.store(false)
+	c.pos = pos
+}
+
 // store is commit; midBatch says the consumer goes on reading this ring at
 // once (advance), so that waiting producers are woken only once a quarter
 // of the ring is free: a wake-up then pays for many records. Every other
@@ -421,7 +451,16 @@ func (rr *readerRing) store(midBatch bool) {
 			// the count of the records before the position it finds.
 			c.mem.consCount.Store(c.count)
 		}
-		c.mem.consumerPos.Store(rr.stored)
+		if midBatch && c.mem.space == nil {
+			// A kernel ring's consumer going on at once needs no
+			// StoreLoad fence after its store (the one before it
+			// sleeps has it: commit, ready): a release store, as
+			// libbpf's, frees the space without the locked
+			// instruction's wait, cheap enough to make often.
+			storeRelease(c.mem.consumerPos, rr.stored)
+		} else {
+			c.mem.consumerPos.Store(rr.stored)
+		}
 	}
 	// After consumer_pos: pairs with a waiting producer's store of wanted
 	// before its last try (wait.go).
@@ -451,12 +490,35 @@ func (rr *readerRing) advance(total uint64) {
 
 // storeSometimes stores consumer_pos if the rule of advance says so.
 func (rr *readerRing) storeSometimes() {
-	c := &rr.cur
-	size := c.mem.size()
-	if moved := c.pos - rr.stored; moved >= size/4 || (moved >= size/64 && c.prod-rr.stored > size/2) {
+	if int64(rr.cur.pos-rr.storeAt(rr.cur.prod)) >= 0 {
 		rr.store(true)
 	}
 }
+
+// storeAt is the cursor position from which advance stores consumer_pos,
+// prod being producer_pos as last loaded: once the consumer has passed a
+// quarter of the space producers see free (the ring's size less what lies
+// between consumer_pos and prod), but at least storeMin bytes. The
+// interval follows the producers' rate: a consumer that keeps up finds the
+// ring nearly empty and stores every quarter ring, so that the cache line
+// producers read is not bounced for every record; one that falls behind
+// finds it fuller at each look and stores more and more often, every
+// record or two when it is full, so that few records are refused for space
+// it has freed already. (A fixed fraction of the ring, 1/64 once half
+// full, let BPF producers of 1 KiB records run into a full ring every 64
+// records: 17-60% of their records dropped in BenchmarkStream.)
+func (rr *readerRing) storeAt(prod uint64) uint64 {
+	size := rr.cur.mem.size()
+	free := uint64(0)
+	if fill := prod - rr.stored; fill < size {
+		free = size - fill
+	}
+	return rr.stored + max(free/4, storeMin)
+}
+
+// storeMin is the least a consumer moves between two stores of
+// consumer_pos while it goes on reading.
+const storeMin = 1 << 10
 
 // Consume hands every record available now to fn, without blocking, and
 // returns how many it handed over. Records are views into the ring's memory,
@@ -472,7 +534,14 @@ func (r *Reader) Consume(fn func(Record) error) (int, error) {
 
 // ConsumeN is Consume that hands fn at most n records (no limit if n is
 // negative), like libbpf's ring_buffer__consume_n.
-func (r *Reader) ConsumeN(n int, fn func(Record) error) (total int, err error) {
+func (r *Reader) ConsumeN(n int, fn func(Record) error) (int, error) {
+	return r.turns(n, func(rr *readerRing, max int) (int, error) { return rr.consume(r, fn, max) })
+}
+
+// turns is Consume, ConsumeN and ConsumeBatch: rings take turns, each
+// handing up to batchRecords records (fewer to reach n, unless n is
+// negative) through take, until n are handed out or the rings are empty.
+func (r *Reader) turns(n int, take func(rr *readerRing, max int) (int, error)) (total int, err error) {
 	if err := r.lock("Consume"); err != nil {
 		return 0, err
 	}
@@ -495,7 +564,7 @@ func (r *Reader) ConsumeN(n int, fn func(Record) error) (total int, err error) {
 			if n >= 0 {
 				max = min(max, n-total)
 			}
-			k, err := rr.consume(r, fn, max)
+			k, err := take(rr, max)
 			total += k
 			got += k
 			if err != nil {
@@ -527,6 +596,9 @@ var Stop = errors.New("ringo: stop consuming")
 // release mode), so that fn may release it; if fn fails, the cursor goes
 // back to it, unless fn released or rewound meanwhile.
 func (rr *readerRing) consume(r *Reader, fn func(Record) error, max int) (n int, err error) {
+	if !rr.explicit && rr.cur.mem.overwritePos == nil {
+		return rr.run(r, fn, max)
+	}
 	defer rr.commit()
 	size := rr.cur.mem.size()
 	for n < max && rr.taken < size && !r.closed.Load() {
@@ -614,7 +686,7 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 	rec.Source, rec.Pos, rec.size = rr.src, rr.cur.pos, total
 	rec.Data = append(rec.Data[:0], data...)
 	rr.pass(total)
-	rr.commit()
+	rr.commitAwake()
 	return nil
 }
 
@@ -709,9 +781,10 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 					return rr, data, total, nil
 				}
 			}
-			// Free what was consumed before turning away: producers
-			// wake us only once consumer_pos has caught up.
-			rr.commit()
+			// Free what was consumed before turning away (ready
+			// stores the rest before the Reader sleeps: producers
+			// wake it only once consumer_pos has caught up).
+			rr.commitAwake()
 			r.turn = (r.turn + 1) % len(r.rings)
 			r.taken = 0
 		}
@@ -749,8 +822,15 @@ func (r *Reader) wait(ctx context.Context) error {
 	// Waking a sleeping Reader costs two system calls and a trip through
 	// the scheduler, far more than a record: first look again for a few
 	// microseconds, yielding to other goroutines (a producer may be one).
+	// Not when only BPF programs produce: a yield helps none of them, and
+	// from a goroutine locked to its thread (a pinned consumer's) it is a
+	// hand-off of the thread through the scheduler, tens of microseconds
+	// in which a fast BPF producer fills a ring of large records
+	// (BenchmarkStream, 1 KiB records, 4 MiB ring: 4,000 records, 200 µs).
 	for range spinRounds {
-		runtime.Gosched()
+		if !r.kernelOnly {
+			runtime.Gosched()
+		}
 		pause()
 		if r.ready(false) {
 			return nil
@@ -848,6 +928,10 @@ func (r *Reader) ready(final bool) bool {
 		for {
 			if _, _, st, err := rr.cur.next(); err != nil || st == stepRecord {
 				return true
+			}
+			if !final {
+				rr.commitAwake() // not sleeping yet: see commitAwake
+				break
 			}
 			if rr.stored == rr.target() {
 				break

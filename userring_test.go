@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringo-bpf/ringo/internal/sys"
 	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
@@ -33,7 +34,12 @@ func drained(t *testing.T, k *KernelRing) []uint64 {
 }
 
 func TestUserRingDrainedByBPF(t *testing.T) {
-	u := newUserRing(t, 4096)
+	t.Run("locked", func(t *testing.T) { testUserRingDrainedByBPF(t) })
+	t.Run("single", func(t *testing.T) { testUserRingDrainedByBPF(t, WithSingleProducer()) })
+}
+
+func testUserRingDrainedByBPF(t *testing.T, opts ...Option) {
+	u := newUserRing(t, 4096, opts...)
 	out := newKernelRing(t, 16384)
 	drain := loadDrain(t, u.FD(), out.FD(), 0)
 
@@ -83,7 +89,12 @@ func TestUserRingDrainedByBPF(t *testing.T) {
 
 // The drain stops at a busy record and goes on once it is submitted.
 func TestUserRingBusyRecordHoldsTheDrain(t *testing.T) {
-	u := newUserRing(t, 4096)
+	t.Run("locked", func(t *testing.T) { testUserRingBusyRecordHoldsTheDrain(t) })
+	t.Run("single", func(t *testing.T) { testUserRingBusyRecordHoldsTheDrain(t, WithSingleProducer()) })
+}
+
+func testUserRingBusyRecordHoldsTheDrain(t *testing.T, opts ...Option) {
+	u := newUserRing(t, 4096, opts...)
 	out := newKernelRing(t, 4096)
 	drain := loadDrain(t, u.FD(), out.FD(), 0)
 	a, _ := u.Reserve(16)
@@ -276,4 +287,65 @@ func TestUserRingErrors(t *testing.T) {
 		t.Fatalf("Commit to the wrong writer: %v", err)
 	}
 	v.Commit(rec)
+}
+
+// TestUserRingSingleWriter: a user ring opened WithSingleProducer writes
+// the same bytes as one that locks, refuses other options, and Close,
+// racing the writer's reservations, never unmaps the memory under one.
+func TestUserRingSingleWriter(t *testing.T) {
+	locked, single := newUserRing(t, 1<<16), newUserRing(t, 1<<16, WithSingleProducer())
+	if !single.single && sys.ProcessBarrierAvailable() {
+		t.Fatal("WithSingleProducer did not make a single writer")
+	}
+	for i := 0; i < 300; i++ {
+		for _, u := range []*UserRing{locked, single} {
+			rec, err := u.Reserve(8 + i%5*8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			binary.LittleEndian.PutUint64(rec.Bytes(), uint64(i))
+			if i%7 == 3 {
+				err = u.Discard(rec)
+			} else {
+				err = u.Commit(rec)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := u.Commit(rec); !errors.Is(err, ErrNotReserved) {
+				t.Fatalf("second Commit: %v", err)
+			}
+		}
+	}
+	if string(locked.mapping.Data[:1<<16]) != string(single.mapping.Data[:1<<16]) || locked.Positions() != single.Positions() {
+		t.Fatal("the single writer's ring differs from the locked one's")
+	}
+	if _, err := CreateUserRing("x", 4096, WithOverwrite()); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("CreateUserRing took WithOverwrite: %v", err)
+	}
+
+	// Close racing the writer's reservations: the writer sees ErrClosed,
+	// never a fault (the ring fills, then refuses: nothing drains it).
+	for round := 0; round < 20; round++ {
+		u := newUserRing(t, 4096, WithSingleProducer())
+		done := make(chan error)
+		go func() {
+			for {
+				_, err := u.Reserve(16)
+				if errors.Is(err, ErrClosed) {
+					done <- nil
+					return
+				}
+				if err != nil && !errors.Is(err, ErrFull) {
+					done <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(round%4) * 100 * time.Microsecond)
+		u.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -72,6 +72,9 @@ func Run(cfg Config) (Report, error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = "/sys/fs/bpf"
 	}
+	// The processor first: every figure below is this machine's.
+	m := rep.Machine
+	fmt.Fprintf(progress(cfg), "ringo bench: processor %s (%d CPUs), kernel %s, %s\n", orUnknown(m.CPU), m.CPUs, orUnknown(m.Kernel), orUnknown(m.GoVersion))
 	if runtime.NumCPU() < 2 {
 		fmt.Fprintf(progress(cfg), "warning: one CPU: producer and consumer share it, streaming numbers mean little\n")
 	}
@@ -151,7 +154,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 		for _, size := range cfg.Sizes {
 			switch sc {
 			case Drain:
-				for _, impl := range []string{Ringo, Libbpf, CiliumRead, CiliumReadInto} {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto} {
 					add(sc, impl, size, func() (Result, error) { return drain(impl, size, p.drainRing, lib) })
 				}
 			case Stream, StreamSampled:
@@ -159,7 +162,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 				if sc == StreamSampled {
 					every = p.sampleEvery
 				}
-				for _, impl := range []string{Ringo, Libbpf, CiliumRead, CiliumReadInto} {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto} {
 					add(sc, impl, size, func() (Result, error) {
 						return stream(sc, impl, size, p.streamRing, p.streamRecords, every, howReserve, lib)
 					})

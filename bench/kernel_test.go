@@ -67,7 +67,7 @@ func TestScenarios(t *testing.T) {
 			skipUnlessRequired(t, noLib)
 		}
 	}
-	for _, impl := range []string{Ringo, Libbpf, CiliumRead, CiliumReadInto} {
+	for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto} {
 		t.Run("drain/"+impl, func(t *testing.T) {
 			needLib(t, impl)
 			r, err := drain(impl, 64, 1<<20, lib)
@@ -147,7 +147,7 @@ func TestRingoDrainAllocatesNothing(t *testing.T) {
 	if err := k.produce(producerCPU, count, size, 0, howReserve); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newRingoReader(k.objs.Rb)
+	r, err := newRingoReader(k.objs.Rb, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +183,49 @@ func TestRingoDrainAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.check(st.Produced, st.Csum); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same for ConsumeBatch, its loop leaving the rest of a batch in
+	// the ring after a run's records.
+	if err := k.reset(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.produce(producerCPU, count, size, 0, howReserve); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := newRingoReader(k.objs.Rb, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	var sb sink
+	batch := func(b *ringo.Batch) error {
+		for data := range b.All() {
+			if taken == perRun {
+				break
+			}
+			taken++
+			sb.add(data)
+		}
+		return nil
+	}
+	allocs = testing.AllocsPerRun(runs, func() {
+		taken = 0
+		if _, err := rb.(*ringoReader).rd.ConsumeBatch(batch); (err != nil || taken != perRun) && runErr == nil {
+			runErr = fmt.Errorf("ConsumeBatch took %d records of a run, %d in all: %v", taken, sb.records, err)
+		}
+	})
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	if allocs != 0 {
+		t.Errorf("ringo's batch reader: %v allocations per %d records drained", allocs, perRun)
+	}
+	if st, err = k.stats(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.check(st.Produced, st.Csum); err != nil {
 		t.Fatal(err)
 	}
 }

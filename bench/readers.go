@@ -31,17 +31,49 @@ const waitLimit = 30 * time.Second
 
 var errNoRecords = errors.New("no record arrived for 30s")
 
-// ringoReader is ringo's Reader over the kernel ring: Consume hands out
-// views into the ring, with ReadInto to sleep when it is empty.
-type ringoReader struct {
-	ring *ringo.KernelRing
-	rd   *ringo.Reader
-	rec  ringo.Record
-	fn   func(ringo.Record) error
-	s    *sink
+// The readers' harness costs the same for every implementation: no clock
+// is read per record or per call. Each reader sets one deadline, waitLimit
+// away, when it starts, and when a wait runs into it, sets another if
+// records arrived since (deadline.expired); only a wait that saw none for
+// waitLimit fails.
+type deadline struct {
+	at      time.Time
+	records uint64 // the sink's count when at was set
 }
 
-func newRingoReader(m *ebpf.Map) (reader, error) {
+// set starts a waitLimit from now.
+func (d *deadline) set(s *sink) time.Time {
+	d.at, d.records = time.Now().Add(waitLimit), s.records
+	return d.at
+}
+
+// expired is called when a wait ran into the deadline: it reports whether
+// no record arrived in the whole waitLimit (a failure), and otherwise sets
+// the next deadline.
+func (d *deadline) expired(s *sink) bool {
+	if s.records == d.records {
+		return true
+	}
+	d.set(s)
+	return false
+}
+
+// ringoReader is ringo's Reader over the kernel ring: Consume (or, batch
+// set, ConsumeBatch) hands out views into the ring, with ReadInto to sleep
+// when it is empty.
+type ringoReader struct {
+	ring   *ringo.KernelRing
+	rd     *ringo.Reader
+	rec    ringo.Record
+	fn     func(ringo.Record) error
+	batch  func(*ringo.Batch) error
+	s      *sink
+	dl     deadline
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newRingoReader(m *ebpf.Map, batch bool) (reader, error) {
 	kr, err := ringo.OpenMap(m)
 	if err != nil {
 		return nil, err
@@ -52,31 +84,59 @@ func newRingoReader(m *ebpf.Map) (reader, error) {
 		return nil, err
 	}
 	r := &ringoReader{ring: kr, rd: rd}
-	r.fn = func(rec ringo.Record) error { r.s.add(rec.Data); return nil }
+	if batch {
+		r.batch = func(b *ringo.Batch) error {
+			s := r.s
+			for data := range b.All() {
+				s.add(data)
+			}
+			return nil
+		}
+	} else {
+		r.fn = func(rec ringo.Record) error { r.s.add(rec.Data); return nil }
+	}
 	return r, nil
 }
 
 func (r *ringoReader) read(s *sink) error {
 	r.s = s
-	n, err := r.rd.Consume(r.fn)
+	var n int
+	var err error
+	if r.batch != nil {
+		n, err = r.rd.ConsumeBatch(r.batch)
+	} else {
+		n, err = r.rd.Consume(r.fn)
+	}
 	if n > 0 || err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	if err := r.rd.ReadInto(ctx, &r.rec); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return errNoRecords
+	for {
+		if r.ctx == nil {
+			r.ctx, r.cancel = context.WithDeadline(context.Background(), r.dl.set(s))
 		}
-		return err
+		err := r.rd.ReadInto(r.ctx, &r.rec)
+		if errors.Is(err, context.DeadlineExceeded) {
+			r.cancel()
+			r.ctx = nil
+			if r.dl.expired(s) {
+				return errNoRecords
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.add(r.rec.Data)
+		return nil
 	}
-	s.add(r.rec.Data)
-	return nil
 }
 
 func (r *ringoReader) wakeups() float64 { return float64(r.rd.Wakeups()) }
 
 func (r *ringoReader) Close() error {
+	if r.cancel != nil {
+		r.cancel()
+	}
 	return errors.Join(r.rd.Close(), r.ring.Close())
 }
 
@@ -86,6 +146,8 @@ type ciliumReader struct {
 	rd   *ringbuf.Reader
 	into bool
 	rec  ringbuf.Record
+	dl   deadline
+	set  bool
 }
 
 func newCiliumReader(m *ebpf.Map, into bool) (reader, error) {
@@ -97,20 +159,29 @@ func newCiliumReader(m *ebpf.Map, into bool) (reader, error) {
 }
 
 func (r *ciliumReader) read(s *sink) error {
-	r.rd.SetDeadline(time.Now().Add(waitLimit))
-	if r.into {
-		if err := r.rd.ReadInto(&r.rec); err != nil {
+	if !r.set {
+		r.rd.SetDeadline(r.dl.set(s))
+		r.set = true
+	}
+	for {
+		var err error
+		if r.into {
+			if err = r.rd.ReadInto(&r.rec); err == nil {
+				s.add(r.rec.RawSample)
+				return nil
+			}
+		} else {
+			var rec ringbuf.Record
+			if rec, err = r.rd.Read(); err == nil {
+				s.add(rec.RawSample)
+				return nil
+			}
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || r.dl.expired(s) {
 			return ciliumErr(err)
 		}
-		s.add(r.rec.RawSample)
-		return nil
+		r.rd.SetDeadline(r.dl.at)
 	}
-	rec, err := r.rd.Read()
-	if err != nil {
-		return ciliumErr(err)
-	}
-	s.add(rec.RawSample)
-	return nil
 }
 
 func ciliumErr(err error) error {
@@ -130,6 +201,8 @@ type perfReader struct {
 	size int
 	rec  perf.Record
 	lost uint64
+	dl   deadline
+	set  bool
 }
 
 func newPerfReader(m *ebpf.Map, perCPU, size int) (reader, error) {
@@ -141,9 +214,19 @@ func newPerfReader(m *ebpf.Map, perCPU, size int) (reader, error) {
 }
 
 func (r *perfReader) read(s *sink) error {
-	r.rd.SetDeadline(time.Now().Add(waitLimit))
-	if err := r.rd.ReadInto(&r.rec); err != nil {
-		return ciliumErr(err)
+	if !r.set {
+		r.rd.SetDeadline(r.dl.set(s))
+		r.set = true
+	}
+	for {
+		err := r.rd.ReadInto(&r.rec)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || r.dl.expired(s) {
+			return ciliumErr(err)
+		}
+		r.rd.SetDeadline(r.dl.at)
 	}
 	if r.rec.LostSamples != 0 {
 		r.lost += r.rec.LostSamples

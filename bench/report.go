@@ -143,7 +143,7 @@ func scenarioOrder() []string {
 }
 
 func implOrder() []string {
-	return []string{Ringo, Libbpf, CiliumRead, CiliumReadInto, CiliumPerf, Chan}
+	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, CiliumPerf, Chan}
 }
 
 // sortByKnownOrder sorts names by their position in known, unknown names
@@ -297,29 +297,44 @@ func formatNs(v float64) string {
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
-// ratioLines gives, for every implementation other than ringo, ringo's
-// records/s divided by its records/s at each size of the table.
+// ratioLines gives, for ringo and ringo_batch, their records/s divided by
+// every other implementation's at each size of the table; and in drain,
+// where the targets are in CPU time, their CPU ns per record divided by
+// libbpf's (below 1: less CPU than libbpf).
 func ratioLines(t *table) []string {
-	if !slices.Contains(t.impls, Ringo) {
-		return nil
-	}
 	var lines []string
-	for _, impl := range t.impls {
-		if impl == Ringo {
-			continue
-		}
+	line := func(name string, ratio func(a, o Result) float64, base, impl string) {
 		vals := make([]string, len(t.sizes))
 		for i, s := range t.sizes {
 			vals[i] = missing
-			a, okA := t.cell(Ringo, s)
+			a, okA := t.cell(base, s)
 			o, okO := t.cell(impl, s)
-			if okA && okO && o.RecordsPerSec > 0 {
-				if q := a.RecordsPerSec / o.RecordsPerSec; !math.IsNaN(q) && !math.IsInf(q, 0) {
+			if okA && okO {
+				if q := ratio(a, o); !math.IsNaN(q) && !math.IsInf(q, 0) && q > 0 {
 					vals[i] = strconv.FormatFloat(q, 'f', 2, 64)
 				}
 			}
 		}
-		lines = append(lines, fmt.Sprintf("%s ÷ %s: %s", Ringo, impl, strings.Join(vals, ", ")))
+		lines = append(lines, fmt.Sprintf("%s: %s", name, strings.Join(vals, ", ")))
+	}
+	rate := func(a, o Result) float64 { return a.RecordsPerSec / o.RecordsPerSec }
+	cpu := func(a, o Result) float64 { return a.CPUNsPerRecord / o.CPUNsPerRecord }
+	for _, base := range []string{Ringo, RingoBatch} {
+		if !slices.Contains(t.impls, base) {
+			continue
+		}
+		for _, impl := range t.impls {
+			if impl != Ringo && impl != RingoBatch {
+				line(fmt.Sprintf("%s ÷ %s", base, impl), rate, base, impl)
+			}
+		}
+	}
+	if t.scenario == Drain && slices.Contains(t.impls, Libbpf) {
+		for _, base := range []string{Ringo, RingoBatch} {
+			if slices.Contains(t.impls, base) {
+				line(fmt.Sprintf("%s cpu ns ÷ %s cpu ns", base, Libbpf), cpu, base, Libbpf)
+			}
+		}
 	}
 	return lines
 }

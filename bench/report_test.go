@@ -50,6 +50,7 @@ Machine: kernel 6.8.0-test, CPU Test CPU @ 3.00GHz, 8 CPUs, Go go1.26.0, libbpf 
 | libbpf | 11.0 M/s · 91 ns · 90 cpu ns | – |
 
 - ringo ÷ libbpf: 1.12, –
+- ringo cpu ns ÷ libbpf cpu ns: 0.89, –
 
 ## stream
 

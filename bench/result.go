@@ -32,6 +32,7 @@ const (
 // Implementation names, as the JSON carries them.
 const (
 	Ringo          = "ringo"
+	RingoBatch     = "ringo_batch" // Reader.ConsumeBatch
 	Libbpf         = "libbpf"
 	CiliumRead     = "cilium_read"
 	CiliumReadInto = "cilium_readinto"

@@ -20,8 +20,8 @@ const (
 // openReader opens the Go implementation impl over the kernel's ring.
 func openReader(k *kernel, impl string, size int, perfBytes int) (reader, error) {
 	switch impl {
-	case Ringo:
-		return newRingoReader(k.objs.Rb)
+	case Ringo, RingoBatch:
+		return newRingoReader(k.objs.Rb, impl == RingoBatch)
 	case CiliumRead:
 		return newCiliumReader(k.objs.Rb, false)
 	case CiliumReadInto:

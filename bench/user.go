@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/ringo-bpf/ringo"
+	"golang.org/x/sys/unix"
 )
 
 // userSeq is the sequence number of producer p's i-th record: producers
@@ -167,7 +167,7 @@ func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int
 // (user_ring_buffer__reserve/submit in the C driver).
 func userRing(impl string, size, ringBytes int, count uint64, libbpf *driver) (Result, error) {
 	res := Result{Scenario: UserRing, Impl: impl, RecordSize: size, WakeupsPer1000: -1,
-		Note: "cpu_ns_per_record is the producer's; the consumer is the kernel"}
+		Note: "cpu_ns_per_record is the producer's; the consumer is the kernel; ringo: WithSingleProducer, one writer as libbpf's"}
 	k, err := loadKernel(4096, ringBytes)
 	if err != nil {
 		return res, err
@@ -209,7 +209,8 @@ func userRing(impl string, size, ringBytes int, count uint64, libbpf *driver) (R
 		out.result(&res)
 		wantSum = out.Csum
 	} else {
-		u, err := ringo.OpenUserRing(k.objs.Urb)
+		// One writer, as libbpf's user_ring_buffer: no lock.
+		u, err := ringo.OpenUserRing(k.objs.Urb, ringo.WithSingleProducer())
 		if err != nil {
 			return res, err
 		}
@@ -231,7 +232,12 @@ func userRing(impl string, size, ringBytes int, count uint64, libbpf *driver) (R
 					if !errors.Is(err, ringo.ErrFull) {
 						return err
 					}
-					runtime.Gosched()
+					// As the libbpf driver does: a full ring is
+					// drained on the other CPU, so yield the CPU.
+					// (runtime.Gosched from this goroutine, locked
+					// to its thread, would hand the thread through
+					// the scheduler: a few microseconds more.)
+					unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 				}
 				wantSum += recordSum(i, size)
 			}

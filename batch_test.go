@@ -1,0 +1,368 @@
+package ringo
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// batchRecordsOf writes records of the given payload lengths into r (a
+// negative length is a record of -n bytes, discarded) and returns the
+// committed ones, as Consume would hand them out.
+func batchRecordsOf(t *testing.T, r *Ring, lens []int) []fuzzRecord {
+	t.Helper()
+	var want []fuzzRecord
+	for i, n := range lens {
+		discard := n < 0
+		if discard {
+			n = -n
+		}
+		data := stressPattern(7, uint64(i), n)
+		v, err := r.Reserve(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(v.Bytes(), data)
+		if discard {
+			err = r.Discard(v, NoWakeup)
+		} else {
+			err = r.Commit(v, NoWakeup)
+			want = append(want, fuzzRecord{v.Pos(), data})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return want
+}
+
+func sameRecords(t *testing.T, how string, got, want []fuzzRecord) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", how, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].pos != want[i].pos || !bytes.Equal(got[i].data, want[i].data) {
+			t.Fatalf("%s: record %d is %v, want %v", how, i, got[i], want[i])
+		}
+	}
+}
+
+// TestConsumeBatch: All and Records hand out what Consume does, in order,
+// over runs of records alike, changes of length, discarded records and the
+// end of the data area, and the Reader's counts and consumer_pos follow.
+func TestConsumeBatch(t *testing.T) {
+	lens := []int{16, 16, 16, 16, 8, 8, -16, 16, 0, 0, 100, 16, -8, -8, 16, 16, 3, 5, 16}
+	for _, how := range []string{"All", "Records"} {
+		r := newRing(t, 4096)
+		rd := newReader(t, r)
+		total, bytesWant := 0, 0
+		for round := 0; round < 6; round++ { // across the end of the data area
+			want := batchRecordsOf(t, r, lens)
+			var got []fuzzRecord
+			calls := 0
+			n, err := rd.ConsumeBatch(func(b *Batch) error {
+				calls++
+				if b.Source() != r {
+					t.Errorf("Source() = %v", b.Source())
+				}
+				if how == "All" {
+					for data := range b.All() {
+						got = append(got, fuzzRecord{0, bytes.Clone(data)})
+					}
+				} else {
+					for rec := range b.Records() {
+						if rec.Source != r {
+							t.Errorf("record of %v", rec.Source)
+						}
+						got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+					}
+				}
+				return nil
+			})
+			if err != nil || n != len(want) || calls == 0 {
+				t.Fatalf("%s round %d: ConsumeBatch = %d, %v after %d calls, want %d", how, round, n, err, calls, len(want))
+			}
+			if how == "All" {
+				for i := range got {
+					got[i].pos = want[i].pos
+				}
+			}
+			sameRecords(t, how, got, want)
+			if p := r.Positions(); p.Consumer != p.Producer {
+				t.Fatalf("%s: consumer_pos %d after consuming all, producer_pos %d", how, p.Consumer, p.Producer)
+			}
+			total += len(want)
+			for _, w := range want {
+				bytesWant += len(w.data)
+			}
+			st, _ := rd.Stats()
+			if st[0].Records != uint64(total) || st[0].Bytes != uint64(bytesWant) {
+				t.Fatalf("%s: Stats %d records, %d bytes, want %d, %d", how, st[0].Records, st[0].Bytes, total, bytesWant)
+			}
+		}
+		if n, err := rd.ConsumeBatch(func(*Batch) error { t.Error("a batch of an empty ring"); return nil }); n != 0 || err != nil {
+			t.Fatalf("empty ring: %d, %v", n, err)
+		}
+	}
+}
+
+// TestConsumeBatchStops: the record a loop breaks out on stays in the
+// ring, as do those after it; an error from fn is returned (Stop is not),
+// and the records the loop moved on from are consumed.
+func TestConsumeBatchStops(t *testing.T) {
+	for _, how := range []string{"All", "Records"} {
+		for _, ret := range []error{nil, Stop, errors.New("boom")} {
+			r := newRing(t, 4096)
+			rd := newReader(t, r)
+			want := batchRecordsOf(t, r, []int{8, 8, 8, 16, 16, 8})
+			var got []fuzzRecord
+			for k := 0; len(got) < len(want); k++ {
+				take := k%3 + 1
+				n, err := rd.ConsumeBatch(func(b *Batch) error {
+					i := 0
+					if how == "All" {
+						for data := range b.All() {
+							if i == take {
+								break
+							}
+							got = append(got, fuzzRecord{want[len(got)].pos, bytes.Clone(data)})
+							i++
+						}
+					} else {
+						for rec := range b.Records() {
+							if i == take {
+								break
+							}
+							got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+							i++
+						}
+					}
+					return ret
+				})
+				wantErr := ret
+				if ret == Stop {
+					wantErr = nil
+				}
+				if n != min(take, len(want)-(len(got)-n)) || err != wantErr {
+					t.Fatalf("%s, %v: ConsumeBatch taking %d = %d, %v", how, ret, take, n, err)
+				}
+				if p := r.Positions(); p.Consumer != want[len(got)-1].pos+recordSize(uint64(len(want[len(got)-1].data))) && len(got) < len(want) {
+					t.Fatalf("%s: consumer_pos %d after %d records", how, p.Consumer, len(got))
+				}
+			}
+			sameRecords(t, how, got, want)
+		}
+	}
+}
+
+// TestConsumeBatchExplicitRelease: records from a batch are held until
+// released, Release works in a Records loop (for the record in hand too),
+// and Rewind hands the unreleased ones out again.
+func TestConsumeBatchExplicitRelease(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	if err := rd.SetExplicitRelease(true); err != nil {
+		t.Fatal(err)
+	}
+	want := batchRecordsOf(t, r, []int{8, 8, 16, 16, 16, 8})
+	var seen []fuzzRecord
+	n, err := rd.ConsumeBatch(func(b *Batch) error {
+		for data := range b.All() {
+			seen = append(seen, fuzzRecord{0, bytes.Clone(data)})
+		}
+		return nil
+	})
+	if n != len(want) || err != nil || rd.Held() != len(want) || r.Positions().Consumer != want[0].pos {
+		t.Fatalf("All: %d, %v, %d held, consumer_pos %d", n, err, rd.Held(), r.Positions().Consumer)
+	}
+	if err := rd.Rewind(); err != nil {
+		t.Fatal(err)
+	}
+	seen = seen[:0]
+	n, err = rd.ConsumeBatch(func(b *Batch) error {
+		for rec := range b.Records() {
+			seen = append(seen, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+			if len(seen) == 2 {
+				if err := rd.Release(rec); err != nil { // the record in hand
+					return err
+				}
+			}
+			if len(seen) == 4 {
+				if err := rd.Release(rec); err != nil {
+					return err
+				}
+				break // released: consumed all the same
+			}
+		}
+		return nil
+	})
+	if n != 4 || err != nil {
+		t.Fatalf("Records: %d, %v", n, err)
+	}
+	sameRecords(t, "Records", seen, want[:4])
+	if cons := r.Positions().Consumer; cons != want[4].pos || rd.Held() != 0 {
+		t.Fatalf("consumer_pos %d, %d held, want %d, 0", cons, rd.Held(), want[4].pos)
+	}
+	seen = seen[:0]
+	n, err = rd.ConsumeBatch(func(b *Batch) error {
+		for rec := range b.Records() {
+			seen = append(seen, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+			break // not released: it stays
+		}
+		return nil
+	})
+	if n != 0 || err != nil || rd.Held() != 0 {
+		t.Fatalf("break without release: %d, %v, %d held", n, err, rd.Held())
+	}
+	sameRecords(t, "break", seen, want[4:5])
+}
+
+// TestConsumeBatchOverwrite: a ring in overwrite mode hands out copies, one
+// per batch walk, and skips what producers overwrote, as Consume does.
+func TestConsumeBatchOverwrite(t *testing.T) {
+	r := newRing(t, 4096, WithOverwrite())
+	rd := newReader(t, r)
+	var all []fuzzRecord
+	for i := 0; i < 200; i++ {
+		all = append(all, batchRecordsOf(t, r, []int{40 + i%3*8})...)
+	}
+	var got []fuzzRecord
+	n, err := rd.ConsumeBatch(func(b *Batch) error {
+		for rec := range b.Records() {
+			got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
+		}
+		for data := range b.All() {
+			got = append(got, fuzzRecord{0, bytes.Clone(data)})
+		}
+		return nil
+	})
+	if err != nil || n != len(got) || n == 0 || n >= len(all) {
+		t.Fatalf("ConsumeBatch = %d, %v (%d records)", n, err, len(got))
+	}
+	sameRecords(t, "overwrite", got[:1], all[len(all)-n:len(all)-n+1])
+	for i := range got {
+		if !bytes.Equal(got[i].data, all[len(all)-n+i].data) {
+			t.Fatalf("record %d differs", i)
+		}
+	}
+	if l, _ := r.Loss(); l.Overwritten != uint64(len(all)-n) {
+		t.Fatalf("Overwritten = %d, want %d", l.Overwritten, len(all)-n)
+	}
+}
+
+// TestConsumeBatchRingsAndClose: rings take turns, and Close in fn ends
+// ConsumeBatch.
+func TestConsumeBatchRingsAndClose(t *testing.T) {
+	a, b := newRing(t, 1<<16), newRing(t, 1<<16)
+	rd := newReader(t, a, b)
+	batchRecordsOf(t, a, []int{8, 8, 8})
+	batchRecordsOf(t, b, []int{8, 8})
+	var order []Source
+	n, err := rd.ConsumeBatch(func(bt *Batch) error {
+		for range bt.All() {
+			order = append(order, bt.Source())
+		}
+		return nil
+	})
+	if n != 5 || err != nil || fmt.Sprint(order) != fmt.Sprint([]Source{a, a, a, b, b}) {
+		t.Fatalf("ConsumeBatch = %d, %v, %v", n, err, order)
+	}
+	batchRecordsOf(t, a, []int{8, 8, 8})
+	n, err = rd.ConsumeBatch(func(bt *Batch) error {
+		for range bt.All() {
+			rd.Close()
+		}
+		return nil
+	})
+	if n == 0 || err != nil {
+		t.Fatalf("Close in fn: %d, %v", n, err)
+	}
+	rd2 := newReader(t, a) // freed on the way out
+	rd2.Close()
+	if _, err := rd.ConsumeBatch(func(*Batch) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestConsumeBatchZeroAllocations: no allocation per batch or record.
+func TestConsumeBatchZeroAllocations(t *testing.T) {
+	r := newRing(t, 1<<20)
+	rd := newReader(t, r)
+	payload := make([]byte, 64)
+	var sum int
+	fn := func(b *Batch) error {
+		for data := range b.All() {
+			sum += len(data)
+		}
+		return nil
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 1000; i++ {
+			r.Output(payload, NoWakeup)
+		}
+		if n, err := rd.ConsumeBatch(fn); n != 1000 || err != nil {
+			t.Fatal(n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per 1000 records", allocs)
+	}
+}
+
+// TestConsumePanics: a panic in Consume's callback leaves its record
+// consumed (it was passed before the callback got it); one in a loop over
+// a batch may leave the batch's records in the ring, to be handed out
+// again, never lost. The Reader goes on from there.
+func TestConsumePanics(t *testing.T) {
+	r := newRing(t, 4096)
+	rd := newReader(t, r)
+	want := batchRecordsOf(t, r, []int{8, 8, 8, 8, 8, 8})
+	panics := func(f func()) {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		f()
+	}
+	seen := 0
+	panics(func() {
+		rd.Consume(func(rec Record) error {
+			if seen++; seen == 2 {
+				panic("boom")
+			}
+			return nil
+		})
+	})
+	if c := r.Positions().Consumer; c != want[2].pos {
+		t.Fatalf("after a panic on the second record, consumer_pos %d, want %d", c, want[2].pos)
+	}
+	seen = 0
+	panics(func() {
+		rd.ConsumeBatch(func(b *Batch) error {
+			for range b.All() {
+				if seen++; seen == 2 {
+					panic("boom")
+				}
+			}
+			return nil
+		})
+	})
+	// The batch's records may be handed out again, never lost.
+	c := r.Positions().Consumer
+	if c != want[2].pos && c != want[3].pos {
+		t.Fatalf("after a panic in a batch loop on its second record, consumer_pos %d, want %d or %d", c, want[2].pos, want[3].pos)
+	}
+	from := 2
+	if c == want[3].pos {
+		from = 3
+	}
+	var got []fuzzRecord
+	n, err := rd.Consume(func(rec Record) error { got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)}); return nil })
+	if n != len(want)-from || err != nil {
+		t.Fatalf("Consume after the panics = %d, %v", n, err)
+	}
+	sameRecords(t, "after the panics", got, want[from:])
+}

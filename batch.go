@@ -1,6 +1,7 @@
 package ringo
 
 import (
+	"errors"
 	"iter"
 	"time"
 )
@@ -11,10 +12,9 @@ import (
 // caller's loop, so that the Reader costs a few instructions per record
 // instead of a call of the callback.
 //
-// A Batch is valid until the callback returns. The records its iterators
-// yield are consumed as the loop moves on from them (in explicit release
-// mode, held); those it does not get to stay in the ring, for the next
-// call.
+// A Batch is valid until the callback returns. The records All yields are
+// consumed as the loop moves on from them; those it does not get to stay
+// in the ring, for the next call.
 type Batch struct {
 	r  *Reader
 	rr *readerRing
@@ -55,9 +55,6 @@ const walkPrefetch = 16
 // turn of one ring when a Reader has several.
 const batchBytes = 64 << 10
 
-// Source returns the ring the records come from.
-func (b *Batch) Source() Source { return b.rr.src }
-
 // All returns an iterator over the payloads of the batch's records, in
 // order: views into the ring's memory (copies, for a ring in overwrite
 // mode), valid until the callback returns. Each record is consumed once
@@ -95,98 +92,37 @@ func (b *Batch) All() iter.Seq[[]byte] {
 	}
 }
 
-// Records returns an iterator over the batch's records as Consume hands
-// them out, with their positions, for Release in explicit release mode
-// (which may be called in the loop, for the record in hand too). Records
-// are consumed as with All. It is slower than All: a call per record.
-func (b *Batch) Records() iter.Seq[Record] {
-	return func(yield func(Record) bool) {
-		for {
-			rec, ok := b.one()
-			if !ok {
-				return
-			}
-			if !yield(rec) {
-				b.putBack(rec)
-				b.broke = true
-				return
-			}
-		}
-	}
-}
-
-// one takes the next record of the batch, for Records.
-func (b *Batch) one() (Record, bool) {
-	if b.rel >= b.lim {
-		if b.rel, b.lim, b.w, b.t, b.k = b.next(b.rel, b.k); b.rel >= b.lim {
-			return Record{}, false
-		}
-	}
-	off := b.rel & b.mask
-	if b.ring.word(off).Load() != b.w {
-		b.lim = b.rel // looked at again by next
-		return b.one()
-	}
-	pos := b.base + b.rel
-	if b.copied {
-		pos = b.rr.cur.pos
-	}
-	rec := Record{Source: b.rr.src, Pos: pos, Data: b.ring.payload(off+HeaderSize, b.w), size: b.t}
-	b.rel += b.t
-	b.k++
-	if b.rr.explicit {
-		b.account() // held now, for a Release in the loop
-	}
-	return rec, true
-}
-
-// putBack undoes one: the loop broke out on rec, which stays in the ring,
-// unless the loop released it.
-func (b *Batch) putBack(rec Record) {
-	rr, c := b.rr, &b.rr.cur
-	if rr.explicit {
-		end := rec.Pos + rec.size
-		if n := len(rr.held); n == 0 || rr.held[n-1].end != end {
-			return // released: consumed
-		}
-		h := rr.held[len(rr.held)-1]
-		rr.held = rr.held[:len(rr.held)-1]
-		rr.heldBytes -= h.n
-		c.passed--
-		c.count--
-		c.passedBy -= h.n
-		b.runK--
-		b.runRel -= b.t
-	}
-	b.rel -= b.t
-	b.k--
-}
-
 // ConsumeBatch hands fn the records available now, one ring's at a time,
-// as a Batch: ranging over b.All() walks them in place, the fastest way to
-// consume records (the Reader's part costs a fraction of Consume's, which
-// calls a function per record). It returns how many records were yielded
-// and consumed. fn gets a batch only when its ring has a record; rings take
-// turns, a batch each, and one call takes at most one ring's worth of bytes
-// from each ring, as Consume.
+// as a Batch of the ring src: ranging over b.All() walks them in place,
+// the fastest way to consume records (the Reader's part costs a fraction
+// of Consume's, which calls a function per record). It returns how many
+// records were yielded and consumed. fn gets a batch only when its ring
+// has a record; rings take turns, a batch each, and one call takes at most
+// one ring's worth of bytes from each ring, as Consume.
 //
 // If fn returns an error, ConsumeBatch stops and returns it (nil for
 // Stop); the records the loop moved on from are consumed all the same,
 // the others stay in the ring. If fn panics, records may be handed out
-// again, never lost (see All). fn may call
-// Release (of a record from b.Records()), Rewind, Held, Stats and Close (it
-// takes effect when fn returns), but no other method of the Reader.
+// again, never lost (see All). fn may call Stats and Close (it takes
+// effect when fn returns), but no other method of the Reader.
+//
+// All yields payloads without their positions, which Release needs: in
+// explicit release mode ConsumeBatch fails, and Consume, Read or Records
+// hand out the records instead.
 //
 // All is fastest when the records of a ring mostly share a length: each
 // change of length costs a call. Records of a ring in overwrite mode are
 // copied out one at a time, so that producers cannot tear them.
-func (r *Reader) ConsumeBatch(fn func(b *Batch) error) (int, error) {
+func (r *Reader) ConsumeBatch(fn func(src Source, b *Batch) error) (int, error) {
 	return r.turns(-1, func(rr *readerRing, _ int) (int, error) { return rr.consumeBatch(r, fn) })
 }
 
 // consumeBatch hands the records of rr to fn in batches until the ring is
 // empty, busy at its head, or has given a ring's worth.
-func (rr *readerRing) consumeBatch(r *Reader, fn func(*Batch) error) (n int, err error) {
+func (rr *readerRing) consumeBatch(r *Reader, fn func(Source, *Batch) error) (n int, err error) {
+	if rr.explicit {
+		return 0, errors.New("ringo: ConsumeBatch in explicit release mode: its batches hand out no positions to release; use Consume, Read or Records, or turn explicit release off")
+	}
 	defer rr.settle()
 	c := &rr.cur
 	size := c.mem.size()
@@ -199,7 +135,7 @@ func (rr *readerRing) consumeBatch(r *Reader, fn func(*Batch) error) (n int, err
 			rr.endBatch()
 			return n, b.err
 		}
-		err := fn(b)
+		err := fn(rr.src, b)
 		n += rr.endBatch()
 		if err != nil {
 			return n, err
@@ -240,10 +176,10 @@ func (b *Batch) finish() (int, uint64) {
 }
 
 // account adds the records yielded since the walk found the record at
-// runRel (alike: its length) to the cursor's counts, holding them in
-// explicit release mode.
+// runRel (alike: its length) to the cursor's counts. (A batch never walks
+// a ring in explicit release mode, whose records are held one by one.)
 func (b *Batch) account() {
-	rr, c := b.rr, &b.rr.cur
+	c := &b.rr.cur
 	k := b.k - b.runK
 	if k == 0 {
 		return
@@ -256,16 +192,6 @@ func (b *Batch) account() {
 	c.passed += uint64(k)
 	c.count += uint64(k)
 	c.passedBy += uint64(k) * n
-	if rr.explicit {
-		for i := range uint64(k) {
-			end := b.base + b.runRel + (i+1)*b.t
-			if b.copied {
-				end = c.pos + b.t
-			}
-			rr.held = append(rr.held, heldRecord{end: end, n: n})
-			rr.heldBytes += n
-		}
-	}
 	b.runK, b.runRel = b.k, b.rel
 }
 
@@ -332,9 +258,6 @@ func (b *Batch) next(rel uint64, k int) (uint64, uint64, uint32, uint64, int) {
 		b.lim = b.rel + (b.prod - pos) - t + 1
 		if s := b.stop - b.base; s < b.lim {
 			b.lim = s
-		}
-		if rr.explicit {
-			b.lim = b.rel + t // held one at a time (account)
 		}
 		return b.rel, b.lim, b.w, b.t, b.k
 	}

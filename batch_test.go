@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -28,7 +29,7 @@ func batchRecordsOf(t *testing.T, r *Ring, lens []int) []fuzzRecord {
 			err = r.Discard(v, NoWakeup)
 		} else {
 			err = r.Commit(v, NoWakeup)
-			want = append(want, fuzzRecord{v.Pos(), data})
+			want = append(want, fuzzRecord{v.pos, data})
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -49,12 +50,13 @@ func sameRecords(t *testing.T, how string, got, want []fuzzRecord) {
 	}
 }
 
-// TestConsumeBatch: All and Records hand out what Consume does, in order,
+// TestConsumeBatch: All hands out what Consume does, in order,
 // over runs of records alike, changes of length, discarded records and the
 // end of the data area, and the Reader's counts and consumer_pos follow.
 func TestConsumeBatch(t *testing.T) {
 	lens := []int{16, 16, 16, 16, 8, 8, -16, 16, 0, 0, 100, 16, -8, -8, 16, 16, 3, 5, 16}
-	for _, how := range []string{"All", "Records"} {
+	{
+		how := "All"
 		r := newRing(t, 4096)
 		rd := newReader(t, r)
 		total, bytesWant := 0, 0
@@ -62,30 +64,21 @@ func TestConsumeBatch(t *testing.T) {
 			want := batchRecordsOf(t, r, lens)
 			var got []fuzzRecord
 			calls := 0
-			n, err := rd.ConsumeBatch(func(b *Batch) error {
+			n, err := rd.ConsumeBatch(func(src Source, b *Batch) error {
 				calls++
-				if b.Source() != r {
-					t.Errorf("Source() = %v", b.Source())
+				if src != r {
+					t.Errorf("a batch of %v", src)
 				}
-				if how == "All" {
-					for data := range b.All() {
-						got = append(got, fuzzRecord{0, bytes.Clone(data)})
-					}
-				} else {
-					for rec := range b.Records() {
-						if rec.Source != r {
-							t.Errorf("record of %v", rec.Source)
-						}
-						got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-					}
+				for data := range b.All() {
+					got = append(got, fuzzRecord{0, bytes.Clone(data)})
 				}
 				return nil
 			})
 			if err != nil || n != len(want) || calls == 0 {
 				t.Fatalf("%s round %d: ConsumeBatch = %d, %v after %d calls, want %d", how, round, n, err, calls, len(want))
 			}
-			if how == "All" {
-				for i := range got {
+			for i := range got { // All yields no position: the data is compared
+				if i < len(want) {
 					got[i].pos = want[i].pos
 				}
 			}
@@ -102,7 +95,7 @@ func TestConsumeBatch(t *testing.T) {
 				t.Fatalf("%s: Stats %d records, %d bytes, want %d, %d", how, st[0].Records, st[0].Bytes, total, bytesWant)
 			}
 		}
-		if n, err := rd.ConsumeBatch(func(*Batch) error { t.Error("a batch of an empty ring"); return nil }); n != 0 || err != nil {
+		if n, err := rd.ConsumeBatch(func(Source, *Batch) error { t.Error("a batch of an empty ring"); return nil }); n != 0 || err != nil {
 			t.Fatalf("empty ring: %d, %v", n, err)
 		}
 	}
@@ -112,7 +105,8 @@ func TestConsumeBatch(t *testing.T) {
 // ring, as do those after it; an error from fn is returned (Stop is not),
 // and the records the loop moved on from are consumed.
 func TestConsumeBatchStops(t *testing.T) {
-	for _, how := range []string{"All", "Records"} {
+	{
+		how := "All"
 		for _, ret := range []error{nil, Stop, errors.New("boom")} {
 			r := newRing(t, 4096)
 			rd := newReader(t, r)
@@ -120,24 +114,14 @@ func TestConsumeBatchStops(t *testing.T) {
 			var got []fuzzRecord
 			for k := 0; len(got) < len(want); k++ {
 				take := k%3 + 1
-				n, err := rd.ConsumeBatch(func(b *Batch) error {
+				n, err := rd.ConsumeBatch(func(_ Source, b *Batch) error {
 					i := 0
-					if how == "All" {
-						for data := range b.All() {
-							if i == take {
-								break
-							}
-							got = append(got, fuzzRecord{want[len(got)].pos, bytes.Clone(data)})
-							i++
+					for data := range b.All() {
+						if i == take {
+							break
 						}
-					} else {
-						for rec := range b.Records() {
-							if i == take {
-								break
-							}
-							got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-							i++
-						}
+						got = append(got, fuzzRecord{want[len(got)].pos, bytes.Clone(data)})
+						i++
 					}
 					return ret
 				})
@@ -157,66 +141,34 @@ func TestConsumeBatchStops(t *testing.T) {
 	}
 }
 
-// TestConsumeBatchExplicitRelease: records from a batch are held until
-// released, Release works in a Records loop (for the record in hand too),
-// and Rewind hands the unreleased ones out again.
+// TestConsumeBatchExplicitRelease: in explicit release mode ConsumeBatch
+// refuses, saying what to use instead, and takes nothing; turned off, it
+// consumes.
 func TestConsumeBatchExplicitRelease(t *testing.T) {
 	r := newRing(t, 4096)
 	rd := newReader(t, r)
 	if err := rd.SetExplicitRelease(true); err != nil {
 		t.Fatal(err)
 	}
-	want := batchRecordsOf(t, r, []int{8, 8, 16, 16, 16, 8})
-	var seen []fuzzRecord
-	n, err := rd.ConsumeBatch(func(b *Batch) error {
-		for data := range b.All() {
-			seen = append(seen, fuzzRecord{0, bytes.Clone(data)})
-		}
-		return nil
-	})
-	if n != len(want) || err != nil || rd.Held() != len(want) || r.Positions().Consumer != want[0].pos {
-		t.Fatalf("All: %d, %v, %d held, consumer_pos %d", n, err, rd.Held(), r.Positions().Consumer)
+	want := batchRecordsOf(t, r, []int{8, 8, 16})
+	n, err := rd.ConsumeBatch(func(Source, *Batch) error { t.Error("a batch in explicit release mode"); return nil })
+	if n != 0 || err == nil || !strings.Contains(err.Error(), "use Consume") {
+		t.Fatalf("ConsumeBatch in explicit release mode = %d, %v", n, err)
 	}
-	if err := rd.Rewind(); err != nil {
+	if rd.Held() != 0 || r.Positions().Consumer != want[0].pos {
+		t.Fatalf("refused, yet %d held, consumer_pos %d", rd.Held(), r.Positions().Consumer)
+	}
+	if err := rd.SetExplicitRelease(false); err != nil {
 		t.Fatal(err)
 	}
-	seen = seen[:0]
-	n, err = rd.ConsumeBatch(func(b *Batch) error {
-		for rec := range b.Records() {
-			seen = append(seen, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-			if len(seen) == 2 {
-				if err := rd.Release(rec); err != nil { // the record in hand
-					return err
-				}
-			}
-			if len(seen) == 4 {
-				if err := rd.Release(rec); err != nil {
-					return err
-				}
-				break // released: consumed all the same
-			}
+	n, err = rd.ConsumeBatch(func(_ Source, b *Batch) error {
+		for range b.All() {
 		}
 		return nil
 	})
-	if n != 4 || err != nil {
-		t.Fatalf("Records: %d, %v", n, err)
+	if n != len(want) || err != nil {
+		t.Fatalf("explicit release off: %d, %v", n, err)
 	}
-	sameRecords(t, "Records", seen, want[:4])
-	if cons := r.Positions().Consumer; cons != want[4].pos || rd.Held() != 0 {
-		t.Fatalf("consumer_pos %d, %d held, want %d, 0", cons, rd.Held(), want[4].pos)
-	}
-	seen = seen[:0]
-	n, err = rd.ConsumeBatch(func(b *Batch) error {
-		for rec := range b.Records() {
-			seen = append(seen, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-			break // not released: it stays
-		}
-		return nil
-	})
-	if n != 0 || err != nil || rd.Held() != 0 {
-		t.Fatalf("break without release: %d, %v, %d held", n, err, rd.Held())
-	}
-	sameRecords(t, "break", seen, want[4:5])
 }
 
 // TestConsumeBatchOverwrite: a ring in overwrite mode hands out copies, one
@@ -229,10 +181,7 @@ func TestConsumeBatchOverwrite(t *testing.T) {
 		all = append(all, batchRecordsOf(t, r, []int{40 + i%3*8})...)
 	}
 	var got []fuzzRecord
-	n, err := rd.ConsumeBatch(func(b *Batch) error {
-		for rec := range b.Records() {
-			got = append(got, fuzzRecord{rec.Pos, bytes.Clone(rec.Data)})
-		}
+	n, err := rd.ConsumeBatch(func(_ Source, b *Batch) error {
 		for data := range b.All() {
 			got = append(got, fuzzRecord{0, bytes.Clone(data)})
 		}
@@ -241,7 +190,6 @@ func TestConsumeBatchOverwrite(t *testing.T) {
 	if err != nil || n != len(got) || n == 0 || n >= len(all) {
 		t.Fatalf("ConsumeBatch = %d, %v (%d records)", n, err, len(got))
 	}
-	sameRecords(t, "overwrite", got[:1], all[len(all)-n:len(all)-n+1])
 	for i := range got {
 		if !bytes.Equal(got[i].data, all[len(all)-n+i].data) {
 			t.Fatalf("record %d differs", i)
@@ -260,9 +208,9 @@ func TestConsumeBatchRingsAndClose(t *testing.T) {
 	batchRecordsOf(t, a, []int{8, 8, 8})
 	batchRecordsOf(t, b, []int{8, 8})
 	var order []Source
-	n, err := rd.ConsumeBatch(func(bt *Batch) error {
+	n, err := rd.ConsumeBatch(func(src Source, bt *Batch) error {
 		for range bt.All() {
-			order = append(order, bt.Source())
+			order = append(order, src)
 		}
 		return nil
 	})
@@ -270,7 +218,7 @@ func TestConsumeBatchRingsAndClose(t *testing.T) {
 		t.Fatalf("ConsumeBatch = %d, %v, %v", n, err, order)
 	}
 	batchRecordsOf(t, a, []int{8, 8, 8})
-	n, err = rd.ConsumeBatch(func(bt *Batch) error {
+	n, err = rd.ConsumeBatch(func(_ Source, bt *Batch) error {
 		for range bt.All() {
 			rd.Close()
 		}
@@ -281,7 +229,7 @@ func TestConsumeBatchRingsAndClose(t *testing.T) {
 	}
 	rd2 := newReader(t, a) // freed on the way out
 	rd2.Close()
-	if _, err := rd.ConsumeBatch(func(*Batch) error { return nil }); !errors.Is(err, ErrClosed) {
+	if _, err := rd.ConsumeBatch(func(Source, *Batch) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
@@ -292,7 +240,7 @@ func TestConsumeBatchZeroAllocations(t *testing.T) {
 	rd := newReader(t, r)
 	payload := make([]byte, 64)
 	var sum int
-	fn := func(b *Batch) error {
+	fn := func(_ Source, b *Batch) error {
 		for data := range b.All() {
 			sum += len(data)
 		}
@@ -341,7 +289,7 @@ func TestConsumePanics(t *testing.T) {
 	}
 	seen = 0
 	panics(func() {
-		rd.ConsumeBatch(func(b *Batch) error {
+		rd.ConsumeBatch(func(_ Source, b *Batch) error {
 			for range b.All() {
 				if seen++; seen == 2 {
 					panic("boom")

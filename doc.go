@@ -30,7 +30,9 @@
 // A Reader (NewReader) is the single consumer of any number of rings of
 // either readable kind, waiting on all of them with one epoll instance:
 // Consume and ConsumeN hand out views in batches without blocking; Read and
-// ReadInto block until a record arrives; Records is an iterator. Ring sets
+// ReadInto block until a record arrives; Records is an iterator;
+// ConsumeBatch hands a ring's records over at once, walked by an iterator
+// (Batch.All) inlined into the caller's loop, the cheapest path. Ring sets
 // (a KernelRingSet in a map of maps, or Shards of user-space rings) are
 // followed as rings join and leave them (Reader.AddSet). In explicit release
 // mode (SetExplicitRelease) records stay in their ring until Released, for a
@@ -56,6 +58,7 @@
 //	wait.go       producers that wait for room (OutputWait, ReserveWait)
 //	reader.go     Reader: Consume, Read, Records, and its wake-up protocol
 //	cursor.go     the walk over record headers, checked against corrupt memory
+//	batch.go      ConsumeBatch and Consume's fast walk: the same checks, in registers
 //	explicit.go   explicit release: SetExplicitRelease, Release, Rewind
 //	shared.go     rings shared between processes: Create, Open, Remove, names,
 //	              the directory and the files, checked as a careful daemon would

@@ -68,7 +68,8 @@ func ExampleReader_Consume() {
 	// 3 <nil>
 }
 
-// Records is a Go iterator over records as they arrive.
+// ConsumeBatch hands a ring's records over at once; the loop over All is
+// inlined into the caller's.
 func ExampleReader_ConsumeBatch() {
 	ring, _ := ringo.New(4096)
 	defer ring.Close()
@@ -79,8 +80,8 @@ func ExampleReader_ConsumeBatch() {
 		ring.Output([]byte(s), 0)
 	}
 	total := 0
-	n, err := rd.ConsumeBatch(func(b *ringo.Batch) error {
-		for data := range b.All() { // the loop is inlined: no call per record
+	n, err := rd.ConsumeBatch(func(src ringo.Source, b *ringo.Batch) error {
+		for data := range b.All() { // no call per record
 			if len(data) == 4 {
 				break // "dddd" stays in the ring
 			}
@@ -89,19 +90,20 @@ func ExampleReader_ConsumeBatch() {
 		return nil
 	})
 	fmt.Println(n, total, err)
-	n, _ = rd.ConsumeBatch(func(b *ringo.Batch) error {
-		for rec := range b.Records() { // positions too, a call per record
-			fmt.Println(string(rec.Data), rec.Pos)
+	n, _ = rd.ConsumeBatch(func(src ringo.Source, b *ringo.Batch) error {
+		for data := range b.All() {
+			fmt.Println(string(data), src == ring)
 		}
 		return nil
 	})
 	fmt.Println(n)
 	// Output:
 	// 3 6 <nil>
-	// dddd 48
+	// dddd true
 	// 1
 }
 
+// Records is a Go iterator over records as they arrive.
 func ExampleReader_Records() {
 	ring, _ := ringo.New(4096)
 	defer ring.Close()
@@ -171,15 +173,12 @@ func ExampleRing_Query() {
 	defer ring.Close()
 	ring.Output(make([]byte, 10), 0) // 8-byte header + 10, rounded up to 24
 
-	for _, p := range []ringo.Prop{ringo.AvailData, ringo.RingSize, ringo.ConsumerPos, ringo.ProducerPos} {
-		v, _ := ring.Query(p)
-		fmt.Println(p, v)
-	}
-	// Output:
-	// BPF_RB_AVAIL_DATA 24
-	// BPF_RB_RING_SIZE 8192
-	// BPF_RB_CONS_POS 0
-	// BPF_RB_PROD_POS 24
+	avail, _ := ring.Query(ringo.AvailData)  // BPF_RB_AVAIL_DATA
+	size, _ := ring.Query(ringo.RingSize)    // BPF_RB_RING_SIZE
+	cons, _ := ring.Query(ringo.ConsumerPos) // BPF_RB_CONS_POS
+	prod, _ := ring.Query(ringo.ProducerPos) // BPF_RB_PROD_POS
+	fmt.Println(avail, size, cons, prod)
+	// Output: 24 8192 0 24
 }
 
 // Invalid sizes are refused with the rule that failed and the nearest valid size.

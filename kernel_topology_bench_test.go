@@ -65,7 +65,7 @@ func benchKernelTopology(b *testing.B, perCPU bool) {
 			ring := set.Ring(uint32(cpu % shards))
 			data := make([]byte, 64)
 			for done := 0; done < per; done += batch {
-				for ring.Positions().Avail() > size/2 {
+				for ring.Positions().avail() > size/2 {
 					runtime.Gosched()
 				}
 				if _, err := sys.ProgTestRun(progs[cpu].fd, data, batch); err != nil {

@@ -128,13 +128,13 @@ type Prop uint64
 // The properties bpf_ringbuf_query knows.
 const (
 	// AvailData is the number of bytes of records not yet consumed:
-	// producer position minus consumer position.
+	// producer position minus consumer position (BPF_RB_AVAIL_DATA).
 	AvailData Prop = 0
-	// RingSize is the size of the data area in bytes.
+	// RingSize is the size of the data area in bytes (BPF_RB_RING_SIZE).
 	RingSize Prop = 1
-	// ConsumerPos is the consumer's position.
+	// ConsumerPos is the consumer's position (BPF_RB_CONS_POS).
 	ConsumerPos Prop = 2
-	// ProducerPos is the producer's position.
+	// ProducerPos is the producer's position (BPF_RB_PROD_POS).
 	ProducerPos Prop = 3
 	// OverwritePos is the position after the last record producers
 	// overwrote, in a ring in overwrite mode (BPF_RB_OVERWRITE_POS of
@@ -145,20 +145,3 @@ const (
 // ringFlagOverwrite in a user-space ring's identity block: the ring is in
 // overwrite mode (FlagOverwrite is the kernel's map flag for the same).
 const ringFlagOverwrite = 1 << 0
-
-// String names the property as the kernel's uapi does (BPF_RB_AVAIL_DATA).
-func (p Prop) String() string {
-	switch p {
-	case AvailData:
-		return "BPF_RB_AVAIL_DATA"
-	case RingSize:
-		return "BPF_RB_RING_SIZE"
-	case ConsumerPos:
-		return "BPF_RB_CONS_POS"
-	case ProducerPos:
-		return "BPF_RB_PROD_POS"
-	case OverwritePos:
-		return "BPF_RB_OVERWRITE_POS"
-	}
-	return "unknown property"
-}

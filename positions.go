@@ -19,9 +19,9 @@ type Positions struct {
 	Overwrite uint64
 }
 
-// Avail is the number of bytes of records not yet consumed (and, in
+// avail is the number of bytes of records not yet consumed (and, in
 // overwrite mode, not overwritten).
-func (p Positions) Avail() uint64 {
+func (p Positions) avail() uint64 {
 	from := p.Consumer
 	if int64(p.Overwrite-from) > 0 {
 		from = p.Overwrite

@@ -205,9 +205,6 @@ type Reservation struct {
 // wraps past the end of the data area. It is valid until Commit or Discard.
 func (v Reservation) Bytes() []byte { return v.buf }
 
-// Pos returns the position of the record's header in the ring.
-func (v Reservation) Pos() uint64 { return v.pos }
-
 // Reserve reserves a record of n bytes, like bpf_ringbuf_reserve. Fill its
 // Bytes, then pass it to Commit or Discard; until then the consumer waits at
 // this record, so keep reservations short. Like the helper, Reserve does not

@@ -31,7 +31,7 @@ func (r *Reader) Stats() ([]RingStats, error) {
 	var errs []error
 	for _, rr := range rings {
 		st := RingStats{Ring: rr.src, Records: rr.consumed.Load(), Bytes: rr.consumedBytes.Load(),
-			AvailData: rr.src.Positions().Avail(), Size: rr.src.ringView().Size()}
+			AvailData: rr.src.Positions().avail(), Size: rr.src.ringView().Size()}
 		l, err := rr.src.Loss()
 		if err != nil {
 			errs = append(errs, err)

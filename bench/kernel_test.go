@@ -200,7 +200,7 @@ func TestRingoDrainAllocatesNothing(t *testing.T) {
 	}
 	defer rb.Close()
 	var sb sink
-	batch := func(b *ringo.Batch) error {
+	batch := func(_ ringo.Source, b *ringo.Batch) error {
 		for data := range b.All() {
 			if taken == perRun {
 				break

@@ -66,7 +66,7 @@ type ringoReader struct {
 	rd     *ringo.Reader
 	rec    ringo.Record
 	fn     func(ringo.Record) error
-	batch  func(*ringo.Batch) error
+	batch  func(ringo.Source, *ringo.Batch) error
 	s      *sink
 	dl     deadline
 	ctx    context.Context
@@ -85,7 +85,7 @@ func newRingoReader(m *ebpf.Map, batch bool) (reader, error) {
 	}
 	r := &ringoReader{ring: kr, rd: rd}
 	if batch {
-		r.batch = func(b *ringo.Batch) error {
+		r.batch = func(_ ringo.Source, b *ringo.Batch) error {
 			s := r.s
 			for data := range b.All() {
 				s.add(data)

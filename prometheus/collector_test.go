@@ -71,7 +71,10 @@ func TestScrape(t *testing.T) {
 		return string(body)
 	}
 	body := scrape()
-	avail := r.Positions().Avail()
+	avail, err := r.Query(ringo.AvailData)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
 		`ringo_records_consumed_total{ring="events"} 10`,
 		`ringo_bytes_consumed_total{ring="events"} 240`,

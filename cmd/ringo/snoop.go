@@ -140,7 +140,7 @@ func runSnoop(ctx context.Context, e *env, opts snoop.Options, asJSON bool) erro
 			}
 			return err
 		}
-		if a := s.Ring().Positions().Avail(); a > sum.PeakAvailData {
+		if a, err := s.Ring().Query(ringo.AvailData); err == nil && a > sum.PeakAvailData {
 			sum.PeakAvailData = a
 		}
 		ev, err := snoop.Decode(rec.Data)

@@ -30,7 +30,7 @@ var benchSizes = []int{16, 64, 256, 1024}
 
 const (
 	drainRing  = 256 << 20
-	streamRing = 1 << 20
+	streamRing = 4 << 20
 	loopRun    = 1 << 16 // records a producer run writes at most
 )
 

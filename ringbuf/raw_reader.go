@@ -3,15 +3,12 @@ package ringbuf
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // RawReader reads the samples of a BPF ring buffer map without copying
@@ -26,7 +23,7 @@ import (
 // blocked read. Use Reader for a reader that is safe for concurrent use.
 type RawReader struct {
 	poller *poller
-	ring   *rawRing
+	ring   *ring
 
 	deadline   time.Time
 	bufferSize int
@@ -41,23 +38,11 @@ var errConcurrent = errors.New("concurrent use of RawReader")
 // NewRawReader returns a RawReader of the ring buffer map m. m stays the
 // caller's: the mapping the RawReader makes keeps the ring alive.
 func NewRawReader(m *ebpf.Map) (*RawReader, error) {
-	if m.Type() != ebpf.RingBuf && m.Type() != ebpf.WindowsRingBuf {
-		return nil, fmt.Errorf("invalid Map type: %s", m.Type())
-	}
-	n := int(m.MaxEntries())
-	if n == 0 || n&(n-1) != 0 {
-		return nil, fmt.Errorf("ringbuffer map size %d is zero or not a power of two", n)
-	}
-	p, err := newPoller(m.FD())
+	ring, p, err := open(m)
 	if err != nil {
 		return nil, err
 	}
-	ring, err := mapRing(m.FD(), n)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("failed to create ringbuf ring: %w", err)
-	}
-	return &RawReader{poller: p, ring: ring, bufferSize: n}, nil
+	return &RawReader{poller: p, ring: ring, bufferSize: int(m.MaxEntries())}, nil
 }
 
 // WithLease calls fn with a Lease of rr, which is valid only while fn runs.
@@ -140,6 +125,9 @@ func (s Lease) ReadSample() (data []byte, remain int, err error) {
 			rr.drainErr = nil
 			return nil, 0, err
 		}
+		if rr.poller.spin(rr.ring) {
+			continue // as a wait that reported the ring
+		}
 		err = rr.poller.Wait(rr.deadline)
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrFlushed) {
 			// Samples written with BPF_RB_NO_WAKEUP may be there:
@@ -158,100 +146,3 @@ func (s Lease) ReadSample() (data []byte, remain int, err error) {
 // far is free for producers again, and their data must not be used any
 // more.
 func (s Lease) Commit() { s.rr.ring.commit() }
-
-// errEOR is readSample's error for an empty ring.
-var errEOR = errors.New("end of ring")
-
-// Bits of a record header's length word.
-const (
-	busyBit    = 1 << 31
-	discardBit = 1 << 30
-	headerSize = 8
-)
-
-// rawRing is a ring buffer map mapped for consuming, with a consumer
-// position of its own that reaches the kernel only at commit.
-type rawRing struct {
-	cons, prod []byte // the consumer page; the producer page and data area
-	consPos    *atomic.Uint64
-	prodPos    *atomic.Uint64
-	data       []byte // the data area, mapped twice in a row
-	mask       uint64
-	local      uint64 // the consumer position after the last sample read
-	closed     bool
-}
-
-func mapRing(fd, size int) (*rawRing, error) {
-	page := os.Getpagesize()
-	cons, err := unix.Mmap(fd, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("mmap consumer page: %w", err)
-	}
-	prod, err := unix.Mmap(fd, int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		unix.Munmap(cons)
-		return nil, fmt.Errorf("mmap data pages: %w", err)
-	}
-	r := &rawRing{
-		cons:    cons,
-		prod:    prod,
-		consPos: (*atomic.Uint64)(unsafe.Pointer(&cons[0])),
-		prodPos: (*atomic.Uint64)(unsafe.Pointer(&prod[0])),
-		data:    prod[page:],
-		mask:    uint64(size - 1),
-	}
-	r.local = r.consPos.Load()
-	return r, nil
-}
-
-// readSample reads the sample at the local consumer position and moves past
-// it: data is nil for a discarded sample. A sample still being written is
-// waited for (the producer commits before its program returns). It returns
-// errEOR when the ring is empty, an error matching io.ErrUnexpectedEOF when
-// the positions or a header are impossible.
-func (r *rawRing) readSample() (data []byte, remain int, err error) {
-	prod := r.prodPos.Load() // once per sample: the remain it reports
-	pos := r.local
-	switch avail := prod - pos; {
-	case avail == 0:
-		return nil, 0, errEOR
-	case avail < headerSize:
-		return nil, 0, fmt.Errorf("read record header: %w", io.ErrUnexpectedEOF)
-	}
-	off := pos & r.mask
-	word := (*atomic.Uint32)(unsafe.Pointer(&r.data[off]))
-	w := word.Load() // pairs with the producer's commit (xchg)
-	for w&busyBit != 0 {
-		runtime.Gosched()
-		w = word.Load()
-	}
-	n := uint64(w &^ (busyBit | discardBit))
-	pos += headerSize
-	aligned := (n + 7) &^ 7
-	if prod-pos < aligned {
-		return nil, 0, fmt.Errorf("read sample data: %w", io.ErrUnexpectedEOF)
-	}
-	start := pos & r.mask
-	pos += aligned
-	r.local = pos
-	remain = int(prod - pos)
-	if w&discardBit != 0 {
-		return nil, remain, nil
-	}
-	// The capacity runs on to the end of the mapping, as cilium's does.
-	return r.data[start : start+n], remain, nil
-}
-
-func (r *rawRing) commit() { r.consPos.Store(r.local) }
-
-func (r *rawRing) available() int {
-	if r.closed {
-		panic("ringbuf: AvailableBytes of a closed RawReader")
-	}
-	return int(r.prodPos.Load() - r.consPos.Load())
-}
-
-func (r *rawRing) close() error {
-	r.closed = true
-	return errors.Join(unix.Munmap(r.prod), unix.Munmap(r.cons))
-}

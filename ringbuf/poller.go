@@ -82,14 +82,15 @@ func (p *poller) spin(r *ring) bool {
 	return false
 }
 
-// newPoller watches the ring behind mapFD. hasData says whether the ring
-// held data before: then epoll puts it on its ready list at once.
-func newPoller(mapFD int, hasData bool) (_ *poller, err error) {
+// newPoller watches the ring behind mapFD. Until its first wait reports
+// the ring, it does not spin (whether epoll listed the ring as ready when
+// it joined depends on data that may have come just before).
+func newPoller(mapFD int) (_ *poller, err error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("create epoll fd: %w", err)
 	}
-	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1, ready: hasData}
+	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1, }
 	defer func() {
 		if err != nil {
 			p.release()
@@ -97,7 +98,7 @@ func newPoller(mapFD int, hasData bool) (_ *poller, err error) {
 	}()
 	for _, fd := range []*int{&p.closeFD, &p.flushFD} {
 		if *fd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-			return nil, fmt.Errorf("create eventfd: %w", err)
+			return nil, err
 		}
 		if err = p.add(*fd); err != nil {
 			return nil, err

@@ -62,16 +62,16 @@ func open(m *ebpf.Map) (*ring, *poller, error) {
 	if n == 0 || n&(n-1) != 0 {
 		return nil, nil, fmt.Errorf("ringbuffer map size %d is zero or not a power of two", n)
 	}
+	// The poller first, then the mapping, as cilium/ebpf: the same error
+	// for a map whose descriptor is closed.
+	p, err := newPoller(m.FD())
+	if err != nil {
+		return nil, nil, err
+	}
 	r, err := mapRing(m.FD(), n)
 	if err != nil {
+		p.Close()
 		return nil, nil, fmt.Errorf("failed to create ringbuf ring: %w", err)
-	}
-	// Looked at before the ring joins the epoll set, which then lists it
-	// as ready if it held data.
-	p, err := newPoller(m.FD(), !r.empty())
-	if err != nil {
-		r.close()
-		return nil, nil, err
 	}
 	return r, p, nil
 }

@@ -45,6 +45,20 @@ func Payload(seq uint64, n int) []byte {
 	return b
 }
 
+// SeqOf returns the sequence number of a record of at least 8 bytes
+// written with a full Payload.
+func SeqOf(b []byte) uint64 { return binary.NativeEndian.Uint64(b) * goldenInverse }
+
+// goldenInverse is Golden's inverse modulo 2^64 (Newton's iteration; Golden
+// is odd).
+var goldenInverse = func() uint64 {
+	x := uint64(Golden)
+	for range 6 {
+		x *= 2 - Golden*x
+	}
+	return x
+}()
+
 // Message is one record of a Messages program.
 type Message struct {
 	Size    int   // payload bytes

@@ -48,3 +48,11 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 }
+
+func TestSeqOf(t *testing.T) {
+	for _, s := range []uint64{0, 1, 77, 1 << 40, ^uint64(0) - 3} {
+		if got := SeqOf(Payload(s, 8)); got != s {
+			t.Errorf("SeqOf(Payload(%d)) = %d", s, got)
+		}
+	}
+}

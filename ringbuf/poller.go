@@ -90,7 +90,7 @@ func newPoller(mapFD int) (_ *poller, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create epoll fd: %w", err)
 	}
-	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1, }
+	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1}
 	defer func() {
 		if err != nil {
 			p.release()

@@ -2,8 +2,7 @@
 // API and the behaviour of cilium/ebpf's ringbuf package, so that a program
 // written against cilium/ebpf switches to it by its import path alone:
 //
-//	-	"github.com/cilium/ebpf/ringbuf"
-//	+	"github.com/ringo-bpf/ringo/ringbuf"
+//	import "github.com/ringo-bpf/ringo/ringbuf" // was "github.com/cilium/ebpf/ringbuf"
 //
 // Reader is cilium/ebpf v0.22.0's Reader: NewReader, Read, ReadInto,
 // SetDeadline, Flush, BufferSize, AvailableBytes and Close, with Record,

@@ -14,6 +14,7 @@
 package benchreaders
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	cilium "github.com/cilium/ebpf/ringbuf"
+	"github.com/ringo-bpf/ringo"
 	dropin "github.com/ringo-bpf/ringo/ringbuf"
 )
 
@@ -31,10 +33,11 @@ const (
 	DropinRead     = "dropin_read"     // the drop-in's Reader.Read
 	DropinReadInto = "dropin_readinto" // the drop-in's Reader.ReadInto
 	DropinLease    = "dropin_lease"    // the drop-in's RawReader, a lease per batch
+	Ringo          = "ringo"           // ringo's own Reader: Consume, ReadInto to wait
 )
 
 // Impls lists the implementations, cilium's first.
-var Impls = []string{CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, DropinLease}
+var Impls = []string{CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, DropinLease, Ringo}
 
 // WaitLimit is how long Read waits for a record before it fails with
 // ErrNoRecords.
@@ -55,6 +58,10 @@ type Reader struct {
 	d    *dropin.Reader
 	drec dropin.Record
 	raw  *dropin.RawReader
+	ring *ringo.KernelRing
+	rd   *ringo.Reader
+	rrec ringo.Record
+	each func(ringo.Record) error
 	add  func([]byte)
 	fn   func(dropin.Lease) error
 	left int // reads until the deadline is moved on
@@ -75,6 +82,13 @@ func Open(m *ebpf.Map, impl string) (*Reader, error) {
 	case DropinLease:
 		r.raw, err = dropin.NewRawReader(m)
 		r.fn = r.lease
+	case Ringo:
+		if r.ring, err = ringo.OpenMap(m); err == nil {
+			if r.rd, err = ringo.NewReader(r.ring); err != nil {
+				r.ring.Close()
+			}
+		}
+		r.each = func(rec ringo.Record) error { r.add(rec.Data); return nil }
 	default:
 		return nil, fmt.Errorf("benchreaders: no implementation %q", impl)
 	}
@@ -88,6 +102,9 @@ func Open(m *ebpf.Map, impl string) (*Reader, error) {
 // must not keep the slice. It fails with ErrNoRecords after WaitLimit
 // without a record.
 func (r *Reader) Read(add func([]byte)) error {
+	if r.impl == Ringo {
+		return r.readRingo(add)
+	}
 	if r.left--; r.left < 0 {
 		r.left = refreshEvery
 		deadline := time.Now().Add(WaitLimit)
@@ -130,6 +147,25 @@ func (r *Reader) Read(add func([]byte)) error {
 	return err
 }
 
+// readRingo hands out the records there, views into the ring, and waits
+// for one when there are none.
+func (r *Reader) readRingo(add func([]byte)) error {
+	r.add = add
+	if n, err := r.rd.Consume(r.each); n > 0 || err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), WaitLimit)
+	defer cancel()
+	if err := r.rd.ReadInto(ctx, &r.rrec); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return ErrNoRecords
+		}
+		return err
+	}
+	add(r.rrec.Data)
+	return nil
+}
+
 // lease reads the samples there, up to leaseBatch, and commits them.
 func (r *Reader) lease(l dropin.Lease) error {
 	for range leaseBatch {
@@ -155,6 +191,8 @@ func (r *Reader) Close() error {
 		return r.c.Close()
 	case r.d != nil:
 		return r.d.Close()
+	case r.rd != nil:
+		return errors.Join(r.rd.Close(), r.ring.Close())
 	default:
 		return r.raw.Close()
 	}

@@ -36,6 +36,16 @@ const (
 	Ringo          = "ringo"           // ringo's own Reader: Consume, ReadInto to wait
 )
 
+// The indexes of the implementations in Impls.
+const (
+	ciliumRead = iota
+	ciliumReadInto
+	dropinRead
+	dropinReadInto
+	dropinLease
+	ringoConsume
+)
+
 // Impls lists the implementations, cilium's first.
 var Impls = []string{CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, DropinLease, Ringo}
 
@@ -53,6 +63,7 @@ const leaseBatch = 256
 // Reader is one implementation reading a ring buffer map.
 type Reader struct {
 	impl string
+	kind int // impl's index in Impls: no string compare per read
 	c    *cilium.Reader
 	crec cilium.Record
 	d    *dropin.Reader
@@ -72,7 +83,12 @@ const refreshEvery = 1024
 
 // Open opens implementation impl (one of Impls) on m.
 func Open(m *ebpf.Map, impl string) (*Reader, error) {
-	r := &Reader{impl: impl}
+	r := &Reader{impl: impl, kind: -1}
+	for i, name := range Impls {
+		if name == impl {
+			r.kind = i
+		}
+	}
 	var err error
 	switch impl {
 	case CiliumRead, CiliumReadInto:
@@ -102,7 +118,7 @@ func Open(m *ebpf.Map, impl string) (*Reader, error) {
 // must not keep the slice. It fails with ErrNoRecords after WaitLimit
 // without a record.
 func (r *Reader) Read(add func([]byte)) error {
-	if r.impl == Ringo {
+	if r.kind == ringoConsume {
 		return r.readRingo(add)
 	}
 	if r.left--; r.left < 0 {
@@ -118,26 +134,26 @@ func (r *Reader) Read(add func([]byte)) error {
 		}
 	}
 	var err error
-	switch r.impl {
-	case CiliumRead:
+	switch r.kind {
+	case ciliumRead:
 		var rec cilium.Record
 		if rec, err = r.c.Read(); err == nil {
 			add(rec.RawSample)
 		}
-	case CiliumReadInto:
+	case ciliumReadInto:
 		if err = r.c.ReadInto(&r.crec); err == nil {
 			add(r.crec.RawSample)
 		}
-	case DropinRead:
+	case dropinRead:
 		var rec dropin.Record
 		if rec, err = r.d.Read(); err == nil {
 			add(rec.RawSample)
 		}
-	case DropinReadInto:
+	case dropinReadInto:
 		if err = r.d.ReadInto(&r.drec); err == nil {
 			add(r.drec.RawSample)
 		}
-	case DropinLease:
+	case dropinLease:
 		r.add = add
 		err = r.raw.WithLease(r.fn)
 	}

@@ -415,14 +415,17 @@ func TestReadIntoReuses(t *testing.T) {
 // return os.ErrDeadlineExceeded at once, every time; records there come
 // first; a future deadline is waited for; the zero deadline blocks.
 func TestDeadline(t *testing.T) {
+	texts := map[string]string{}
 	both(t, func(t *testing.T, im impl) {
 		m := newRing(t, 0)
 		r := open(t, im, m)
 		r.SetDeadline(time.Now().Add(-time.Second))
 		for i := range 2 {
-			if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			_, err := r.Read()
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("read %d of an empty ring past the deadline: %v", i, err)
 			}
+			texts[im.name] = err.Error()
 		}
 		mustEmit(t, m, 0, producer.Message{Size: 8}, producer.Message{Size: 9})
 		for i := range 2 {
@@ -451,6 +454,9 @@ func TestDeadline(t *testing.T) {
 			t.Fatalf("woken read: %x, %v", res.rec.RawSample, res.err)
 		}
 	})
+	if texts["cilium"] != texts["ringo"] {
+		t.Errorf("deadline errors differ: cilium %q, ringo %q", texts["cilium"], texts["ringo"])
+	}
 }
 
 // TestNoWakeup: records written with BPF_RB_NO_WAKEUP do not end a wait;

@@ -55,6 +55,8 @@ type poller struct {
 	flushes     atomic.Uint64
 	flushesSeen uint64
 	closing     atomic.Bool
+
+	cleanup runtime.Cleanup // closes the descriptors of a poller never closed
 }
 
 // spinRounds is how many times spin looks at the ring, yielding in
@@ -107,6 +109,11 @@ func newPoller(mapFD int) (_ *poller, err error) {
 	if err = p.add(mapFD); err != nil {
 		return nil, err
 	}
+	p.cleanup = runtime.AddCleanup(p, func(fds [3]int) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}, [3]int{p.epfd, p.closeFD, p.flushFD})
 	return p, nil
 }
 
@@ -202,6 +209,7 @@ func (p *poller) Close() error {
 	defer p.waitMu.Unlock()
 	p.eventMu.Lock()
 	defer p.eventMu.Unlock()
+	p.cleanup.Stop()
 	p.release()
 	return nil
 }

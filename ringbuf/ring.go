@@ -34,6 +34,7 @@ type ring struct {
 	mask       uint64
 	local      uint64 // the consumer position after the last sample read
 	closed     bool
+	cleanup    runtime.Cleanup // unmaps a ring never closed, as cilium's does
 }
 
 func mapRing(fd, size int) (*ring, error) {
@@ -56,6 +57,10 @@ func mapRing(fd, size int) (*ring, error) {
 		mask:    uint64(size - 1),
 	}
 	r.local = r.consPos.Load()
+	r.cleanup = runtime.AddCleanup(r, func(m [2][]byte) {
+		unix.Munmap(m[0])
+		unix.Munmap(m[1])
+	}, [2][]byte{cons, prod})
 	return r, nil
 }
 
@@ -123,6 +128,7 @@ func (r *ring) available() int {
 }
 
 func (r *ring) close() error {
+	r.cleanup.Stop()
 	r.closed = true
 	return errors.Join(unix.Munmap(r.prod), unix.Munmap(r.cons))
 }

@@ -777,3 +777,36 @@ func TestStream(t *testing.T) {
 		}
 	})
 }
+
+// TestUnclosedReaderFreed: a Reader dropped without Close gives back its
+// mapping and descriptors once collected, as cilium's does.
+func TestUnclosedReaderFreed(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 1<<20)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	for range 20 {
+		if _, err := dropin.NewReader(m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dropin.NewRawReader(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fds() < before+20*2*3 {
+		t.Fatalf("%d descriptors open, want at least %d", fds(), before+120)
+	}
+	for end := time.Now().Add(waitLimit); fds() > before; {
+		if time.Now().After(end) {
+			t.Fatalf("%d descriptors still open after the readers were collected, want %d", fds(), before)
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -22,7 +22,9 @@ import (
 //
 // Drain: a pre-filled 256 MiB ring read to empty; ns/op is per record.
 // Stream: the producer on CPU 0 writes while the reader on CPU 1 reads;
-// records/s is what the reader got, drops/op what the full ring refused.
+// records/s is what the reader got, drops/op what the full ring refused,
+// cpu-ns/record the reader thread's CPU time per record it got (steadier
+// than records/s, which depends on how the two sides happen to meet).
 // Each reader checks every record's head and tail, so none wins by
 // skipping work.
 
@@ -175,10 +177,13 @@ func benchStream(b *testing.B, m *ebpf.Map, prog *ebpf.Program, impl string) {
 	s := newSink()
 	got := make(chan error, 1)
 	ready := make(chan struct{})
+	var cpu time.Duration // the consumer thread's, user and system
 	go func() {
 		pin(b, 1)
 		defer runtime.UnlockOSThread()
+		start := threadCPU()
 		close(ready)
+		defer func() { cpu = threadCPU() - start }()
 		for !s.ended {
 			if err := r.Read(s.add); err != nil {
 				got <- fmt.Errorf("%s after %d records: %w", impl, s.records, err)
@@ -230,4 +235,12 @@ func benchStream(b *testing.B, m *ebpf.Map, prog *ebpf.Program, impl string) {
 	}
 	b.ReportMetric(float64(s.records)/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(drops)/float64(b.N), "drops/op")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(max(s.records, 1)), "cpu-ns/record")
+}
+
+// threadCPU is the calling thread's CPU time, user and system.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

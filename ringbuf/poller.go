@@ -55,11 +55,12 @@ type poller struct {
 	flushes     atomic.Uint64
 	flushesSeen uint64
 	closing     atomic.Bool
+	budget      int // looks spin takes at most, 1 to spinRounds
 
 	cleanup runtime.Cleanup // closes the descriptors of a poller never closed
 }
 
-// spinRounds is how many times spin looks at the ring, yielding in
+// spinRounds is the most times spin looks at the ring, yielding in
 // between, before the reader sleeps in epoll_wait: a few microseconds.
 const spinRounds = 50
 
@@ -71,16 +72,25 @@ const spinRounds = 50
 // whether data arrived. (Where the ring is off the list, data written
 // with BPF_RB_NO_WAKEUP does not end a wait, and spin returns false at
 // once: only epoll_wait can tell.)
+//
+// How long it looks adapts: the budget doubles (up to spinRounds) when
+// data came within it and halves (down to one look, no yield) when it did
+// not, so a reader of sparse events, which would spin and then sleep
+// anyway, stops spending CPU on spinning.
 func (p *poller) spin(r *ring) bool {
-	for range spinRounds {
+	for i := range p.budget {
 		if !p.ready || p.flushes.Load() != p.flushesSeen || p.closing.Load() {
 			return false
 		}
 		if !r.empty() {
+			p.budget = min(2*p.budget, spinRounds)
 			return true
 		}
-		runtime.Gosched()
+		if i+1 < p.budget {
+			runtime.Gosched()
+		}
 	}
+	p.budget = max(p.budget/2, 1)
 	return false
 }
 
@@ -92,7 +102,7 @@ func newPoller(mapFD int) (_ *poller, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create epoll fd: %w", err)
 	}
-	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1}
+	p := &poller{epfd: epfd, closeFD: -1, flushFD: -1, budget: 1}
 	defer func() {
 		if err != nil {
 			p.release()

@@ -790,18 +790,24 @@ func TestUnclosedReaderFreed(t *testing.T) {
 		}
 		return len(ents)
 	}
+	runtime.GC() // readers other tests dropped go first
 	before := fds()
+	var keep []any // reachable until counted: a GC meanwhile would free them
 	for range 20 {
-		if _, err := dropin.NewReader(m); err != nil {
+		r, err := dropin.NewReader(m)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := dropin.NewRawReader(m); err != nil {
+		rr, err := dropin.NewRawReader(m)
+		if err != nil {
 			t.Fatal(err)
 		}
+		keep = append(keep, r, rr)
 	}
-	if fds() < before+20*2*3 {
-		t.Fatalf("%d descriptors open, want at least %d", fds(), before+120)
+	if n := fds(); n < before+len(keep)*3 {
+		t.Fatalf("%d descriptors open, want at least %d", n, before+len(keep)*3)
 	}
+	runtime.KeepAlive(keep)
 	for end := time.Now().Add(waitLimit); fds() > before; {
 		if time.Now().After(end) {
 			t.Fatalf("%d descriptors still open after the readers were collected, want %d", fds(), before)

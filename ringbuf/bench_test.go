@@ -205,11 +205,14 @@ func benchStream(b *testing.B, m *ebpf.Map, prog *ebpf.Program, impl string) {
 		pin(b, 0)
 		defer runtime.UnlockOSThread()
 		n, err := produce(prog, 0, 0, uint64(b.N), 0)
-		for err == nil {
+		for giveUp := time.Now().Add(benchreaders.WaitLimit); err == nil; {
 			// The end record, retried until there is room for it.
 			var refused uint64
 			if refused, err = produce(prog, 0, endSeq, 1, producer.ForceWakeup); refused == 0 {
 				break
+			}
+			if time.Now().After(giveUp) {
+				err = fmt.Errorf("no room for the end record after %v", benchreaders.WaitLimit)
 			}
 			runtime.Gosched()
 		}

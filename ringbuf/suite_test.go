@@ -743,11 +743,16 @@ func TestStream(t *testing.T) {
 		r := open(t, im, m)
 		const runs, perRun = 40, 500
 		done := make(chan error, 1)
+		giveUp := time.Now().Add(waitLimit)
 		go func() {
 			for i := range runs {
 				// A full ring refuses records: write each run's again
 				// until it took them all, one by one.
 				for k := uint64(0); k < perRun; {
+					if time.Now().After(giveUp) {
+						done <- fmt.Errorf("the producer gave up after %v: the ring stayed full", waitLimit)
+						return
+					}
 					ret, err := producer.Run(prog, -1, 1, 0, uint64(i*perRun)+k)
 					if err != nil {
 						done <- err
@@ -762,7 +767,7 @@ func TestStream(t *testing.T) {
 			}
 			done <- nil
 		}()
-		r.SetDeadline(time.Now().Add(waitLimit))
+		r.SetDeadline(giveUp)
 		var rd rec
 		for seq := uint64(0); seq < runs*perRun; seq++ {
 			if err := r.ReadInto(&rd); err != nil {
@@ -815,4 +820,69 @@ func TestUnclosedReaderFreed(t *testing.T) {
 		runtime.GC()
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestStreamSampledWakeups: a producer that wakes the reader only every
+// 64th record (BPF_RB_NO_WAKEUP for the rest, BPF_RB_FORCE_WAKEUP for
+// that one), as tracers that batch wake-ups do: every record still comes,
+// in order, with the zero deadline. (The drop-in's spin before a wait is
+// exercised here against epoll's ready-list state.)
+func TestStreamSampledWakeups(t *testing.T) {
+	both(t, func(t *testing.T, im impl) {
+		m := newRing(t, 1<<16)
+		prog, err := producer.Loop(m, 40, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prog.Close()
+		r := open(t, im, m)
+		const batches, every = 200, 64
+		done := make(chan error, 1)
+		giveUp := time.Now().Add(waitLimit)
+		go func() {
+			seq := uint64(0)
+			run := func(n, flags uint64) error {
+				for n > 0 {
+					if time.Now().After(giveUp) {
+						return fmt.Errorf("the producer gave up after %v at record %d: the ring stayed full", waitLimit, seq)
+					}
+					ret, err := producer.Run(prog, -1, 1, flags, seq)
+					if err != nil {
+						return err
+					}
+					if ret == 0 {
+						seq++
+						n--
+					} else {
+						runtime.Gosched() // full: the reader catches up
+					}
+				}
+				return nil
+			}
+			for range batches {
+				if err := run(every-1, producer.NoWakeup); err != nil {
+					done <- err
+					return
+				}
+				if err := run(1, producer.ForceWakeup); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		r.SetDeadline(giveUp) // the bound of every read below
+		var rd rec
+		for seq := uint64(0); seq < batches*every; seq++ {
+			if err := r.ReadInto(&rd); err != nil {
+				t.Fatalf("record %d: %v", seq, err)
+			}
+			if !bytes.Equal(rd.RawSample, producer.Payload(seq, 40)) {
+				t.Fatalf("record %d: %x", seq, rd.RawSample)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

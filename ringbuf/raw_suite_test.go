@@ -1,0 +1,348 @@
+package ringbuf_test
+
+// RawReader's suite. cilium/ebpf's RawReader exists only on its main
+// branch (commit a7d72cd2e818, "ringbuf: introduce RawReader wrapped by
+// Reader", after v0.22.0), which the module proxy does not serve, so these
+// tests run against this package alone. Each asserts what main's source
+// does and cites it: raw_reader.go and ring.go at that commit (main's
+// ringbuf/ has not changed since).
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	dropin "github.com/ringo-bpf/ringo/ringbuf"
+	"github.com/ringo-bpf/ringo/ringbuf/internal/producer"
+)
+
+func openRaw(t testing.TB, m *ebpf.Map) *dropin.RawReader {
+	t.Helper()
+	r, err := dropin.NewRawReader(m)
+	if err != nil {
+		t.Fatalf("NewRawReader: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// sample is what one ReadSample returned, the data copied.
+type sample struct {
+	data    []byte
+	isNil   bool
+	remain  int
+	err     error
+	capData int
+}
+
+// readSamples reads n samples in one lease, committing after them when
+// commit is set.
+func readSamples(t *testing.T, r *dropin.RawReader, n int, commit bool) []sample {
+	t.Helper()
+	var got []sample
+	err := r.WithLease(func(l dropin.Lease) error {
+		for range n {
+			data, remain, err := l.ReadSample()
+			got = append(got, sample{bytes.Clone(data), data == nil, remain, err, cap(data)})
+			if err != nil {
+				return err
+			}
+		}
+		if commit {
+			l.Commit()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	return got
+}
+
+// TestRawMapTypes: raw_reader.go:63-71, the same checks and texts as
+// Reader's; BufferSize is the map's size (:196).
+func TestRawMapTypes(t *testing.T) {
+	requireKernel(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := dropin.NewRawReader(m); err == nil || err.Error() != "invalid Map type: Hash" {
+		t.Errorf("NewRawReader of a hash map: %v", err)
+	}
+	r := openRaw(t, newRing(t, 1<<16))
+	if r.BufferSize() != 1<<16 {
+		t.Errorf("BufferSize %d", r.BufferSize())
+	}
+}
+
+// TestRawSamples: ReadSample hands out views of the ring (ring.go:118, the
+// capacity running to the end of the double mapping, ring_other.go), nil
+// data with the remain past it for a discarded sample (ring.go:120-124),
+// remain counted from the producer position loaded per call (:76, :117);
+// the consumer position the kernel sees moves only at Commit
+// (raw_reader.go:191, ring.go:57), so AvailableBytes counts what was read
+// but not committed (ring.go:51).
+func TestRawSamples(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 0)
+	r := openRaw(t, m)
+	msgs := []producer.Message{{Size: 5}, {Size: 10, Discard: true}, {Size: 15}, {Size: 20, Discard: true}, {Size: 25}}
+	mustEmit(t, m, 0, msgs...)
+	total := 0
+	for _, msg := range msgs {
+		total += size(msg.Size)
+	}
+	if n := r.AvailableBytes(); n != total {
+		t.Fatalf("AvailableBytes %d, want %d", n, total)
+	}
+	got := readSamples(t, r, 2, false)
+	if !bytes.Equal(got[0].data, producer.Payload(0, 5)) || got[0].remain != total-16 {
+		t.Errorf("sample 0: %x remain %d", got[0].data, got[0].remain)
+	}
+	if got[0].capData != 2*4096-8 {
+		t.Errorf("sample 0: capacity %d, want %d (to the end of the mapping)", got[0].capData, 2*4096-8)
+	}
+	if !got[1].isNil || got[1].remain != total-16-24 {
+		t.Errorf("sample 1 (discarded): nil %v remain %d", got[1].isNil, got[1].remain)
+	}
+	if n := r.AvailableBytes(); n != total {
+		t.Errorf("AvailableBytes before Commit: %d, want %d", n, total)
+	}
+	// A new lease goes on from the RawReader's own position, not the
+	// kernel's (ring.go:74-77: localCons), and Commit covers both leases.
+	got = readSamples(t, r, 3, true)
+	if !bytes.Equal(got[0].data, producer.Payload(2, 15)) || !got[1].isNil || !bytes.Equal(got[2].data, producer.Payload(4, 25)) || got[2].remain != 0 {
+		t.Errorf("samples 2-4: %+v", got)
+	}
+	if n := r.AvailableBytes(); n != 0 {
+		t.Errorf("AvailableBytes after Commit: %d", n)
+	}
+}
+
+// TestRawBatchCommit: samples read in one lease stay valid until Commit,
+// which frees all their space at once (raw_reader.go:91-97).
+func TestRawBatchCommit(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 0)
+	r := openRaw(t, m)
+	msgs := []producer.Message{{Size: 1016}, {Size: 1016}, {Size: 1016}, {Size: 1000}}
+	mustEmit(t, m, 0, msgs...)
+	err := r.WithLease(func(l dropin.Lease) error {
+		var views [][]byte
+		for range msgs {
+			data, _, err := l.ReadSample()
+			if err != nil {
+				return err
+			}
+			views = append(views, data)
+		}
+		// Not committed: the full ring has no room, and the views hold.
+		if n := emit(t, m, 10, producer.Message{Size: 1000}); n != 1 {
+			t.Errorf("the ring took a record before Commit")
+		}
+		for i, v := range views {
+			if !bytes.Equal(v, producer.Payload(uint64(i), msgs[i].Size)) {
+				t.Errorf("view %d changed before Commit", i)
+			}
+		}
+		l.Commit()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEmit(t, m, 10, producer.Message{Size: 1000}, producer.Message{Size: 1000}, producer.Message{Size: 1000})
+	if n := r.AvailableBytes(); n != 3*1008 {
+		t.Errorf("AvailableBytes %d", n)
+	}
+}
+
+// TestRawWrap: a sample that wraps past the end of the data area is one
+// contiguous view (ring_other.go maps the data pages twice).
+func TestRawWrap(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 0)
+	r := openRaw(t, m)
+	r.SetDeadline(time.Now().Add(-time.Second))
+	seq := uint64(0)
+	for round := range 6 {
+		mustEmit(t, m, seq, producer.Message{Size: 1000}, producer.Message{Size: 1000}, producer.Message{Size: 1000})
+		for i, s := range readSamples(t, r, 3, true) {
+			if !bytes.Equal(s.data, producer.Payload(seq, 1000)) {
+				t.Fatalf("round %d sample %d mangled", round, i)
+			}
+			seq++
+		}
+	}
+}
+
+// TestRawDeadlineFlushNoWakeup: ReadSample reads what is there first
+// (raw_reader.go:163-166), and once the ring is empty returns a wait's
+// deadline or flush (:172-182): os.ErrDeadlineExceeded, ErrFlushed; the
+// zero deadline blocks, and NO_WAKEUP samples written while it does wait
+// for a Flush.
+func TestRawDeadlineFlushNoWakeup(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 0)
+	r := openRaw(t, m)
+	read := func() sample {
+		var s sample
+		r.WithLease(func(l dropin.Lease) error {
+			data, remain, err := l.ReadSample()
+			s = sample{bytes.Clone(data), data == nil, remain, err, cap(data)}
+			if err == nil {
+				l.Commit()
+			}
+			return nil
+		})
+		return s
+	}
+	r.SetDeadline(time.Now().Add(-time.Second))
+	for i := range 2 {
+		if s := read(); !errors.Is(s.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read %d past the deadline: %v", i, s.err)
+		}
+	}
+	mustEmit(t, m, 0, producer.Message{Size: 5, Flags: producer.NoWakeup}, producer.Message{Size: 7, Flags: producer.NoWakeup})
+	for i, n := range []int{5, 7} {
+		if s := read(); s.err != nil || len(s.data) != n {
+			t.Fatalf("read %d: %d bytes, %v", i, len(s.data), s.err)
+		}
+	}
+	if s := read(); !errors.Is(s.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of the empty ring: %v", s.err)
+	}
+
+	// Unlike Reader's reads, ReadSample looks at the ring before it waits
+	// (raw_reader.go:163): a NO_WAKEUP sample there is read at once, with
+	// the zero deadline too.
+	r.SetDeadline(time.Time{})
+	mustEmit(t, m, 2, producer.Message{Size: 9, Flags: producer.NoWakeup})
+	if s := read(); s.err != nil || len(s.data) != 9 {
+		t.Fatalf("read of a NO_WAKEUP sample there: %d bytes, %v", len(s.data), s.err)
+	}
+	// Then it blocks, and a NO_WAKEUP sample written meanwhile does not
+	// end the wait; Flush does: the sample, then ErrFlushed.
+	c := make(chan sample, 1)
+	go func() { c <- read() }()
+	waitGoroutine(t, "reading in epoll_wait", inEpollWait("ReadSample("))
+	mustEmit(t, m, 3, producer.Message{Size: 11, Flags: producer.NoWakeup})
+	select {
+	case s := <-c:
+		t.Fatalf("ReadSample returned instead of blocking: %v", s.err)
+	default:
+	}
+	r.Flush()
+	var s sample
+	select {
+	case s = <-c:
+	case <-time.After(waitLimit):
+		t.Fatal("Flush did not end the wait")
+	}
+	if s.err != nil || len(s.data) != 11 {
+		t.Fatalf("flushed read: %d bytes, %v", len(s.data), s.err)
+	}
+	if s := read(); s.err != dropin.ErrFlushed {
+		t.Fatalf("read after the flushed samples: %v, want ErrFlushed", s.err)
+	}
+}
+
+// TestRawClose: Close interrupts a blocked ReadSample with an error
+// matching ErrClosed, waits for the lease to end (raw_reader.go:111-124),
+// and returns nil when called again (:112); WithLease after Close fails
+// with "ringbuf: file already closed" (:49-51), and a lease while another
+// runs with "concurrent use of RawReader" (:38, :44-46).
+func TestRawClose(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 0)
+	r := openRaw(t, m)
+
+	inner := r.WithLease(func(dropin.Lease) error {
+		return r.WithLease(func(dropin.Lease) error { return nil })
+	})
+	if inner == nil || inner.Error() != "concurrent use of RawReader" {
+		t.Errorf("a lease inside a lease: %v", inner)
+	}
+
+	release := make(chan struct{})
+	leased := make(chan error, 1)
+	go func() {
+		leased <- r.WithLease(func(l dropin.Lease) error {
+			_, _, err := l.ReadSample()
+			<-release // the lease goes on after the interrupted read
+			return err
+		})
+	}()
+	waitGoroutine(t, "reading in epoll_wait", inEpollWait("ReadSample("))
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	waitGoroutine(t, "closing", func(g string) bool {
+		return strings.Contains(g, "RawReader).Close(") && !strings.Contains(g, "[chan receive")
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned while a lease was running: %v", err)
+	default:
+	}
+	close(release)
+	select {
+	case err := <-leased:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("interrupted ReadSample: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the lease did not end")
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Close did not return after the lease ended")
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	err := r.WithLease(func(dropin.Lease) error { return nil })
+	if err == nil || err.Error() != "ringbuf: file already closed" || !errors.Is(err, dropin.ErrClosed) {
+		t.Errorf("WithLease after Close: %v", err)
+	}
+	if err := r.Flush(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Flush after Close: %v", err)
+	}
+}
+
+// TestRawAllocations: the lease path allocates nothing per sample.
+func TestRawAllocations(t *testing.T) {
+	requireKernel(t)
+	m := newRing(t, 1<<16)
+	r := openRaw(t, m)
+	const runs = 200
+	msgs := make([]producer.Message, runs+1)
+	for i := range msgs {
+		msgs[i] = producer.Message{Size: 64}
+	}
+	mustEmit(t, m, 0, msgs...)
+	var sum int
+	fn := func(l dropin.Lease) error {
+		data, _, err := l.ReadSample()
+		sum += len(data)
+		l.Commit()
+		return err
+	}
+	allocs := testing.AllocsPerRun(runs, func() {
+		if err := r.WithLease(fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per sample", allocs)
+	}
+}

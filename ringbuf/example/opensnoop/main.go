@@ -1,6 +1,6 @@
 // Command opensnoop prints the files processes open and the programs they
 // execute, from BPF programs on raw tracepoints writing into a ring buffer
-// map: the BPF object of `ringo snoop` (cmd/ringo/snoop, built with
+// map: the BPF object of `ringo snoop` (cmd/ringo/internal/snoop, built with
 // bpf2go; no clang needed here), loaded with cilium/ebpf.
 //
 // It is written against cilium/ebpf's ringbuf package, and reads with
@@ -60,10 +60,10 @@ type options struct {
 func defaultObject() string {
 	_, file, _, _ := runtime.Caller(0)
 	arch := map[string]string{"amd64": "x86", "arm64": "arm64"}[runtime.GOARCH]
-	return filepath.Join(filepath.Dir(file), "../../../cmd/ringo/snoop", "snoop_"+arch+"_bpfel.o")
+	return filepath.Join(filepath.Dir(file), "../../../cmd/ringo/internal/snoop", "snoop_"+arch+"_bpfel.o")
 }
 
-// Layout of struct event of cmd/ringo/snoop/snoop.bpf.c.
+// Layout of struct event of cmd/ringo/internal/snoop/snoop.bpf.c.
 const (
 	kindExec  = 1
 	commLen   = 16

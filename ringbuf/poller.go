@@ -2,28 +2,14 @@ package ringbuf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
-
-// ErrFlushed is returned by Read, ReadInto and Lease.ReadSample once the
-// records that were in the ring when Flush was called have all been read.
-var ErrFlushed = errors.New("data was flushed")
-
-// The errors of a wait, with cilium/ebpf's texts: callers match them with
-// errors.Is against os.ErrDeadlineExceeded and os.ErrClosed.
-var (
-	errWaitDeadline = fmt.Errorf("epoll wait: %w", os.ErrDeadlineExceeded)
-	errWaitClosed   = fmt.Errorf("epoll wait: %w", os.ErrClosed)
-	errWakeClosed   = fmt.Errorf("epoll wake: %w", os.ErrClosed)
 )
 
 // poller is what a reader sleeps on: one epoll instance watching the ring's

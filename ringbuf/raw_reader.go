@@ -38,7 +38,7 @@ var errConcurrent = errors.New("concurrent use of RawReader")
 // NewRawReader returns a RawReader of the ring buffer map m. m stays the
 // caller's: the mapping the RawReader makes keeps the ring alive.
 func NewRawReader(m *ebpf.Map) (*RawReader, error) {
-	ring, p, err := open(m)
+	ring, p, err := openOwn(m)
 	if err != nil {
 		return nil, err
 	}

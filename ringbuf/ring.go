@@ -9,8 +9,30 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
+
+// openOwn checks m as cilium/ebpf does, maps it and makes its poller.
+func openOwn(m *ebpf.Map) (*ring, *poller, error) {
+	if m.Type() != ebpf.RingBuf && m.Type() != ebpf.WindowsRingBuf {
+		return nil, nil, fmt.Errorf("invalid Map type: %s", m.Type())
+	}
+	n := int(m.MaxEntries())
+	if n == 0 || n&(n-1) != 0 {
+		return nil, nil, fmt.Errorf("ringbuffer map size %d is zero or not a power of two", n)
+	}
+	p, err := newPoller(m.FD())
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := mapRing(m.FD(), n)
+	if err != nil {
+		p.Close()
+		return nil, nil, fmt.Errorf("failed to create ringbuf ring: %w", err)
+	}
+	return r, p, nil
+}
 
 // errEOR is readSample's error for an empty ring.
 var errEOR = errors.New("end of ring")

@@ -408,6 +408,19 @@ func TestReadIntoReuses(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("ReadInto: %v allocations per record", allocs)
 		}
+
+		// A program that sets a deadline before every read, to stop
+		// waiting now and then, allocates nothing either.
+		mustEmit(t, m, 0, msgs...)
+		allocs = testing.AllocsPerRun(runs, func() {
+			r.SetDeadline(time.Now().Add(time.Minute))
+			if err := r.readScratch(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("SetDeadline and ReadInto: %v allocations per record", allocs)
+		}
 	})
 }
 
@@ -459,19 +472,26 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// TestNoWakeup: records written with BPF_RB_NO_WAKEUP do not end a wait;
-// a passed deadline reads them, then returns os.ErrDeadlineExceeded
-// (cilium's TestReaderNoWakeup).
+// TestNoWakeup: records written with BPF_RB_NO_WAKEUP while a read sleeps
+// do not end its wait (Close does, with ErrClosed); a passed deadline reads
+// the records there, then returns os.ErrDeadlineExceeded (cilium's
+// TestReaderNoWakeup).
 func TestNoWakeup(t *testing.T) {
 	both(t, func(t *testing.T, im impl) {
 		m := newRing(t, 0)
 		r := open(t, im, m)
+		// The zero deadline: the read sleeps, and the records written
+		// meanwhile do not wake it.
+		c := blockedRead(t, r)
 		mustEmit(t, m, 0, producer.Message{Size: 5, Flags: producer.NoWakeup}, producer.Message{Size: 7, Flags: producer.NoWakeup})
 		if n := r.AvailableBytes(); n != 32 {
 			t.Errorf("AvailableBytes %d, want 32", n)
 		}
-		// The zero deadline: the records are there, and the read sleeps.
-		c := blockedRead(t, r)
+		select {
+		case res := <-c:
+			t.Fatalf("a record written without wake-up ended the wait: %d bytes, %v", len(res.rec.RawSample), res.err)
+		default:
+		}
 		r.Close()
 		if res := await(t, c, "Close"); !errors.Is(res.err, im.errClosed) {
 			t.Fatalf("read closed while records written without wake-up were there: %v", res.err)
@@ -496,15 +516,55 @@ func TestNoWakeup(t *testing.T) {
 	})
 }
 
-// TestFlush: Flush makes a blocked read return the records there, then
-// ErrFlushed (cilium's TestReaderFlushPendingEvents); a Flush while no
-// read waits is kept for the next; two Flushes before a wait count once.
-func TestFlush(t *testing.T) {
+// TestReadWaitsForWakeup: cilium/ebpf v0.22.0's read waits for a wake-up
+// before it looks at the ring, so records written with BPF_RB_NO_WAKEUP
+// before a read with the zero deadline sit in the ring while it sleeps, to
+// be read after Flush (or a later wake-up, the deadline or Close). The
+// drop-in differs (doc.go): ringo's Reader looks at the ring before it
+// sleeps, as cilium/ebpf's main branch does since its Reader reads through
+// RawReader, so the read returns them at once.
+func TestReadWaitsForWakeup(t *testing.T) {
 	both(t, func(t *testing.T, im impl) {
 		m := newRing(t, 0)
 		r := open(t, im, m)
 		mustEmit(t, m, 0, producer.Message{Size: 5, Flags: producer.NoWakeup}, producer.Message{Size: 7, Flags: producer.NoWakeup})
+		if im.name == "ringo" {
+			// What the drop-in does instead: the records, at once.
+			r.SetDeadline(time.Now().Add(waitLimit))
+			for i, n := range []int{5, 7} {
+				if got, err := r.Read(); err != nil || len(got.RawSample) != n {
+					t.Fatalf("read %d: %d bytes, %v; want %d", i, len(got.RawSample), err, n)
+				}
+			}
+			t.Skip("deviation (doc.go): ringo's Reader looks at the ring before it sleeps, as cilium/ebpf main's Reader does; v0.22.0's sleeps until a wake-up with records there")
+		}
 		c := blockedRead(t, r)
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if res := await(t, c, "Flush"); res.err != nil || len(res.rec.RawSample) != 5 {
+			t.Fatalf("flushed read: %d bytes, %v; want 5 bytes", len(res.rec.RawSample), res.err)
+		}
+		if got, err := r.Read(); err != nil || len(got.RawSample) != 7 {
+			t.Fatalf("second read: %d bytes, %v; want 7", len(got.RawSample), err)
+		}
+		if _, err := r.Read(); err != im.errFlushed {
+			t.Fatalf("third read: %v, want ErrFlushed", err)
+		}
+	})
+}
+
+// TestFlush: Flush makes a blocked read return the records there, then
+// ErrFlushed (cilium's TestReaderFlushPendingEvents, with the records
+// written while the read sleeps: see TestReadWaitsForWakeup); the flush is
+// spent then; a Flush while no read waits is kept for the next; two
+// Flushes before a wait count once.
+func TestFlush(t *testing.T) {
+	both(t, func(t *testing.T, im impl) {
+		m := newRing(t, 0)
+		r := open(t, im, m)
+		c := blockedRead(t, r)
+		mustEmit(t, m, 0, producer.Message{Size: 5, Flags: producer.NoWakeup}, producer.Message{Size: 7, Flags: producer.NoWakeup})
 		if err := r.Flush(); err != nil {
 			t.Fatal(err)
 		}
@@ -535,6 +595,57 @@ func TestFlush(t *testing.T) {
 		r.SetDeadline(time.Now().Add(-time.Second))
 		if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("read after the flush was returned: %v, want os.ErrDeadlineExceeded", err)
+		}
+	})
+}
+
+// TestFlushAndDeadline: a Flush and a passed deadline are returned one
+// after the other, the flush first, whichever came first; after a flush,
+// reads wait again until the deadline.
+func TestFlushAndDeadline(t *testing.T) {
+	both(t, func(t *testing.T, im impl) {
+		m := newRing(t, 0)
+		r := open(t, im, m)
+		r.SetDeadline(time.Now().Add(-time.Second))
+		if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read past the deadline: %v", err)
+		}
+		// Flushed after the deadline passed.
+		r.Flush()
+		if _, err := r.Read(); err != im.errFlushed {
+			t.Fatalf("read flushed after the deadline passed: %v, want ErrFlushed", err)
+		}
+		if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read after the flush was returned: %v, want os.ErrDeadlineExceeded", err)
+		}
+		// Flushed, then a deadline set in the past.
+		r.SetDeadline(time.Time{})
+		r.Flush()
+		r.SetDeadline(time.Now().Add(-time.Second))
+		if _, err := r.Read(); err != im.errFlushed {
+			t.Fatalf("read flushed before a deadline in the past: %v, want ErrFlushed", err)
+		}
+		if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read after that flush: %v, want os.ErrDeadlineExceeded", err)
+		}
+		// A deadline ahead, a flush with records there: the records, the
+		// flush, then reads wait until the deadline.
+		deadline := time.Now().Add(50 * time.Millisecond)
+		r.SetDeadline(deadline)
+		mustEmit(t, m, 0, producer.Message{Size: 8})
+		r.Flush()
+		if got, err := r.Read(); err != nil || len(got.RawSample) != 8 {
+			t.Fatalf("read of the record there when flushed: %d bytes, %v", len(got.RawSample), err)
+		}
+		if _, err := r.Read(); err != im.errFlushed {
+			t.Fatalf("read once the ring is empty: %v, want ErrFlushed", err)
+		}
+		if _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read after the flush: %v, want os.ErrDeadlineExceeded", err)
+		}
+		// Both count in whole milliseconds: the wait ends in the last one.
+		if early := time.Until(deadline); early > time.Millisecond {
+			t.Errorf("the read after the flush returned %v before the deadline", early)
 		}
 	})
 }

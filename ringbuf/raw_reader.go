@@ -1,0 +1,190 @@
+package ringbuf
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/ringo-bpf/ringo"
+)
+
+// RawReader reads the samples of a BPF ring buffer map without copying
+// them, as the RawReader of cilium/ebpf's main branch (after v0.22.0) does,
+// with ringo's Reader in explicit release mode underneath: samples are
+// slices of the ring's shared memory, handed out inside a Lease
+// (WithLease), that stay in the ring, valid, until Lease.Commit releases
+// them. The consumer position the kernel sees moves only at Commit, so a
+// lease can read a batch of samples and free their space at once.
+//
+// A RawReader must not be used by several goroutines at once, except that
+// Close and Flush may be called from another goroutine to interrupt a
+// blocked read. Use Reader for a reader that is safe for concurrent use.
+type RawReader struct {
+	*base
+
+	drainErr error // a wait's deadline or flush, returned once the ring is empty
+
+	// last is the last sample handed out, which Commit releases (with
+	// every one before it); held says it has not been released.
+	last   ringo.Record
+	held   bool
+	takeFn func(ringo.Record) error
+
+	inflight atomic.Bool
+	// lease is held by a running lease: Close waits for it.
+	lease sync.Mutex
+
+	cleanup runtime.Cleanup
+}
+
+// errConcurrent is the error of WithLease while another lease is running.
+var errConcurrent = errors.New("concurrent use of RawReader")
+
+// NewRawReader returns a RawReader of the ring buffer map m. m stays the
+// caller's: the RawReader holds a descriptor of its own.
+func NewRawReader(m *ebpf.Map) (*RawReader, error) {
+	b, err := open(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.rd.SetExplicitRelease(true); err != nil {
+		b.free()
+		return nil, err
+	}
+	rr := &RawReader{base: b}
+	rr.takeFn = rr.take
+	rr.cleanup = freeOnCollect(rr, b)
+	return rr, nil
+}
+
+// WithLease calls fn with a Lease of rr, which is valid only while fn runs.
+// fn may call Lease.ReadSample several times before Lease.Commit, to free
+// the space of a batch of samples at once. It returns fn's error, or an
+// error without calling fn: ErrClosed (wrapped) once rr is closed, and one
+// saying so while another lease is running. fn must not call rr.Close
+// (Close waits for the lease to end).
+func (rr *RawReader) WithLease(fn func(Lease) error) error {
+	if !rr.inflight.CompareAndSwap(false, true) {
+		return errConcurrent
+	}
+	defer rr.inflight.Store(false)
+	rr.lease.Lock()
+	defer rr.lease.Unlock()
+	if rr.closed.Load() {
+		return fmt.Errorf("ringbuf: %w", ErrClosed)
+	}
+	return fn(Lease{rr: rr})
+}
+
+// Close frees rr's resources, interrupting a blocked Lease.ReadSample (which
+// returns an error matching ErrClosed), and waits for a running lease to
+// end. Samples read and not committed stay in the ring, for the next
+// reader. Calling it again returns nil.
+func (rr *RawReader) Close() error {
+	if !rr.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	rr.cleanup.Stop()
+	return rr.free(func() { rr.lease.Lock(); rr.lease.Unlock() })
+}
+
+// SetDeadline sets when Lease.ReadSample stops waiting for samples and
+// returns os.ErrDeadlineExceeded; the zero time waits for ever. Like every
+// method but Close and Flush, it must not be called while a read runs.
+func (rr *RawReader) SetDeadline(t time.Time) { rr.w.setDeadline(t) }
+
+// BufferSize returns the size in bytes of the ring's data area.
+func (rr *RawReader) BufferSize() int { return rr.size }
+
+// Flush makes a blocked Lease.ReadSample (or the next one) return the
+// samples in the ring, then ErrFlushed.
+func (rr *RawReader) Flush() error { return rr.w.flush() }
+
+// AvailableBytes returns the bytes between the consumer position last
+// committed and the producer position: samples read but not committed
+// count as available. It panics after Close.
+func (rr *RawReader) AvailableBytes() int { return rr.available("RawReader") }
+
+// take is ConsumeN's callback: the sample stays held in the ring.
+func (rr *RawReader) take(rec ringo.Record) error {
+	rr.last, rr.held = rec, true
+	return nil
+}
+
+// Lease is a RawReader's exclusive access for the length of a
+// RawReader.WithLease callback, and must not be used after it returns.
+type Lease struct {
+	rr *RawReader
+}
+
+// ReadSample returns the next sample, waiting for one when the ring is
+// empty. data is a slice of the ring's shared, read-only memory, valid
+// until the next Commit; its capacity runs on to the end of the ring's
+// mapping, as cilium/ebpf's does (do not append to it). remain is the
+// number of bytes after this sample, up to the producer position loaded
+// by this call. Samples the producer discarded are skipped (cilium/ebpf's
+// hands them out as nil data: see the package documentation).
+//
+// Once the ring is empty it returns an error matching
+// os.ErrDeadlineExceeded when the deadline passed, ErrFlushed after Flush,
+// and one matching ErrClosed after Close.
+func (s Lease) ReadSample() (data []byte, remain int, err error) {
+	rr := s.rr
+	for {
+		n, err := rr.rd.ConsumeN(1, rr.takeFn)
+		if err != nil {
+			return nil, 0, fail(err)
+		}
+		if n == 1 {
+			return rr.sample()
+		}
+		if err := rr.drainErr; err != nil {
+			rr.drainErr = nil
+			return nil, 0, err
+		}
+		// Wait for one: the wait looks at the ring first, then sleeps.
+		for got, err := range rr.rd.Records(rr.w.context()) {
+			if err != nil {
+				if !waitEnded(err) {
+					return nil, 0, fail(err)
+				}
+				break
+			}
+			rr.take(got)
+			return rr.sample()
+		}
+		if rr.closed.Load() {
+			return nil, 0, errWaitClosed
+		}
+		// A deadline or a flush: the samples written meanwhile without a
+		// wake-up come first.
+		rr.drainErr = rr.w.take()
+	}
+}
+
+// sample returns the sample just taken as ReadSample does.
+func (rr *RawReader) sample() ([]byte, int, error) {
+	d := rr.last.Data
+	// The view's capacity, as cilium's: to the end of the two mappings of
+	// the data area, after the header at the record's offset.
+	off := int(rr.last.Pos&uint64(rr.size-1)) + ringo.HeaderSize
+	d = unsafe.Slice(unsafe.SliceData(d), 2*rr.size-off)[:len(d)]
+	return d, rr.remaining(&rr.last), nil
+}
+
+// Commit releases the samples ReadSample returned so far: the kernel's
+// consumer position moves past them (and past samples the producer
+// discarded after them), their space is free for producers again, and
+// their data must not be used any more.
+func (s Lease) Commit() {
+	rr := s.rr
+	if rr.held {
+		rr.held = false
+		rr.rd.Release(rr.last)
+	}
+}

@@ -154,7 +154,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 		for _, size := range cfg.Sizes {
 			switch sc {
 			case Drain:
-				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto} {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto} {
 					add(sc, impl, size, func() (Result, error) { return drain(impl, size, p.drainRing, lib) })
 				}
 			case Stream, StreamSampled:
@@ -162,7 +162,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 				if sc == StreamSampled {
 					every = p.sampleEvery
 				}
-				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto} {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto} {
 					add(sc, impl, size, func() (Result, error) {
 						return stream(sc, impl, size, p.streamRing, p.streamRecords, every, howReserve, lib)
 					})

@@ -57,19 +57,19 @@ func benchImpls(b *testing.B, impls []string, fn func(impl string, size int, lib
 }
 
 func BenchmarkDrain(b *testing.B) {
-	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto}, func(impl string, size int, lib *driver) (Result, error) {
+	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto}, func(impl string, size int, lib *driver) (Result, error) {
 		return drain(impl, size, 32<<20, lib)
 	})
 }
 
 func BenchmarkStream(b *testing.B) {
-	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto}, func(impl string, size int, lib *driver) (Result, error) {
+	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto}, func(impl string, size int, lib *driver) (Result, error) {
 		return stream(Stream, impl, size, 4<<20, 1<<20, 0, howReserve, lib)
 	})
 }
 
 func BenchmarkStreamSampled(b *testing.B) {
-	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto}, func(impl string, size int, lib *driver) (Result, error) {
+	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto}, func(impl string, size int, lib *driver) (Result, error) {
 		return stream(StreamSampled, impl, size, 4<<20, 1<<20, 256, howReserve, lib)
 	})
 }

@@ -16,6 +16,7 @@ require (
 	git.sr.ht/~sbinet/gg v0.7.0 // indirect
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
+	github.com/ringo-bpf/ringo/ringbuf v0.0.0
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
@@ -23,3 +24,5 @@ require (
 replace github.com/ringo-bpf/ringo => ..
 
 tool github.com/cilium/ebpf/cmd/bpf2go
+
+replace github.com/ringo-bpf/ringo/ringbuf => ../ringbuf

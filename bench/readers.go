@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/ringo-bpf/ringo"
+	dropin "github.com/ringo-bpf/ringo/ringbuf"
 )
 
 // A reader is one Go implementation consuming the benchmark's kernel
@@ -140,14 +141,21 @@ func (r *ringoReader) Close() error {
 	return errors.Join(r.rd.Close(), r.ring.Close())
 }
 
-// ciliumReader is cilium/ebpf's ringbuf.Reader, with Read (a new record
-// per call) or ReadInto (one reused).
-type ciliumReader struct {
-	rd   *ringbuf.Reader
-	into bool
-	rec  ringbuf.Record
-	dl   deadline
-	set  bool
+// ringbufReader is a Reader of cilium/ebpf's ringbuf package or of the
+// drop-in (github.com/ringo-bpf/ringo/ringbuf), which has the same API:
+// Read (a new record per call) or ReadInto (one reused).
+type ringbufReader[R any] struct {
+	rd interface {
+		Read() (R, error)
+		ReadInto(*R) error
+		SetDeadline(time.Time)
+		Close() error
+	}
+	sample func(*R) []byte // the record's RawSample
+	into   bool
+	rec    R
+	dl     deadline
+	set    bool
 }
 
 func newCiliumReader(m *ebpf.Map, into bool) (reader, error) {
@@ -155,10 +163,18 @@ func newCiliumReader(m *ebpf.Map, into bool) (reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cilium ringbuf.NewReader: %w", err)
 	}
-	return &ciliumReader{rd: rd, into: into}, nil
+	return &ringbufReader[ringbuf.Record]{rd: rd, into: into, sample: func(r *ringbuf.Record) []byte { return r.RawSample }}, nil
 }
 
-func (r *ciliumReader) read(s *sink) error {
+func newDropinReader(m *ebpf.Map, into bool) (reader, error) {
+	rd, err := dropin.NewReader(m)
+	if err != nil {
+		return nil, fmt.Errorf("drop-in ringbuf.NewReader: %w", err)
+	}
+	return &ringbufReader[dropin.Record]{rd: rd, into: into, sample: func(r *dropin.Record) []byte { return r.RawSample }}, nil
+}
+
+func (r *ringbufReader[R]) read(s *sink) error {
 	if !r.set {
 		r.rd.SetDeadline(r.dl.set(s))
 		r.set = true
@@ -167,13 +183,13 @@ func (r *ciliumReader) read(s *sink) error {
 		var err error
 		if r.into {
 			if err = r.rd.ReadInto(&r.rec); err == nil {
-				s.add(r.rec.RawSample)
+				s.add(r.sample(&r.rec))
 				return nil
 			}
 		} else {
-			var rec ringbuf.Record
+			var rec R
 			if rec, err = r.rd.Read(); err == nil {
-				s.add(rec.RawSample)
+				s.add(r.sample(&rec))
 				return nil
 			}
 		}
@@ -184,15 +200,15 @@ func (r *ciliumReader) read(s *sink) error {
 	}
 }
 
+func (r *ringbufReader[R]) wakeups() float64 { return -1 }
+func (r *ringbufReader[R]) Close() error     { return r.rd.Close() }
+
 func ciliumErr(err error) error {
-	if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, perf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, dropin.ErrFlushed) || errors.Is(err, perf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return errNoRecords
 	}
 	return err
 }
-
-func (r *ciliumReader) wakeups() float64 { return -1 }
-func (r *ciliumReader) Close() error     { return r.rd.Close() }
 
 // perfReader is cilium/ebpf's perf.Reader with ReadInto. perf pads each
 // sample, so the record is cut back to the size the producer wrote.

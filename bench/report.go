@@ -143,7 +143,7 @@ func scenarioOrder() []string {
 }
 
 func implOrder() []string {
-	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, CiliumPerf, Chan}
+	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, CiliumPerf, Chan}
 }
 
 // sortByKnownOrder sorts names by their position in known, unknown names
@@ -298,7 +298,8 @@ func formatNs(v float64) string {
 }
 
 // ratioLines gives, for ringo and ringo_batch, their records/s divided by
-// every other implementation's at each size of the table; and in drain,
+// every other implementation's at each size of the table; the drop-in's
+// divided by the cilium/ebpf reader's it replaces; and in drain,
 // where the targets are in CPU time, their CPU ns per record divided by
 // libbpf's (below 1: less CPU than libbpf).
 func ratioLines(t *table) []string {
@@ -327,6 +328,12 @@ func ratioLines(t *table) []string {
 			if impl != Ringo && impl != RingoBatch {
 				line(fmt.Sprintf("%s ÷ %s", base, impl), rate, base, impl)
 			}
+		}
+	}
+	// The drop-in against the cilium/ebpf reader it replaces.
+	for _, p := range [][2]string{{DropinRead, CiliumRead}, {DropinReadInto, CiliumReadInto}} {
+		if slices.Contains(t.impls, p[0]) && slices.Contains(t.impls, p[1]) {
+			line(fmt.Sprintf("%s ÷ %s", p[0], p[1]), rate, p[0], p[1])
 		}
 	}
 	if t.scenario == Drain && slices.Contains(t.impls, Libbpf) {

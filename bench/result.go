@@ -36,6 +36,11 @@ const (
 	Libbpf         = "libbpf"
 	CiliumRead     = "cilium_read"
 	CiliumReadInto = "cilium_readinto"
+	// DropinRead and DropinReadInto are the drop-in for cilium/ebpf's
+	// ringbuf package (github.com/ringo-bpf/ringo/ringbuf), backed by
+	// ringo's Reader.
+	DropinRead     = "dropin_read"
+	DropinReadInto = "dropin_readinto"
 	CiliumPerf     = "cilium_perf"
 	Chan           = "chan"
 )

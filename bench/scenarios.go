@@ -26,6 +26,10 @@ func openReader(k *kernel, impl string, size int, perfBytes int) (reader, error)
 		return newCiliumReader(k.objs.Rb, false)
 	case CiliumReadInto:
 		return newCiliumReader(k.objs.Rb, true)
+	case DropinRead:
+		return newDropinReader(k.objs.Rb, false)
+	case DropinReadInto:
+		return newDropinReader(k.objs.Rb, true)
 	case CiliumPerf:
 		return newPerfReader(k.objs.Perf, perfBytes, size)
 	}

@@ -155,7 +155,12 @@ func (rr *readerRing) consumeBatch(r *Reader, fn func(Source, *Batch) error) (n 
 // begin starts a batch at the cursor that ends at end or before.
 func (b *Batch) begin(r *Reader, rr *readerRing, end uint64) {
 	c := &rr.cur
-	*b = Batch{r: r, rr: rr, ring: c.mem.area(), mask: c.mem.mask, base: c.pos &^ c.mem.mask, start: c.pos, end: end, prod: c.prod}
+	// Field by field: assigning a whole Batch copies it with the write
+	// barriers of its pointers, a sizeable part of a one-record Consume.
+	b.r, b.rr, b.ring, b.mask, b.base = r, rr, c.mem.area(), c.mem.mask, c.pos&^c.mem.mask
+	b.start, b.end, b.stop, b.prod, b.took = c.pos, end, 0, c.prod, 0
+	b.rel, b.lim, b.w, b.t, b.k, b.runK, b.runRel, b.bytes = 0, 0, 0, 0, 0, 0, 0, 0
+	b.copied, b.broke, b.err = false, false, nil
 	b.rel, b.lim, b.w, b.t, b.k = b.next(c.pos-b.base, 0)
 }
 

@@ -129,8 +129,11 @@ type readerRing struct {
 	// producer that found the ring just before still gets its record read.
 	dropAt time.Time
 	cur    cursor
-	// stored is the consumer position last stored to the ring.
-	stored uint64
+	// stored is the consumer position last stored to the ring. fenceOwed
+	// says it was stored with a release store, without the StoreLoad fence
+	// the wake-up protocol needs before the Reader sleeps (ready).
+	stored    uint64
+	fenceOwed bool
 	// consumed and consumedBytes publish the cursor's passed counts for
 	// Stats, at every commit.
 	consumed, consumedBytes atomic.Uint64
@@ -438,28 +441,42 @@ func (rr *readerRing) commitAwake() {
 // of the ring is free: a wake-up then pays for many records. Every other
 // store (the end of a batch, of a Read, a Release, before sleeping) wakes
 // them whatever it freed.
-func (rr *readerRing) store(midBatch bool) {
+func (rr *readerRing) store(midBatch bool) { rr.storeAs(midBatch, midBatch) }
+
+// storeAs is store; release says a kernel ring's consumer_pos may be stored
+// with a release store (the consumer does not sleep next): the fence is
+// then owed, and paid by the next store that is not a release store, ready
+// making one before the Reader sleeps.
+func (rr *readerRing) storeAs(midBatch, release bool) {
 	c := &rr.cur
 	// Only this goroutine stores them: a release store suffices (a
 	// plain one on amd64). Held records are not consumed yet.
 	storeRelease(&rr.consumed, c.passed-uint64(len(rr.held)))
 	storeRelease(&rr.consumedBytes, c.passedBy-rr.heldBytes)
-	if pos := rr.target(); rr.stored != pos {
+	if pos := rr.target(); rr.stored != pos || rr.fenceOwed && !release {
 		rr.stored = pos
 		if c.mem.consCount != nil {
 			// Before consumer_pos: a consumer that takes over reads
 			// the count of the records before the position it finds.
 			c.mem.consCount.Store(c.count)
 		}
-		if midBatch && c.mem.space == nil {
+		if release && c.mem.space == nil {
 			// A kernel ring's consumer going on at once needs no
 			// StoreLoad fence after its store (the one before it
 			// sleeps has it: commit, ready): a release store, as
 			// libbpf's, frees the space without the locked
 			// instruction's wait, cheap enough to make often.
 			storeRelease(c.mem.consumerPos, rr.stored)
+			rr.fenceOwed = true
 		} else {
+			// Pairs with the kernel's smp_load_acquire of
+			// consumer_pos in bpf_ringbuf_commit (kernel/bpf/
+			// ringbuf.c): a full barrier before the Reader's next
+			// load of producer_pos, so that either the producer sees
+			// this position and wakes the Reader, or the Reader sees
+			// the record.
 			c.mem.consumerPos.Store(rr.stored)
+			rr.fenceOwed = false
 		}
 	}
 	// After consumer_pos: pairs with a waiting producer's store of wanted
@@ -553,6 +570,14 @@ func (r *Reader) turns(n int, take func(rr *readerRing, max int) (int, error)) (
 	}
 	r.follow()
 	defer r.sweep()
+	// (The turns themselves are a function of their own, so that turns
+	// has few enough returns for its defers to be open-coded: a call of
+	// Consume for one record pays no deferred-call records.)
+	return r.takeTurns(n, take)
+}
+
+// takeTurns is the loop of turns, with the Reader locked.
+func (r *Reader) takeTurns(n int, take func(rr *readerRing, max int) (int, error)) (total int, err error) {
 	for _, rr := range r.rings {
 		rr.taken = 0
 	}
@@ -686,7 +711,11 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 	rec.Source, rec.Pos, rec.size = rr.src, rr.cur.pos, total
 	rec.Data = append(rec.Data[:0], data...)
 	rr.pass(total)
-	rr.commitAwake()
+	// The whole position, not commitAwake's: the record's space is free
+	// when ReadInto returns, as the doc and cilium/ebpf's ReadInto (which
+	// the ringbuf drop-in builds on this) promise. A release store: the
+	// Reader does not sleep now, and pays the fence before it does.
+	rr.storeAs(false, true)
 	return nil
 }
 
@@ -933,10 +962,10 @@ func (r *Reader) ready(final bool) bool {
 				rr.commitAwake() // not sleeping yet: see commitAwake
 				break
 			}
-			if rr.stored == rr.target() {
+			if rr.stored == rr.target() && !rr.fenceOwed {
 				break
 			}
-			rr.commit() // then look again: store before load
+			rr.commit() // then look again: store (fenced) before load
 			if fence && rr.cur.mem.fencedByReader && !sys.ProcessBarrier() {
 				return true
 			}

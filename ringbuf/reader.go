@@ -38,10 +38,10 @@ type Record struct {
 type Reader struct {
 	*base
 
-	mu      sync.Mutex // held by reads and SetDeadline, as cilium's
-	pending error      // a wait's deadline or flush, returned once the ring is empty
-	dst     *Record    // where copyOut copies the record it is handed
-	copyFn  func(ringo.Record) error
+	mu      sync.Mutex   // held by reads and SetDeadline, as cilium's
+	pending error        // a wait's deadline or flush, returned once the ring is empty
+	got     ringo.Record // what ringo's ReadInto fills
+	buf     []byte       // where a record goes that rec.RawSample cannot hold
 
 	cleanup runtime.Cleanup
 }
@@ -55,7 +55,6 @@ func NewReader(m *ebpf.Map) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{base: b}
-	r.copyFn = r.copyOut
 	r.cleanup = freeOnCollect(r, b)
 	return r, nil
 }
@@ -104,49 +103,47 @@ func (r *Reader) ReadInto(rec *Record) error {
 	if r.closed.Load() {
 		return errReadClosed
 	}
-	r.dst = rec
-	defer func() { r.dst = nil }()
 	for {
-		// A record there is taken without waiting.
-		n, err := r.rd.ConsumeN(1, r.copyFn)
-		if n == 1 || err != nil {
+		// ringo's ReadInto looks at the ring, then waits with the
+		// context (or, with a deadline or flush pending, only looks). It
+		// copies the record into rec.RawSample when it fits, else into
+		// buf, from where it goes into a slice of exactly its size, as
+		// cilium's ReadInto allocates.
+		ctx := r.w.context()
+		if r.pending != nil {
+			ctx = ended
+		}
+		dst := rec.RawSample
+		if cap(dst) == 0 {
+			dst = r.buf
+		}
+		r.got.Data = dst[:0]
+		err := r.rd.ReadInto(ctx, &r.got)
+		if err == nil {
+			if data := r.got.Data; len(data) <= cap(rec.RawSample) {
+				rec.RawSample = rec.RawSample[:len(data)] // data is its memory
+			} else {
+				r.buf = data[:0]
+				rec.RawSample = make([]byte, len(data))
+				copy(rec.RawSample, data)
+			}
+			rec.Remaining = r.remaining(&r.got)
+			return nil
+		}
+		if !waitEnded(err) {
 			return fail(err)
+		}
+		if r.closed.Load() {
+			return errWaitClosed
 		}
 		if err := r.pending; err != nil {
 			r.pending = nil
 			return err
 		}
-		// Wait for one: the wait looks at the ring first, then sleeps.
-		for got, err := range r.rd.Records(r.w.context()) {
-			if err != nil {
-				if !waitEnded(err) {
-					return fail(err)
-				}
-				break
-			}
-			return r.copyOut(got)
-		}
-		if r.closed.Load() {
-			return errWaitClosed
-		}
 		// A deadline or a flush: the records written meanwhile without a
 		// wake-up come first.
 		r.pending = r.w.take()
 	}
-}
-
-// copyOut copies the record it is handed into r.dst, as cilium/ebpf's
-// ReadInto does.
-func (r *Reader) copyOut(got ringo.Record) error {
-	d := r.dst
-	if n := len(got.Data); cap(d.RawSample) < n {
-		d.RawSample = make([]byte, n)
-	} else {
-		d.RawSample = d.RawSample[:n]
-	}
-	copy(d.RawSample, got.Data)
-	d.Remaining = r.remaining(&got)
-	return nil
 }
 
 // BufferSize returns the size in bytes of the ring's data area.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,25 +40,30 @@ var (
 // than a millisecond away, and otherwise within the millisecond before it.
 type waiter struct {
 	mu       sync.Mutex
-	gen      *waitCtx
-	deadline time.Time   // as set, zero for none
-	flushed  bool        // a Flush not yet returned as ErrFlushed
-	closed   bool        // Close was called
-	timer    *time.Timer // ends gen at its deadline; made at the first deadline
+	gen      atomic.Pointer[waitCtx] // stored with mu held; loaded by context without it
+	deadline time.Time               // as set, zero for none
+	flushed  bool                    // a Flush not yet returned as ErrFlushed
+	closed   bool                    // Close was called
+	timer    *time.Timer             // ends gen at its deadline; made at the first deadline
 }
 
 func newWaiter() *waiter {
 	w := &waiter{}
-	w.gen = &waitCtx{w: w, done: make(chan struct{})}
+	w.gen.Store(&waitCtx{w: w, done: make(chan struct{})})
 	return w
 }
 
-// context returns the context for the next wait.
-func (w *waiter) context() context.Context {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.gen
-}
+// context returns the context for the next wait: an atomic load, not the
+// lock, which a read per record cannot afford.
+func (w *waiter) context() context.Context { return w.gen.Load() }
+
+// ended is a context that has ended: ringo's Reader looks at the ring with
+// it and returns its error without waiting.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // ends is the moment a generation waiting for deadline t ends.
 func ends(t time.Time) time.Time {
@@ -75,7 +81,7 @@ func (w *waiter) setDeadline(t time.Time) {
 		w.mu.Unlock()
 		return
 	}
-	g, end := w.gen, ends(t)
+	g, end := w.gen.Load(), ends(t)
 	if g.err != nil {
 		// Ended: a reported flush comes first (take renews then); a
 		// deadline already passed leaves it ended.
@@ -103,7 +109,7 @@ func (w *waiter) setDeadline(t time.Time) {
 
 // renew makes a new generation ending at end; w.mu is held.
 func (w *waiter) renew(end time.Time) {
-	w.gen = &waitCtx{w: w, done: make(chan struct{}), deadline: end}
+	w.gen.Store(&waitCtx{w: w, done: make(chan struct{}), deadline: end})
 	if !end.IsZero() {
 		w.arm(end)
 	}
@@ -123,7 +129,7 @@ func (w *waiter) arm(end time.Time) {
 // deadline moved meanwhile is waited for again, one removed is ignored.
 func (w *waiter) fire() {
 	w.mu.Lock()
-	g := w.gen
+	g := w.gen.Load()
 	if g.err != nil || g.deadline.IsZero() || w.closed {
 		w.mu.Unlock()
 		return
@@ -149,8 +155,8 @@ func (w *waiter) flush() error {
 	}
 	w.flushed = true
 	var fire []func()
-	if w.gen.err == nil {
-		fire = w.gen.end(context.Canceled)
+	if g := w.gen.Load(); g.err == nil {
+		fire = g.end(context.Canceled)
 	}
 	w.mu.Unlock()
 	run(fire)
@@ -184,8 +190,8 @@ func (w *waiter) close() {
 		w.timer.Stop()
 	}
 	var fire []func()
-	if w.gen.err == nil {
-		fire = w.gen.end(context.Canceled)
+	if g := w.gen.Load(); g.err == nil {
+		fire = g.end(context.Canceled)
 	}
 	w.mu.Unlock()
 	run(fire)

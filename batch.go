@@ -397,5 +397,5 @@ func (rr *readerRing) settle() {
 	if rr.batch.r != nil {
 		rr.endBatch()
 	}
-	rr.commitAwake()
+	rr.storeAwake()
 }

@@ -99,7 +99,7 @@ func (rr *readerRing) release(rec Record) error {
 	}
 	rr.held = rr.held[:copy(rr.held, rr.held[i+1:])]
 	rr.released = end
-	rr.commit()
+	rr.storePos()
 	return nil
 }
 

@@ -323,7 +323,7 @@ func (r *Reader) sweep() {
 		if _, _, st, err := rr.cur.next(); (err == nil && st != stepEmpty) || rr.holding() {
 			continue // records (or one being written) left to read or release
 		}
-		rr.commit()
+		rr.storePos()
 		r.poller.Remove(rr.src.pollFD())
 		rr.src.detach()
 		if rr.set != nil {
@@ -389,7 +389,7 @@ func (r *Reader) free() {
 			r.stopWait()
 		}
 		for _, rr := range r.rings {
-			rr.commit()
+			rr.storePos()
 			rr.src.detach()
 			if rr.set != nil && !rr.dropAt.IsZero() {
 				rr.set.released(rr.src)
@@ -407,13 +407,13 @@ func (r *Reader) free() {
 // Wakeups returns how many times a blocked Reader was woken by its rings.
 func (r *Reader) Wakeups() uint64 { return r.wakeups.Load() }
 
-// commit stores the cursor's position (in explicit release mode, the end of
+// storePos stores the cursor's position (in explicit release mode, the end of
 // the last released record) as the ring's consumer_pos, freeing
 // the space of the records before it. Pairs with the producers' load of
 // consumer_pos in reserve and in the wake-up test.
-func (rr *readerRing) commit() { rr.store(false) }
+func (rr *readerRing) storePos() { rr.store(false) }
 
-// commitAwake is commit for a consumer that is not about to sleep: at the
+// storeAwake is storePos for a consumer that is not about to sleep: at the
 // end of a Consume, a batch, a Read. A kernel ring's producer wakes its
 // consumer when it commits the record at consumer_pos (the adaptive
 // wake-up), in the kernel, a few microseconds of its CPU each time; a
@@ -424,7 +424,7 @@ func (rr *readerRing) commit() { rr.store(false) }
 // no commit is at: one record's space is freed a little later. Before it
 // sleeps, the Reader stores its whole position (ready), which the wake-up
 // needs.
-func (rr *readerRing) commitAwake() {
+func (rr *readerRing) storeAwake() {
 	c := &rr.cur
 	if c.mem.space != nil || rr.holding() || int64(c.last-rr.stored) <= 0 || int64(c.pos-c.last) <= 0 {
 		rr.store(false)
@@ -463,7 +463,7 @@ func (rr *readerRing) storeAs(midBatch, release bool) {
 		if release && c.mem.space == nil {
 			// A kernel ring's consumer going on at once needs no
 			// StoreLoad fence after its store (the one before it
-			// sleeps has it: commit, ready): a release store, as
+			// sleeps has it: storePos, ready): a release store, as
 			// libbpf's, frees the space without the locked
 			// instruction's wait, cheap enough to make often.
 			storeRelease(c.mem.consumerPos, rr.stored)
@@ -624,7 +624,7 @@ func (rr *readerRing) consume(r *Reader, fn func(Record) error, max int) (n int,
 	if !rr.explicit && rr.cur.mem.overwritePos == nil {
 		return rr.run(r, fn, max)
 	}
-	defer rr.commit()
+	defer rr.storePos()
 	size := rr.cur.mem.size()
 	for n < max && rr.taken < size && !r.closed.Load() {
 		data, total, st, err := rr.cur.next()
@@ -711,7 +711,7 @@ func (r *Reader) ReadInto(ctx context.Context, rec *Record) (err error) {
 	rec.Source, rec.Pos, rec.size = rr.src, rr.cur.pos, total
 	rec.Data = append(rec.Data[:0], data...)
 	rr.pass(total)
-	// The whole position, not commitAwake's: the record's space is free
+	// The whole position, not storeAwake's: the record's space is free
 	// when ReadInto returns, as the doc and cilium/ebpf's ReadInto (which
 	// the ringbuf drop-in builds on this) promise. A release store: the
 	// Reader does not sleep now, and pays the fence before it does.
@@ -772,7 +772,7 @@ func (r *Reader) guardedStore(rr *readerRing, stop bool) (err error) {
 		defer r.catchFault(guardFaults(), &err)
 	}
 	if stop {
-		rr.commit()
+		rr.storePos()
 	} else {
 		rr.storeSometimes()
 	}
@@ -802,7 +802,7 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 					data, total, st, err = rr.cur.next()
 				}
 				if err != nil {
-					rr.commit()
+					rr.storePos()
 					return nil, nil, 0, err
 				}
 				if st == stepRecord {
@@ -813,7 +813,7 @@ func (r *Reader) next(ctx context.Context) (*readerRing, []byte, uint64, error) 
 			// Free what was consumed before turning away (ready
 			// stores the rest before the Reader sleeps: producers
 			// wake it only once consumer_pos has caught up).
-			rr.commitAwake()
+			rr.storeAwake()
 			r.turn = (r.turn + 1) % len(r.rings)
 			r.taken = 0
 		}
@@ -959,13 +959,13 @@ func (r *Reader) ready(final bool) bool {
 				return true
 			}
 			if !final {
-				rr.commitAwake() // not sleeping yet: see commitAwake
+				rr.storeAwake() // not sleeping yet: see storeAwake
 				break
 			}
 			if rr.stored == rr.target() && !rr.fenceOwed {
 				break
 			}
-			rr.commit() // then look again: store (fenced) before load
+			rr.storePos() // then look again: store (fenced) before load
 			if fence && rr.cur.mem.fencedByReader && !sys.ProcessBarrier() {
 				return true
 			}

@@ -19,7 +19,7 @@ import (
 //   - A waiting producer stores 1 in the ring's wanted word, then tries to
 //     reserve again (which loads consumer_pos), then sleeps on the seq word
 //     unless seq changed since it read it before announcing.
-//   - The consumer stores consumer_pos, then loads wanted (readerRing.commit);
+//   - The consumer stores consumer_pos, then loads wanted (readerRing.storePos);
 //     if it is set, it clears it, increments seq and wakes every sleeper.
 //
 // Both sides are sequentially consistent, so either the consumer sees the

@@ -39,7 +39,6 @@ type Batch struct {
 	took                   uint64 // bytes of positions passed
 	runK                   int
 	runRel                 uint64
-	bytes                  uint64
 	copied                 bool // a ring in overwrite mode: ring holds the copy of one record
 	broke                  bool // a loop broke out
 	err                    error
@@ -159,7 +158,7 @@ func (b *Batch) begin(r *Reader, rr *readerRing, end uint64) {
 	// barriers of its pointers, a sizeable part of a one-record Consume.
 	b.r, b.rr, b.ring, b.mask, b.base = r, rr, c.mem.area(), c.mem.mask, c.pos&^c.mem.mask
 	b.start, b.end, b.stop, b.prod, b.took = c.pos, end, 0, c.prod, 0
-	b.rel, b.lim, b.w, b.t, b.k, b.runK, b.runRel, b.bytes = 0, 0, 0, 0, 0, 0, 0, 0
+	b.rel, b.lim, b.w, b.t, b.k, b.runK, b.runRel = 0, 0, 0, 0, 0, 0, 0
 	b.copied, b.broke, b.err = false, false, nil
 	b.rel, b.lim, b.w, b.t, b.k = b.next(c.pos-b.base, 0)
 }
@@ -218,8 +217,20 @@ func (b *Batch) next(rel uint64, k int) (uint64, uint64, uint32, uint64, int) {
 		c.pos = pos
 		b.runRel = b.rel
 		if b.err != nil || b.r.closed.Load() || int64(pos-b.end) >= 0 {
-			return b.rel, b.rel, b.w, b.t, b.k
+			return b.over()
 		}
+		if pos == b.prod {
+			// Paced as cursor.next (paceRecords).
+			prod, err := rr.reload(pos, max(paceBytes, paceRecords*b.t))
+			if b.prod, b.err = prod, err; err != nil || pos == prod {
+				return b.over()
+			}
+		} else if err := checkDistance(pos, b.prod, m.size()); err != nil {
+			b.err = err
+			return b.over()
+		}
+		// Where consumer_pos is stored next, from the producer_pos just
+		// loaded (a ring found nearly full stores soon).
 		if b.stop = rr.storeAt(b.prod); int64(pos-b.stop) >= 0 {
 			rr.store(true)
 			if b.stop = rr.storeAt(b.prod); int64(b.stop-pos) <= 0 {
@@ -229,29 +240,19 @@ func (b *Batch) next(rel uint64, k int) (uint64, uint64, uint32, uint64, int) {
 		if int64(b.end-b.stop) < 0 {
 			b.stop = b.end
 		}
-		if pos == b.prod {
-			// Paced as cursor.next (paceRecords).
-			prod, err := rr.reload(pos, max(paceBytes, paceRecords*b.t))
-			if b.prod, b.err = prod, err; err != nil || pos == prod {
-				return b.rel, b.rel, b.w, b.t, b.k
-			}
-		} else if err := checkDistance(pos, b.prod, m.size()); err != nil {
-			b.err = err
-			return b.rel, b.rel, b.w, b.t, b.k
-		}
 		off := pos & m.mask
 		w := b.ring.word(off).Load()
 		if w&busyBit != 0 {
 			if rr.recovers() && rr.stalled(time.Now()) {
 				continue
 			}
-			return b.rel, b.rel, b.w, b.t, b.k
+			return b.over()
 		}
 		l := uint64(payloadLen(w))
 		t := recordSize(l)
 		if t > b.prod-pos {
 			b.err = corruptLength(pos, l, b.prod-pos)
-			return b.rel, b.rel, b.w, b.t, b.k
+			return b.over()
 		}
 		if w&discardBit != 0 {
 			b.rel += t
@@ -266,6 +267,14 @@ func (b *Batch) next(rel uint64, k int) (uint64, uint64, uint32, uint64, int) {
 		}
 		return b.rel, b.lim, b.w, b.t, b.k
 	}
+}
+
+// over ends the walk at rel: nothing more to take in this batch (the ring is
+// empty or busy at rel, the batch's end is reached, or the ring is
+// corrupt). lim = rel tells consumeBatch that the walk was not cut short.
+func (b *Batch) over() (uint64, uint64, uint32, uint64, int) {
+	b.lim = b.rel
+	return b.rel, b.rel, b.w, b.t, b.k
 }
 
 // nextCopy is next for a ring in overwrite mode: the cursor copies the next

@@ -314,3 +314,86 @@ func TestConsumePanics(t *testing.T) {
 	}
 	sameRecords(t, "after the panics", got, want[from:])
 }
+
+// TestConsumeBatchBusyTailTakesTurns: a ring whose walk ends at a busy
+// record (the usual state of a ring a producer is writing) does not end
+// ConsumeBatch's turns: the other rings are read too. (A walk that ended
+// there once looked cut short, as if fn had broken out: ring b starved.)
+func TestConsumeBatchBusyTailTakesTurns(t *testing.T) {
+	a, b := newRing(t, 4096), newRing(t, 4096)
+	rd := newReader(t, a, b)
+	pending, err := a.Reserve(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Discard(pending, NoWakeup) })
+	fromB := 0
+	for i := 0; i < 20; i++ {
+		// Ring b: a record each round. Ring a: the reservation made
+		// last round commits, one more record, and a new reservation
+		// stays busy behind them.
+		if err := b.Output(make([]byte, 16), NoWakeup); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Commit(pending, NoWakeup); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Output(make([]byte, 16), NoWakeup); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err = a.Reserve(16); err != nil {
+			t.Fatal(err)
+		}
+		n, err := rd.ConsumeBatch(func(src Source, bt *Batch) error {
+			for range bt.All() {
+				if src == b {
+					fromB++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 { // ring a's two committed records, ring b's one
+			t.Fatalf("round %d: ConsumeBatch took %d records, want 3: ring a's two and ring b's one (from b so far %d)", i, n, fromB)
+		}
+	}
+	if fromB != 20 {
+		t.Errorf("ring b handed out %d records in 20 calls, want 20", fromB)
+	}
+}
+
+// TestConsumeBatchBusyTailSingleCall: one call, two rings, each with a
+// committed record; ring a's record is followed by a busy one. One
+// ConsumeBatch call should take both records (Consume does).
+func TestConsumeBatchBusyTailSingleCall(t *testing.T) {
+	for _, how := range []string{"Consume", "ConsumeBatch"} {
+		a, b := newRing(t, 4096), newRing(t, 4096)
+		rd := newReader(t, a, b)
+		if err := a.Output(make([]byte, 16), NoWakeup); err != nil {
+			t.Fatal(err)
+		}
+		v, err := a.Reserve(16) // stays busy
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Discard(v, NoWakeup) })
+		if err := b.Output(make([]byte, 16), NoWakeup); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if how == "Consume" {
+			n, err = rd.Consume(func(Record) error { return nil })
+		} else {
+			n, err = rd.ConsumeBatch(func(_ Source, bt *Batch) error {
+				for range bt.All() {
+				}
+				return nil
+			})
+		}
+		if err != nil || n != 2 {
+			t.Errorf("%s = %d, %v; want 2 (one record of each ring)", how, n, err)
+		}
+	}
+}

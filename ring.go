@@ -39,11 +39,9 @@ type Ring struct {
 	wakeups  atomic.Uint64
 	attached atomic.Bool // a Reader consumes this ring
 
-	// single is set for rings made WithSingleProducer (where the system
-	// has sys.ProcessBarrier): reservations take no lock, and reserving
-	// is 1 while one is under way, for Close (see closeReservations).
-	single    bool
-	reserving atomic.Uint32
+	// single is set for rings made WithSingleProducer: reservations
+	// take no lock (single.go).
+	singleWriter
 }
 
 // New creates a ring with a data area of size bytes: a power of two and a
@@ -455,14 +453,7 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 // handle that never reserved (a reader, `ringo show`) from closing.
 func (r *Ring) closeReservations() int {
 	if r.single {
-		// The producer stores reserving, then loads closed; we stored
-		// closed and now load reserving. Its side has no fence: the
-		// process-wide barrier orders its store before its load for
-		// it, so either it saw closed, or we see it reserving and wait.
-		sys.ProcessBarrier()
-		for r.reserving.Load() != 0 {
-			runtime.Gosched()
-		}
+		r.waitIdle()
 		return r.openReservations()
 	}
 	// A reservation of this handle that saw closed unset holds the lock
@@ -493,16 +484,7 @@ func (r *Ring) closeReservations() int {
 // nothing, if the ring is closed, or the lock could not be had (lock).
 func (r *Ring) lockReserve(ctx context.Context) error {
 	if r.single {
-		if r.reserving.Load() != 0 {
-			panic(fmt.Sprintf("ringo: two goroutines reserve at once in ring %q, made WithSingleProducer", r.name))
-		}
-		// Before the load of closed: see closeReservations.
-		storeRelease32(&r.reserving, 1)
-		if r.closed.Load() {
-			storeRelease32(&r.reserving, 0)
-			return ErrClosed
-		}
-		return nil
+		return r.beginSingle(&r.closed, r.name)
 	}
 	if r.closed.Load() {
 		return ErrClosed
@@ -526,7 +508,7 @@ func (r *Ring) lockReserve(ctx context.Context) error {
 // unlockReserve ends what lockReserve started.
 func (r *Ring) unlockReserve() {
 	if r.single {
-		storeRelease32(&r.reserving, 0)
+		r.endSingle()
 		return
 	}
 	r.mem.unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +37,10 @@ type UserRing struct {
 	pollMu sync.Mutex
 	poller *sys.Poller
 
-	// single is set for a ring opened WithSingleProducer (where the
-	// system has sys.ProcessBarrier): Reserve takes no lock, Commit and
-	// Discard publish with a store instead of a compare-and-swap, and
-	// reserving is 1 while a Reserve is under way, for Close.
-	single    bool
-	reserving atomic.Uint32
+	// single is set for a ring opened WithSingleProducer: Reserve takes
+	// no lock (single.go), Commit and Discard publish with a store instead
+	// of a compare-and-swap.
+	singleWriter
 }
 
 // OpenUserRing maps the user ring buffer map m (anything with the map's
@@ -136,14 +133,7 @@ func (u *UserRing) Close() error {
 		return nil
 	}
 	if u.single {
-		// The writer stores reserving, then loads closed; we stored
-		// closed and now load reserving. Its side has no fence: the
-		// process-wide barrier orders its store before its load for
-		// it, so either it saw closed, or we see it reserving and wait.
-		sys.ProcessBarrier()
-		for u.reserving.Load() != 0 {
-			runtime.Gosched()
-		}
+		u.waitIdle()
 	}
 	u.mem.lock(nil) // no reservation under way
 	defer u.mem.unlock()
@@ -202,16 +192,7 @@ func (u *UserRing) Reserve(n int) (Reservation, error) {
 // closed.
 func (u *UserRing) lockReserve() error {
 	if u.single {
-		if u.reserving.Load() != 0 {
-			panic("ringo: two goroutines reserve at once in a user ring opened WithSingleProducer")
-		}
-		// Before the load of closed: see Close.
-		storeRelease32(&u.reserving, 1)
-		if u.closed.Load() {
-			storeRelease32(&u.reserving, 0)
-			return ErrClosed
-		}
-		return nil
+		return u.beginSingle(&u.closed, "")
 	}
 	u.mem.lock(nil)
 	if u.closed.Load() {
@@ -224,7 +205,7 @@ func (u *UserRing) lockReserve() error {
 // unlockReserve ends what lockReserve started.
 func (u *UserRing) unlockReserve() {
 	if u.single {
-		storeRelease32(&u.reserving, 0)
+		u.endSingle()
 		return
 	}
 	u.mem.unlock()

@@ -98,7 +98,13 @@ func ok(t *testing.T, dir string, args ...string) string {
 // stderr that contains want.
 func fails(t *testing.T, dir string, code int, want string, args ...string) {
 	t.Helper()
-	r := runRingo(t, dir, args...)
+	failedWith(t, runRingo(t, dir, args...), code, want, args)
+}
+
+// failedWith checks that the command run with args failed with code and
+// one line on stderr that contains want.
+func failedWith(t testing.TB, r result, code int, want string, args []string) {
+	t.Helper()
 	if r.code != code {
 		t.Fatalf("ringo %s: exit %d, want %d (stderr %q)", strings.Join(args, " "), r.code, code, r.stderr)
 	}

@@ -97,14 +97,5 @@ func okWithin(t testing.TB, dir string, args ...string) string {
 // failsWithin is fails, bounded by 20 s.
 func failsWithin(t testing.TB, dir string, code int, want string, args ...string) {
 	t.Helper()
-	r := within(t, dir, args...)
-	if r.code != code {
-		t.Fatalf("ringo %s: exit %d, want %d (stderr %q)", strings.Join(args, " "), r.code, code, r.stderr)
-	}
-	if !strings.Contains(r.stderr, want) {
-		t.Fatalf("ringo %s: stderr %q does not say %q", strings.Join(args, " "), r.stderr, want)
-	}
-	if code == 1 && strings.Count(r.stderr, "\n") != 1 {
-		t.Fatalf("ringo %s: want one line of error, got %q", strings.Join(args, " "), r.stderr)
-	}
+	failedWith(t, within(t, dir, args...), code, want, args)
 }

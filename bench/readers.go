@@ -10,9 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/perf"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/ringo-bpf/ringo"
-	dropin "github.com/ringo-bpf/ringo/ringbuf"
+	"github.com/ringo-bpf/ringo/ringbuf/benchreaders"
 )
 
 // A reader is one Go implementation consuming the benchmark's kernel
@@ -142,69 +141,42 @@ func (r *ringoReader) Close() error {
 }
 
 // ringbufReader is a Reader of cilium/ebpf's ringbuf package or of the
-// drop-in (github.com/ringo-bpf/ringo/ringbuf), which has the same API:
-// Read (a new record per call) or ReadInto (one reused).
-type ringbufReader[R any] struct {
-	rd interface {
-		Read() (R, error)
-		ReadInto(*R) error
-		SetDeadline(time.Time)
-		Close() error
-	}
-	sample func(*R) []byte // the record's RawSample
-	into   bool
-	rec    R
-	dl     deadline
-	set    bool
+// drop-in (github.com/ringo-bpf/ringo/ringbuf), as the drop-in's own
+// benchmarks drive them: benchreaders.Open(m, impl), impl being one of
+// CiliumRead, CiliumReadInto, DropinRead and DropinReadInto (the same
+// names in both).
+type ringbufReader struct {
+	r   *benchreaders.Reader
+	s   *sink
+	add func([]byte) // s.add, made once: a method value per read would allocate
 }
 
-func newCiliumReader(m *ebpf.Map, into bool) (reader, error) {
-	rd, err := ringbuf.NewReader(m)
+func newRingbufReader(m *ebpf.Map, impl string) (reader, error) {
+	r, err := benchreaders.Open(m, impl)
 	if err != nil {
-		return nil, fmt.Errorf("cilium ringbuf.NewReader: %w", err)
+		return nil, err
 	}
-	return &ringbufReader[ringbuf.Record]{rd: rd, into: into, sample: func(r *ringbuf.Record) []byte { return r.RawSample }}, nil
+	return &ringbufReader{r: r}, nil
 }
 
-func newDropinReader(m *ebpf.Map, into bool) (reader, error) {
-	rd, err := dropin.NewReader(m)
-	if err != nil {
-		return nil, fmt.Errorf("drop-in ringbuf.NewReader: %w", err)
+func (r *ringbufReader) read(s *sink) error {
+	if r.s != s {
+		r.s, r.add = s, s.add
 	}
-	return &ringbufReader[dropin.Record]{rd: rd, into: into, sample: func(r *dropin.Record) []byte { return r.RawSample }}, nil
-}
-
-func (r *ringbufReader[R]) read(s *sink) error {
-	if !r.set {
-		r.rd.SetDeadline(r.dl.set(s))
-		r.set = true
-	}
-	for {
-		var err error
-		if r.into {
-			if err = r.rd.ReadInto(&r.rec); err == nil {
-				s.add(r.sample(&r.rec))
-				return nil
-			}
-		} else {
-			var rec R
-			if rec, err = r.rd.Read(); err == nil {
-				s.add(r.sample(&rec))
-				return nil
-			}
+	if err := r.r.Read(r.add); err != nil {
+		if errors.Is(err, benchreaders.ErrNoRecords) {
+			return errNoRecords
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) || r.dl.expired(s) {
-			return ciliumErr(err)
-		}
-		r.rd.SetDeadline(r.dl.at)
+		return err
 	}
+	return nil
 }
 
-func (r *ringbufReader[R]) wakeups() float64 { return -1 }
-func (r *ringbufReader[R]) Close() error     { return r.rd.Close() }
+func (r *ringbufReader) wakeups() float64 { return -1 }
+func (r *ringbufReader) Close() error     { return r.r.Close() }
 
 func ciliumErr(err error) error {
-	if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, dropin.ErrFlushed) || errors.Is(err, perf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, perf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return errNoRecords
 	}
 	return err

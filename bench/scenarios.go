@@ -22,14 +22,8 @@ func openReader(k *kernel, impl string, size int, perfBytes int) (reader, error)
 	switch impl {
 	case Ringo, RingoBatch:
 		return newRingoReader(k.objs.Rb, impl == RingoBatch)
-	case CiliumRead:
-		return newCiliumReader(k.objs.Rb, false)
-	case CiliumReadInto:
-		return newCiliumReader(k.objs.Rb, true)
-	case DropinRead:
-		return newDropinReader(k.objs.Rb, false)
-	case DropinReadInto:
-		return newDropinReader(k.objs.Rb, true)
+	case CiliumRead, CiliumReadInto, DropinRead, DropinReadInto:
+		return newRingbufReader(k.objs.Rb, impl)
 	case CiliumPerf:
 		return newPerfReader(k.objs.Perf, perfBytes, size)
 	}

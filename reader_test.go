@@ -493,3 +493,26 @@ func TestDeadlineErrorIsCtxErr(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestStoreIntervalFollowsFill: while it reads on, the Reader stores
+// consumer_pos once it has passed a quarter of the space producers see free:
+// every quarter ring when it keeps up, every storeMin bytes when the ring is
+// full (the README's "an interval that follows the producers' rate").
+func TestStoreIntervalFollowsFill(t *testing.T) {
+	const size = 1 << 16
+	r := newRing(t, size)
+	rd := newReader(t, r)
+	rr := rd.rings[0]
+	for _, c := range []struct {
+		fill, want uint64
+	}{
+		{0, size / 4},        // empty: a quarter ring
+		{size / 2, size / 8}, // half full: a quarter of the other half
+		{size - 2048, storeMin},
+		{size, storeMin}, // full: every storeMin bytes
+	} {
+		if got := rr.storeAt(rr.stored+c.fill) - rr.stored; got != c.want {
+			t.Errorf("with %d of %d bytes filled, the next store is %d bytes on, want %d", c.fill, size, got, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // dump without --follow prints what the ring held when it started, and
@@ -36,9 +37,7 @@ func TestDumpEndsAtStart(t *testing.T) {
 		}
 	}()
 	defer func() { stop.Store(true); wg.Wait() }()
-	for r.Positions().Producer < 32<<10 {
-		time.Sleep(time.Millisecond) // (a bound: the goroutine fills 32 KiB in far less than the test's timeout)
-	}
+	waitfor.Until(t, waitfor.Short, "the producer to write 32 KiB", func() bool { return r.Positions().Producer >= 32<<10 })
 	cmd := ringoCmd(dir, "dump", "busy", "--json")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,7 +1,9 @@
 package ringo
 
 import (
+	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
@@ -272,25 +274,65 @@ func identity(m *sys.Mapping) *ident {
 // overwriteMark returns overwrite_pos and, for rings that keep it, the
 // count of committed records before it, read as one: producers write both
 // between two increments of the sequence word, under the reservation lock.
+//
+// A reader that takes a torn pair (one word old, the other new) counts
+// the wrong records lost for good (the cursor never counts a negative
+// loss), so it waits out a writer in the middle of its update however long
+// that takes: spinning, then yielding to it (a preempted goroutine, or a
+// process descheduled on a busy host: it happens under load). Only when no
+// live handle holds the reservation lock (a process that died mid-update)
+// or after markPatience (a holder that stays stopped, or a process writing
+// garbage into the words) does it take the words as they are: the position
+// is still usable, the caller checks it, and only the count may be off.
 func (m *memory) overwriteMark() (pos, count uint64) {
 	if m.overSeq == nil {
 		return m.overwritePos.Load(), 0
 	}
+	var start time.Time
 	for try := 0; ; try++ {
 		seq := m.overSeq.Load()
-		if seq&1 == 0 || try > 10000 {
-			// (An odd word that stays odd is a producer process that
-			// died mid-update: the position is still usable.)
+		if seq&1 == 0 || try > markSpins && m.markAbandoned(start) {
 			pos, count = m.overwritePos.Load(), m.overCount.Load()
-			if m.overSeq.Load() == seq || try > 20000 {
-				// (A word that never stays put is a process
-				// writing garbage: the caller checks the position.)
+			if m.overSeq.Load() == seq || try > markSpins && time.Since(start) > markPatience {
 				return pos, count
 			}
 		}
-		cpuPause(1)
+		switch {
+		case try < markSpins:
+			cpuPause(1)
+		case try == markSpins:
+			start = time.Now()
+		default:
+			runtime.Gosched()
+		}
 	}
 }
+
+// markAbandoned reports whether a sequence word that has stayed odd (or
+// changing) since start has no live writer to wait for. A writer holds the
+// reservation lock from before it makes the word odd until after it makes
+// it even, so a free lock means none (and the caller's second look at the
+// word tells a writer that finished meanwhile).
+func (m *memory) markAbandoned(start time.Time) bool {
+	owner := m.lockWord.Load()
+	switch waited := time.Since(start); {
+	case owner == 0 || waited > markPatience:
+		return true
+	case waited < markYieldFor:
+		return false // most likely a writer preempted for a moment
+	}
+	return !m.alive(owner)
+}
+
+// markSpins is how many times overwriteMark looks before it yields between
+// looks; markYieldFor how long it yields before it also checks that the
+// writer is alive; markPatience how long it waits for a writer that holds
+// the lock and stays in the middle of its update.
+const (
+	markSpins    = 1000
+	markYieldFor = time.Millisecond
+	markPatience = 100 * time.Millisecond
+)
 
 // setOverwriteMark stores overwrite_pos and its count; called with the
 // reservation lock held, before producer_pos is published.

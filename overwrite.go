@@ -16,7 +16,10 @@ import "fmt"
 // published. The records it passes lie before pending_pos (the caller
 // checked newProd-pend <= mask), so none is still being written.
 func (m *memory) overwriteTo(prod, newProd uint64) error {
-	over, count := m.overwriteMark()
+	// Read directly, not through overwriteMark: only a holder of the lock
+	// writes them, and one that died in the middle left them usable (and
+	// the sequence word odd, which setOverwriteMark mends).
+	over, count := m.overwritePos.Load(), m.overCount.Load()
 	// overwrite_pos trails producer_pos by less than a ring (each
 	// reservation brings it along); one that does not is garbage, and a
 	// walk from it would never end.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ringo-bpf/ringo/internal/waitfor"
 )
 
 // finishOverwrite is finish for a ring in overwrite mode: what arrived of
@@ -278,4 +280,72 @@ func BenchmarkOverwrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestOverwriteMarkWaitsForWriter: a reader of overwrite_pos and its count
+// that finds a producer in the middle of updating them (preempted there,
+// as happens on a loaded host) waits for it to finish rather than taking
+// one word new and the other old, which would count records lost that
+// arrived (TestOverwriteStress's miscount, once in a few hundred runs). The
+// producer here stays in the middle for 50 ms, far longer than any spin.
+func TestOverwriteMarkWaitsForWriter(t *testing.T) {
+	r := newRing(t, 1<<12, WithOverwrite())
+	m := r.mem
+	if err := m.lock(nil); err != nil {
+		t.Fatal(err)
+	}
+	// setOverwriteMark's stores, the last two held back.
+	seq := m.overSeq.Load()
+	m.overSeq.Store(seq | 1)
+	m.overwritePos.Store(4096)
+	got := make(chan [2]uint64, 1)
+	go func() {
+		pos, count := m.overwriteMark()
+		got <- [2]uint64{pos, count}
+	}()
+	// (Not an ordering the test depends on: a reader that waits passes
+	// however the two goroutines are scheduled; this gives one that does
+	// not the time to give up.)
+	time.Sleep(50 * time.Millisecond)
+	m.overCount.Store(9)
+	m.overSeq.Store(seq + 2)
+	m.unlock()
+	if v := waitfor.Recv(t, got, waitfor.Short, "overwriteMark"); v != [2]uint64{4096, 9} {
+		t.Errorf("overwriteMark = %d, %d while a writer moved it from 0, 0 to 4096, 9", v[0], v[1])
+	}
+}
+
+// TestOverwriteMarkWriterGone: a sequence word left odd by a writer that
+// no longer holds the lock (a process that died mid-update) is taken as it
+// is at once, and one whose writer holds the lock and never finishes (a
+// stopped process) after markPatience: neither hangs the reader.
+func TestOverwriteMarkWriterGone(t *testing.T) {
+	r, err := Create("gone", 1<<12, WithDir(t.TempDir()), WithOverwrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := r.mem
+	m.overSeq.Store(7)
+	m.overwritePos.Store(64)
+	m.overCount.Store(2)
+	for _, tc := range []struct {
+		what  string
+		owner uint64
+	}{
+		{"no holder", 0},
+		{"a dead holder", 1<<63 | 1}, // names no handle of the presence table
+		{"a live holder that stays", m.self},
+	} {
+		m.lockWord.Store(tc.owner)
+		got := make(chan [2]uint64, 1)
+		go func() {
+			pos, count := m.overwriteMark()
+			got <- [2]uint64{pos, count}
+		}()
+		if v := waitfor.Recv(t, got, waitfor.Short, "overwriteMark with "+tc.what); v != [2]uint64{64, 2} {
+			t.Errorf("%s: overwriteMark = %d, %d, want 64, 2", tc.what, v[0], v[1])
+		}
+	}
+	m.lockWord.Store(0)
 }

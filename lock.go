@@ -68,6 +68,7 @@ func (m *memory) lockSlow(ctx context.Context) error {
 			// unpublished claim is forgotten.
 			if !m.alive(owner) && m.lockWord.CompareAndSwap(owner, me) {
 				m.forgetReserver(owner)
+				m.mendOverwriteMark()
 				return nil
 			}
 		}

@@ -273,17 +273,19 @@ func identity(m *sys.Mapping) *ident {
 
 // overwriteMark returns overwrite_pos and, for rings that keep it, the
 // count of committed records before it, read as one: producers write both
-// between two increments of the sequence word, under the reservation lock.
+// between two increments of the sequence word, under the reservation lock
+// (or, in a ring made WithSingleProducer, as its one producer).
 //
 // A reader that takes a torn pair (one word old, the other new) counts
 // the wrong records lost for good (the cursor never counts a negative
 // loss), so it waits out a writer in the middle of its update however long
-// that takes: spinning, then yielding to it (a preempted goroutine, or a
-// process descheduled on a busy host: it happens under load). Only when no
-// live handle holds the reservation lock (a process that died mid-update)
-// or after markPatience (a holder that stays stopped, or a process writing
-// garbage into the words) does it take the words as they are: the position
-// is still usable, the caller checks it, and only the count may be off.
+// that takes: spinning, yielding, then napping (a preempted goroutine, or
+// a process descheduled on a busy host: it happens under load). Only when
+// no live handle of a shared ring holds the reservation lock (a process
+// that died mid-update) or after markPatience (a holder that stays
+// stopped, or a process writing garbage into the words) does it take the
+// words as they are: the position is still usable, the caller checks it,
+// and only the count may be off.
 func (m *memory) overwriteMark() (pos, count uint64) {
 	if m.overSeq == nil {
 		return m.overwritePos.Load(), 0
@@ -302,42 +304,68 @@ func (m *memory) overwriteMark() (pos, count uint64) {
 			cpuPause(1)
 		case try == markSpins:
 			start = time.Now()
-		default:
+		case time.Since(start) < markYieldFor:
 			runtime.Gosched()
+		default:
+			time.Sleep(markNap)
 		}
 	}
 }
 
 // markAbandoned reports whether a sequence word that has stayed odd (or
-// changing) since start has no live writer to wait for. A writer holds the
+// changing) since start has no live writer to wait for. An in-process
+// ring's writers cannot die in the middle of an update (nor can anyone else
+// write its memory), so it always has one. A shared ring's writer holds the
 // reservation lock from before it makes the word odd until after it makes
-// it even, so a free lock means none (and the caller's second look at the
-// word tells a writer that finished meanwhile).
+// it even, so a free lock, or one whose holder is dead, means none; the
+// caller's second look at the word tells a writer that finished, or
+// started, meanwhile (each update makes the word a new odd value, see
+// setOverwriteMark).
 func (m *memory) markAbandoned(start time.Time) bool {
-	owner := m.lockWord.Load()
-	switch waited := time.Since(start); {
-	case owner == 0 || waited > markPatience:
+	waited := time.Since(start)
+	if waited > markPatience {
 		return true
-	case waited < markYieldFor:
-		return false // most likely a writer preempted for a moment
 	}
-	return !m.alive(owner)
+	if m.presence == nil || waited < markYieldFor {
+		return false
+	}
+	owner := m.lockWord.Load()
+	return owner == 0 || !m.alive(owner)
 }
 
 // markSpins is how many times overwriteMark looks before it yields between
-// looks; markYieldFor how long it yields before it also checks that the
-// writer is alive; markPatience how long it waits for a writer that holds
-// the lock and stays in the middle of its update.
+// looks; markYieldFor how long it yields before it naps markNap between
+// looks and checks that the writer is alive; markPatience how long it waits
+// for a writer that stays in the middle of its update (as long as a
+// producer waits for a held reservation lock).
 const (
 	markSpins    = 1000
 	markYieldFor = time.Millisecond
-	markPatience = 100 * time.Millisecond
+	markNap      = 100 * time.Microsecond
+	markPatience = lockPatience
 )
+
+// mendOverwriteMark makes even a sequence word that a lock holder that died
+// in the middle of setOverwriteMark left odd, so that readers stop waiting
+// on it; called by the process that took its lock over, holding it. The
+// words stay as the dead holder left them: the position is usable, the
+// count may miss that one update's records.
+func (m *memory) mendOverwriteMark() {
+	if m.overSeq == nil {
+		return
+	}
+	if seq := m.overSeq.Load(); seq&1 != 0 {
+		m.overSeq.Store(seq + 1)
+	}
+}
 
 // setOverwriteMark stores overwrite_pos and its count; called with the
 // reservation lock held, before producer_pos is published.
 func (m *memory) setOverwriteMark(pos, count uint64) {
-	seq := m.overSeq.Load() | 1 // odd: being written (already odd if a holder died here)
+	// Odd: being written. A new odd value even if a holder died here and
+	// left the word odd, so that a reader that took the dead holder's
+	// words as they were sees the word change under it.
+	seq := (m.overSeq.Load() + 1) | 1
 	m.overSeq.Store(seq)
 	m.overwritePos.Store(pos)
 	m.overCount.Store(count)

@@ -286,39 +286,55 @@ func BenchmarkOverwrite(b *testing.B) {
 // that finds a producer in the middle of updating them (preempted there,
 // as happens on a loaded host) waits for it to finish rather than taking
 // one word new and the other old, which would count records lost that
-// arrived (TestOverwriteStress's miscount, once in a few hundred runs). The
-// producer here stays in the middle for 50 ms, far longer than any spin.
+// arrived (TestOverwriteStress's miscount, once in a few hundred runs):
+// a producer holding the reservation lock, and the one producer of a ring
+// made WithSingleProducer, which takes no lock. The producer here stays in
+// the middle for 20 ms, far longer than any spin.
 func TestOverwriteMarkWaitsForWriter(t *testing.T) {
-	r := newRing(t, 1<<12, WithOverwrite())
-	m := r.mem
-	if err := m.lock(nil); err != nil {
-		t.Fatal(err)
-	}
-	// setOverwriteMark's stores, the last two held back.
-	seq := m.overSeq.Load()
-	m.overSeq.Store(seq | 1)
-	m.overwritePos.Store(4096)
-	got := make(chan [2]uint64, 1)
-	go func() {
-		pos, count := m.overwriteMark()
-		got <- [2]uint64{pos, count}
-	}()
-	// (Not an ordering the test depends on: a reader that waits passes
-	// however the two goroutines are scheduled; this gives one that does
-	// not the time to give up.)
-	time.Sleep(50 * time.Millisecond)
-	m.overCount.Store(9)
-	m.overSeq.Store(seq + 2)
-	m.unlock()
-	if v := waitfor.Recv(t, got, waitfor.Short, "overwriteMark"); v != [2]uint64{4096, 9} {
-		t.Errorf("overwriteMark = %d, %d while a writer moved it from 0, 0 to 4096, 9", v[0], v[1])
+	for _, single := range []bool{false, true} {
+		opts := []Option{WithOverwrite()}
+		if single {
+			opts = append(opts, WithSingleProducer())
+		}
+		r := newRing(t, 1<<12, opts...)
+		m := r.mem
+		if !single {
+			if err := m.lock(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// setOverwriteMark's stores, the last two held back.
+		seq := m.overSeq.Load()
+		m.overSeq.Store(seq | 1)
+		m.overwritePos.Store(4096)
+		got := make(chan [2]uint64, 1)
+		go func() {
+			pos, count := m.overwriteMark()
+			got <- [2]uint64{pos, count}
+		}()
+		// (Not an ordering the test depends on: a reader that waits
+		// passes however the two goroutines are scheduled, up to
+		// markPatience; this gives one that does not the time to give
+		// up.)
+		time.Sleep(20 * time.Millisecond)
+		m.overCount.Store(9)
+		m.overSeq.Store(seq + 2)
+		if !single {
+			m.unlock()
+		}
+		if v := waitfor.Recv(t, got, waitfor.Short, "overwriteMark"); v != [2]uint64{4096, 9} {
+			t.Errorf("single producer %v: overwriteMark = %d, %d while a writer moved it from 0, 0 to 4096, 9", single, v[0], v[1])
+		}
 	}
 }
 
-// TestOverwriteMarkWriterGone: a sequence word left odd by a writer that
-// no longer holds the lock (a process that died mid-update) is taken as it
-// is at once, and one whose writer holds the lock and never finishes (a
-// stopped process) after markPatience: neither hangs the reader.
+// TestOverwriteMarkWriterGone: a shared ring's sequence word left odd by a
+// writer that no longer holds the lock (a process that died mid-update) is
+// taken as it is, and so is one whose writer holds the lock and never
+// finishes (a stopped process), after markPatience: neither hangs the
+// reader. The next writer makes the word a new odd value, then even, so
+// that a reader that took the dead writer's words sees it change; a process
+// that takes the dead writer's lock over makes it even at once.
 func TestOverwriteMarkWriterGone(t *testing.T) {
 	r, err := Create("gone", 1<<12, WithDir(t.TempDir()), WithOverwrite())
 	if err != nil {
@@ -326,15 +342,17 @@ func TestOverwriteMarkWriterGone(t *testing.T) {
 	}
 	defer r.Close()
 	m := r.mem
+	defer m.lockWord.Store(0) // before Close, which waits for the lock
 	m.overSeq.Store(7)
 	m.overwritePos.Store(64)
 	m.overCount.Store(2)
+	const dead = 1<<63 | 1 // names no handle of the presence table
 	for _, tc := range []struct {
 		what  string
 		owner uint64
 	}{
 		{"no holder", 0},
-		{"a dead holder", 1<<63 | 1}, // names no handle of the presence table
+		{"a dead holder", dead},
 		{"a live holder that stays", m.self},
 	} {
 		m.lockWord.Store(tc.owner)
@@ -347,5 +365,22 @@ func TestOverwriteMarkWriterGone(t *testing.T) {
 			t.Errorf("%s: overwriteMark = %d, %d, want 64, 2", tc.what, v[0], v[1])
 		}
 	}
-	m.lockWord.Store(0)
+
+	m.lockWord.Store(m.self)
+	m.setOverwriteMark(128, 3)
+	if seq := m.overSeq.Load(); seq != 10 {
+		t.Errorf("setOverwriteMark from the odd word 7 left it %d, want 10 (odd 9 while writing)", seq)
+	}
+	m.overSeq.Store(11)
+	m.lockWord.Store(dead)
+	if err := m.lock(nil); err != nil {
+		t.Fatalf("taking the dead holder's lock over: %v", err)
+	}
+	if seq := m.overSeq.Load(); seq != 12 {
+		t.Errorf("taking the lock over from a holder that left the word at 11: %d, want 12", seq)
+	}
+	if pos, count := m.overwriteMark(); pos != 128 || count != 3 {
+		t.Errorf("overwriteMark = %d, %d after the takeover, want 128, 3", pos, count)
+	}
+	m.unlock()
 }

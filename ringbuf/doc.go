@@ -14,7 +14,8 @@
 // # Sameness
 //
 // Both readers are ringo's Reader (ringo.OpenMap's KernelRing) underneath:
-// Reader reads through its ReadInto, RawReader is it in explicit release
+// Reader reads through its ReadInto (and waits as cilium's does, on an
+// epoll instance of its own), RawReader is it in explicit release
 // mode, a Lease's Commit its Release. The package's test suite runs every
 // Reader test against cilium/ebpf v0.22.0 and this package, on kernel rings
 // written by BPF programs, and asserts the same outcome; the RawReader tests
@@ -38,13 +39,8 @@
 //     read frees its record's space for producers before it returns;
 //     RawReader stores it at Commit only.
 //
-// # Where it differs (the suite skips these cases for this package, naming them)
+// # Where it differs (the suite skips this case for this package, naming it)
 //
-//   - A Reader read looks at the ring before it sleeps, as cilium/ebpf's
-//     main branch does; v0.22.0's waits for the kernel's wake-up first once
-//     a read found the ring empty, so records written with BPF_RB_NO_WAKEUP
-//     can sit in the ring while its read sleeps (TestReadWaitsForWakeup).
-//     ringo's Reader has no wait that does not look first.
 //   - A Lease's ReadSample never returns discarded records: ringo's Reader
 //     skips them, where cilium/ebpf main's ReadSample returns them as nil
 //     data (TestRawDiscarded). Their space is freed all the same.
@@ -77,6 +73,15 @@
 //     fault. Copy it instead.
 //   - A WithLease callback that calls Close never returns (Close waits for
 //     the lease).
+//   - Once a Reader read has found the ring empty (and before its first),
+//     it waits for the kernel's next wake-up of the ring before it looks
+//     again, so records written with BPF_RB_NO_WAKEUP sit in the ring while
+//     it sleeps, until a later wake-up, the deadline, Flush or Close
+//     (TestReadWaitsForWakeup). ringo's own Reader looks before it sleeps.
+//     (The drop-in's wait is an epoll instance of its own, as cilium's is:
+//     wakeup.go. It looks once more after an empty look, before it sleeps,
+//     because its consumer position is stored without a barrier per record
+//     where cilium's is stored with one.)
 //
 // One difference is deliberate: after Close, RawReader.AvailableBytes panics,
 // where cilium/ebpf's reads the memory it has unmapped, a fatal fault.

@@ -21,6 +21,7 @@ type base struct {
 	ring *ringo.KernelRing
 	rd   *ringo.Reader
 	w    *waiter
+	wake *wakeups // the Reader's (nil for a RawReader): see wakeups
 	size int
 
 	closed atomic.Bool
@@ -71,6 +72,9 @@ func (b *base) free(wait ...func()) error {
 	b.rd.Close()
 	for _, w := range wait {
 		w()
+	}
+	if b.wake != nil {
+		b.wake.close()
 	}
 	b.unmap.Lock()
 	defer b.unmap.Unlock()

@@ -38,10 +38,11 @@ type Record struct {
 type Reader struct {
 	*base
 
-	mu      sync.Mutex   // held by reads and SetDeadline, as cilium's
-	pending error        // a wait's deadline or flush, returned once the ring is empty
-	got     ringo.Record // what ringo's ReadInto fills
-	buf     []byte       // where a record goes that rec.RawSample cannot hold
+	mu       sync.Mutex   // held by reads and SetDeadline, as cilium's
+	pending  error        // a wait's deadline or flush, returned once the ring is empty
+	haveData bool         // the last look found a record, or the kernel woke the ring since: look
+	got      ringo.Record // what ringo's ReadInto fills
+	buf      []byte       // where a record goes that rec.RawSample cannot hold
 
 	cleanup runtime.Cleanup
 }
@@ -52,6 +53,10 @@ type Reader struct {
 func NewReader(m *ebpf.Map) (*Reader, error) {
 	b, err := open(m)
 	if err != nil {
+		return nil, err
+	}
+	if b.wake, err = newWakeups(m.FD()); err != nil {
+		b.free()
 		return nil, err
 	}
 	r := &Reader{base: b}
@@ -104,21 +109,45 @@ func (r *Reader) ReadInto(rec *Record) error {
 		return errReadClosed
 	}
 	for {
-		// ringo's ReadInto looks at the ring, then waits with the
-		// context (or, with a deadline or flush pending, only looks). It
-		// copies the record into rec.RawSample when it fits, else into
-		// buf, from where it goes into a slice of exactly its size, as
-		// cilium's ReadInto allocates.
-		ctx := r.w.context()
-		if r.pending != nil {
-			ctx = ended
+		if !r.haveData {
+			// As cilium/ebpf v0.22.0: once a look found the ring empty
+			// (and before the first), wait for the kernel's wake-up, a
+			// deadline, a flush or Close, without looking first.
+			if err := r.pending; err != nil {
+				r.pending = nil
+				return err
+			}
+			if err := r.wake.wait(r.w.context()); err != nil {
+				if r.closed.Load() {
+					return errWaitClosed
+				}
+				if !waitEnded(err) {
+					return err
+				}
+				// A deadline or a flush: the records written meanwhile
+				// without a wake-up come first.
+				r.pending = r.w.take()
+			}
+			r.haveData = true
 		}
+		// ringo's ReadInto, looking only (the wait is ours). It copies
+		// the record into rec.RawSample when it fits, else into buf,
+		// from where it goes into a slice of exactly its size, as
+		// cilium's ReadInto allocates.
 		dst := rec.RawSample
 		if cap(dst) == 0 {
 			dst = r.buf
 		}
 		r.got.Data = dst[:0]
-		err := r.rd.ReadInto(ctx, &r.got)
+		err := r.rd.ReadInto(ended, &r.got)
+		if err != nil && waitEnded(err) && r.pending == nil {
+			// Empty. ringo's look stored the consumer position with a
+			// full barrier after it loaded the producer position: look
+			// once more, so that a record committed in between (whose
+			// producer may have seen the position before this read's
+			// store, and woken no one) is not left asleep.
+			err = r.rd.ReadInto(ended, &r.got)
+		}
 		if err == nil {
 			if data := r.got.Data; len(data) <= cap(rec.RawSample) {
 				rec.RawSample = rec.RawSample[:len(data)] // data is its memory
@@ -136,13 +165,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 		if r.closed.Load() {
 			return errWaitClosed
 		}
-		if err := r.pending; err != nil {
-			r.pending = nil
-			return err
-		}
-		// A deadline or a flush: the records written meanwhile without a
-		// wake-up come first.
-		r.pending = r.w.take()
+		r.haveData = false
 	}
 }
 

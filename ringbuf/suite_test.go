@@ -520,24 +520,13 @@ func TestNoWakeup(t *testing.T) {
 // before it looks at the ring, so records written with BPF_RB_NO_WAKEUP
 // before a read with the zero deadline sit in the ring while it sleeps, to
 // be read after Flush (or a later wake-up, the deadline or Close). The
-// drop-in differs (doc.go): ringo's Reader looks at the ring before it
-// sleeps, as cilium/ebpf's main branch does since its Reader reads through
-// RawReader, so the read returns them at once.
+// drop-in keeps it (doc.go), though ringo's own Reader looks at the ring
+// before it sleeps, as cilium/ebpf's main branch does.
 func TestReadWaitsForWakeup(t *testing.T) {
 	both(t, func(t *testing.T, im impl) {
 		m := newRing(t, 0)
 		r := open(t, im, m)
 		mustEmit(t, m, 0, producer.Message{Size: 5, Flags: producer.NoWakeup}, producer.Message{Size: 7, Flags: producer.NoWakeup})
-		if im.name == "ringo" {
-			// What the drop-in does instead: the records, at once.
-			r.SetDeadline(time.Now().Add(waitLimit))
-			for i, n := range []int{5, 7} {
-				if got, err := r.Read(); err != nil || len(got.RawSample) != n {
-					t.Fatalf("read %d: %d bytes, %v; want %d", i, len(got.RawSample), err, n)
-				}
-			}
-			t.Skip("deviation (doc.go): ringo's Reader looks at the ring before it sleeps, as cilium/ebpf main's Reader does; v0.22.0's sleeps until a wake-up with records there")
-		}
 		c := blockedRead(t, r)
 		if err := r.Flush(); err != nil {
 			t.Fatal(err)

@@ -25,7 +25,8 @@ var (
 )
 
 // A waiter turns cilium's SetDeadline and Flush into the context.Context
-// ringo's Reader waits with: the current generation, a waitCtx that ends
+// waits end with (ringo's Reader's for a RawReader, wakeups' for a
+// Reader): the current generation, a waitCtx that ends
 // when the deadline passes or Flush is called. Reads pass the same
 // generation again and again, so ringo's Reader registers it once (it
 // keeps the registration of a context passed again), and SetDeadline moves

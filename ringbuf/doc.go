@@ -50,9 +50,9 @@
 // ReadInto pays what ringo's Reader pays per call (its lock, a look at the
 // ring with every check against corrupt memory, the copy, a release store
 // of the consumer position) and this package's lock: on a 2-vCPU AMD EPYC
-// VM it drains 20-22 M records/s at 16 B where cilium/ebpf's ReadInto
-// drains 44-47 M (BenchmarkDrain, three runs). For speed, use ringo's own
-// Reader (ringo.OpenMap, Consume or ConsumeBatch: 96-113 M records/s
+// VM it drains 13-21 M records/s at 16 B where cilium/ebpf's ReadInto
+// drains 26-44 M (BenchmarkDrain, three runs). For speed, use ringo's own
+// Reader (ringo.OpenMap, Consume or ConsumeBatch: 79-105 M records/s
 // there), which the drop-in is for switching to without a rewrite.
 //
 // # Behaviours kept from cilium/ebpf that look like bugs

@@ -290,12 +290,16 @@ func (m *memory) overwriteMark() (pos, count uint64) {
 	if m.overSeq == nil {
 		return m.overwritePos.Load(), 0
 	}
-	var start time.Time
+	var start, checked time.Time
 	for try := 0; ; try++ {
 		seq := m.overSeq.Load()
-		if seq&1 == 0 || try > markSpins && m.markAbandoned(start) {
+		var waited time.Duration // since the spinning ended
+		if try > markSpins {
+			waited = time.Since(start)
+		}
+		if seq&1 == 0 || waited > 0 && m.markAbandoned(waited, start, &checked) {
 			pos, count = m.overwritePos.Load(), m.overCount.Load()
-			if m.overSeq.Load() == seq || try > markSpins && time.Since(start) > markPatience {
+			if m.overSeq.Load() == seq || waited > markPatience {
 				return pos, count
 			}
 		}
@@ -304,7 +308,7 @@ func (m *memory) overwriteMark() (pos, count uint64) {
 			cpuPause(1)
 		case try == markSpins:
 			start = time.Now()
-		case time.Since(start) < markYieldFor:
+		case waited < markYieldFor:
 			runtime.Gosched()
 		default:
 			time.Sleep(markNap)
@@ -313,16 +317,16 @@ func (m *memory) overwriteMark() (pos, count uint64) {
 }
 
 // markAbandoned reports whether a sequence word that has stayed odd (or
-// changing) since start has no live writer to wait for. An in-process
+// changing) for waited has no live writer to wait for. An in-process
 // ring's writers cannot die in the middle of an update (nor can anyone else
 // write its memory), so it always has one. A shared ring's writer holds the
 // reservation lock from before it makes the word odd until after it makes
 // it even, so a free lock, or one whose holder is dead, means none; the
 // caller's second look at the word tells a writer that finished, or
 // started, meanwhile (each update makes the word a new odd value, see
-// setOverwriteMark).
-func (m *memory) markAbandoned(start time.Time) bool {
-	waited := time.Since(start)
+// setOverwriteMark). The holder's liveness (a system call) is asked every
+// deadOwnerCheck, as a producer waiting for the lock asks it.
+func (m *memory) markAbandoned(waited time.Duration, start time.Time, checked *time.Time) bool {
 	if waited > markPatience {
 		return true
 	}
@@ -330,20 +334,28 @@ func (m *memory) markAbandoned(start time.Time) bool {
 		return false
 	}
 	owner := m.lockWord.Load()
-	return owner == 0 || !m.alive(owner)
+	if owner == 0 {
+		return true
+	}
+	if now := start.Add(waited); now.Sub(*checked) >= deadOwnerCheck {
+		*checked = now
+		return !m.alive(owner)
+	}
+	return false
 }
 
 // markSpins is how many times overwriteMark looks before it yields between
 // looks; markYieldFor how long it yields before it naps markNap between
 // looks and checks that the writer is alive; markPatience how long it waits
 // for a writer that stays in the middle of its update (as long as a
-// producer waits for a held reservation lock).
+// producer waits for a held reservation lock; a variable for tests).
 const (
 	markSpins    = 1000
 	markYieldFor = time.Millisecond
 	markNap      = 100 * time.Microsecond
-	markPatience = lockPatience
 )
+
+var markPatience = lockPatience
 
 // mendOverwriteMark makes even a sequence word that a lock holder that died
 // in the middle of setOverwriteMark left odd, so that readers stop waiting

@@ -291,6 +291,10 @@ func BenchmarkOverwrite(b *testing.B) {
 // made WithSingleProducer, which takes no lock. The producer here stays in
 // the middle for 20 ms, far longer than any spin.
 func TestOverwriteMarkWaitsForWriter(t *testing.T) {
+	// However late the writer below finishes (a loaded host), a reader that
+	// waits must still be waiting: no sleep decides the outcome.
+	defer func(p time.Duration) { markPatience = p }(markPatience)
+	markPatience = waitfor.Long
 	for _, single := range []bool{false, true} {
 		opts := []Option{WithOverwrite()}
 		if single {
@@ -313,9 +317,8 @@ func TestOverwriteMarkWaitsForWriter(t *testing.T) {
 			got <- [2]uint64{pos, count}
 		}()
 		// (Not an ordering the test depends on: a reader that waits
-		// passes however the two goroutines are scheduled, up to
-		// markPatience; this gives one that does not the time to give
-		// up.)
+		// passes however the two goroutines are scheduled; this gives
+		// one that does not the time to give up.)
 		time.Sleep(20 * time.Millisecond)
 		m.overCount.Store(9)
 		m.overSeq.Store(seq + 2)

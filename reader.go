@@ -436,7 +436,7 @@ func (rr *readerRing) storeAwake() {
 	c.pos = pos
 }
 
-// store is commit; midBatch says the consumer goes on reading this ring at
+// store is storePos; midBatch says the consumer goes on reading this ring at
 // once (advance), so that waiting producers are woken only once a quarter
 // of the ring is free: a wake-up then pays for many records. Every other
 // store (the end of a batch, of a Read, a Release, before sleeping) wakes
@@ -493,11 +493,9 @@ func (rr *readerRing) storeAs(midBatch, release bool) {
 	}
 }
 
-// advance moves past a record of total bytes, storing consumer_pos once a
-// quarter of the ring has been consumed since the last store, or every
-// 1/64 of the ring while the ring was more than half full at the cursor's
-// last look at producer_pos: seldom while there is room, so that the cache
-// line producers read is not bounced for every record, and soon when
+// advance moves past a record of total bytes, storing consumer_pos when
+// the cursor reaches storeAt: seldom while there is room, so that the
+// cache line producers read is not bounced for every record, and soon when
 // producers are about to run out of space, so that few are refused for
 // space the consumer has already freed.
 func (rr *readerRing) advance(total uint64) {
@@ -520,8 +518,8 @@ func (rr *readerRing) storeSometimes() {
 // ring nearly empty and stores every quarter ring, so that the cache line
 // producers read is not bounced for every record; one that falls behind
 // finds it fuller at each look and stores more and more often, every
-// record or two when it is full, so that few records are refused for space
-// it has freed already. (A fixed fraction of the ring, 1/64 once half
+// storeMin bytes when it is full, so that few records are refused for
+// space it has freed already. (A fixed fraction of the ring, 1/64 once half
 // full, let BPF producers of 1 KiB records run into a full ring every 64
 // records: 17-60% of their records dropped in BenchmarkStream.)
 func (rr *readerRing) storeAt(prod uint64) uint64 {

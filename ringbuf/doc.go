@@ -79,9 +79,9 @@
 //     it sleeps, until a later wake-up, the deadline, Flush or Close
 //     (TestReadWaitsForWakeup). ringo's own Reader looks before it sleeps.
 //     (The drop-in's wait is an epoll instance of its own, as cilium's is:
-//     wakeup.go. It looks once more after an empty look, before it sleeps,
-//     because its consumer position is stored without a barrier per record
-//     where cilium's is stored with one.)
+//     wakeup.go. Its look at the ring, ringo's, stores the consumer
+//     position with a barrier and looks again before it reports the ring
+//     empty, where cilium's stores it with a barrier after every record.)
 //
 // One difference is deliberate: after Close, RawReader.AvailableBytes panics,
 // where cilium/ebpf's reads the memory it has unmapped, a fatal fault.

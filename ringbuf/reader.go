@@ -139,15 +139,14 @@ func (r *Reader) ReadInto(rec *Record) error {
 			dst = r.buf
 		}
 		r.got.Data = dst[:0]
+		//
+		// Before it finds the ring empty, ringo's look stores the
+		// consumer position with a full barrier and looks again (as
+		// before it sleeps itself), so a record committed while it
+		// looked, by a producer that saw the position before the store
+		// and woke no one, is found, not left asleep. (cilium stores the
+		// position with a barrier per record instead.)
 		err := r.rd.ReadInto(ended, &r.got)
-		if err != nil && waitEnded(err) && r.pending == nil {
-			// Empty. ringo's look stored the consumer position with a
-			// full barrier after it loaded the producer position: look
-			// once more, so that a record committed in between (whose
-			// producer may have seen the position before this read's
-			// store, and woken no one) is not left asleep.
-			err = r.rd.ReadInto(ended, &r.got)
-		}
 		if err == nil {
 			if data := r.got.Data; len(data) <= cap(rec.RawSample) {
 				rec.RawSample = rec.RawSample[:len(data)] // data is its memory

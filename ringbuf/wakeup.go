@@ -4,43 +4,45 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
 // wakeups is how the Reader waits as cilium/ebpf v0.22.0's does once a read
 // found the ring empty: for the kernel's next wake-up of the ring, without
-// looking at it first (see doc.go). It is an epoll instance of its own,
-// holding a descriptor of the map, level-triggered as cilium's, and an
-// eventfd that the end of a waiter's generation (a deadline, Flush, Close)
-// writes to. The kernel puts the map on the epoll instance's ready list
-// only when it wakes the ring's waiters: records committed without a
-// wake-up (BPF_RB_NO_WAKEUP) leave a wait asleep, as in cilium/ebpf.
+// looking at it first (see doc.go). It is a poller of its own holding a
+// descriptor of the map, level-triggered as cilium's epoll instance is: the
+// kernel puts the map on its ready list only when it wakes the ring's
+// waiters, so records committed without a wake-up (BPF_RB_NO_WAKEUP) leave
+// a wait asleep, as in cilium/ebpf. The end of a waiter's generation (a
+// deadline, Flush, Close) interrupts it.
 type wakeups struct {
-	epfd, mapfd, efd int
+	p     *sys.Poller
+	mapfd int
+	keys  []int
+
+	// The generation whose end interrupts the poller, registered once per
+	// generation (reads pass the same one again and again), and its stop.
+	armed context.Context
+	stop  func() bool
 }
 
 func newWakeups(mapFD int) (*wakeups, error) {
-	w := &wakeups{epfd: -1, mapfd: -1, efd: -1}
-	var err error
-	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("create epoll fd: %w", err)
-	}
-	if w.mapfd, err = unix.FcntlInt(uintptr(mapFD), unix.F_DUPFD_CLOEXEC, 0); err != nil {
-		w.close()
+	fd, err := unix.FcntlInt(uintptr(mapFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
 		return nil, fmt.Errorf("duplicate the map's fd: %w", err)
 	}
-	if w.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		w.close()
-		return nil, fmt.Errorf("create eventfd: %w", err)
+	p, err := sys.NewPoller()
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
-	for _, fd := range []int{w.mapfd, w.efd} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			w.close()
-			return nil, fmt.Errorf("add fd to epoll: %w", err)
-		}
+	if err := p.AddLevel(fd, 0); err != nil {
+		p.Close()
+		unix.Close(fd)
+		return nil, fmt.Errorf("add fd to epoll: %w", err)
 	}
-	return w, nil
+	return &wakeups{p: p, mapfd: fd, keys: make([]int, 0, 1)}, nil
 }
 
 // wait sleeps until the kernel wakes the ring or ctx (a waiter's
@@ -49,38 +51,31 @@ func (w *wakeups) wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, w.poke)
-	defer stop()
-	var events [2]unix.EpollEvent
-	for {
-		n, err := unix.EpollWait(w.epfd, events[:], -1)
-		if err == unix.EINTR {
-			continue
+	if ctx != w.armed {
+		if w.stop != nil {
+			w.stop()
 		}
+		w.armed, w.stop = ctx, context.AfterFunc(ctx, w.p.Interrupt)
+	}
+	for {
+		keys, interrupted, err := w.p.Wait(w.keys[:0], -1)
 		if err != nil {
 			return fmt.Errorf("epoll wait: %w", err)
 		}
-		for _, ev := range events[:n] {
-			if int(ev.Fd) == w.efd {
-				var buf [8]byte
-				unix.Read(w.efd, buf[:]) // drain: level-triggered
-			}
+		if len(keys) != 0 || interrupted {
+			// (An interruption by a generation that ended before this
+			// one began looks like a wake-up: the read looks again.)
+			return ctx.Err()
 		}
-		return ctx.Err()
+		// EINTR: wait again.
 	}
 }
 
-// poke wakes a wait.
-func (w *wakeups) poke() {
-	one := [8]byte{1}
-	unix.Write(w.efd, one[:])
-}
-
-// close closes the descriptors; no wait may be running.
+// close releases the poller and the descriptor; no wait may be running.
 func (w *wakeups) close() {
-	for _, fd := range []int{w.epfd, w.mapfd, w.efd} {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+	if w.stop != nil {
+		w.stop()
 	}
+	w.p.Close()
+	unix.Close(w.mapfd)
 }

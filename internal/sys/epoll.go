@@ -54,6 +54,14 @@ func (p *Poller) Add(fd int, key int) error {
 	return p.add(fd, key, unix.EPOLLIN|unix.EPOLLET)
 }
 
+// AddLevel registers fd, reported by Wait as key, for readability,
+// level-triggered: Wait reports it while it polls readable. (For a kernel
+// ring the kernel re-checks it only on a wake-up: cilium/ebpf's wait, which
+// the ringbuf drop-in copies.)
+func (p *Poller) AddLevel(fd int, key int) error {
+	return p.add(fd, key, unix.EPOLLIN)
+}
+
 // AddWritable registers fd, reported by Wait as key, for writability
 // (edge-triggered): a user ring's fd polls writable when it has free space.
 func (p *Poller) AddWritable(fd int, key int) error {

@@ -7,7 +7,7 @@ import (
 
 // cursor walks the records of one ring from a position: the one piece of
 // code that reads record headers, for every kind of ring and every way of
-// consuming (Consume, Read, ReadInto, Records, Peek).
+// consuming (Consume, Read, ReadInto, Records, Peek, the drop-in's look).
 //
 // It treats the ring's memory as untrusted: a position or header that no
 // correct producer writes yields an error wrapping ErrCorrupt that names the
@@ -36,6 +36,9 @@ type cursor struct {
 	// rings' store of consumer_pos while the consumer goes on (see
 	// readerRing.store).
 	last uint64
+	// showDiscarded has next return discarded records (stepDiscarded)
+	// instead of skipping them: for the drop-in's RawReader (look.go).
+	showDiscarded bool
 }
 
 // pass moves the cursor past a record of total bytes that next returned.
@@ -62,9 +65,10 @@ const (
 type step int
 
 const (
-	stepRecord step = iota // a committed record; its bytes are returned
-	stepEmpty              // nothing published past the cursor
-	stepBusy               // the record at the cursor is still being written
+	stepRecord    step = iota // a committed record; its bytes are returned
+	stepEmpty                 // nothing published past the cursor
+	stepBusy                  // the record at the cursor is still being written
+	stepDiscarded             // a discarded record, with showDiscarded only
 )
 
 // next returns the record at the cursor, skipping discarded records, without
@@ -111,6 +115,9 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 			return nil, 0, stepEmpty, corruptLength(c.pos, n, avail)
 		}
 		if w&discardBit != 0 {
+			if c.showDiscarded {
+				return nil, total, stepDiscarded, nil
+			}
 			c.pos += total
 			continue
 		}

@@ -59,6 +59,8 @@
 //	reader.go     Reader: Consume, Read, Records, and its wake-up protocol
 //	cursor.go     the walk over record headers, checked against corrupt memory
 //	batch.go      ConsumeBatch and Consume's fast walk: the same checks, in registers
+//	look.go       the ringbuf drop-in's look at one kernel ring (internal/look):
+//	              a record per call, without the Reader's lock
 //	explicit.go   explicit release: SetExplicitRelease, Release, Rewind
 //	shared.go     rings shared between processes: Create, Open, Remove, names,
 //	              the directory and the files, checked as a careful daemon would

@@ -13,13 +13,14 @@
 //
 // # Sameness
 //
-// Both readers are ringo's Reader (ringo.OpenMap's KernelRing) underneath:
-// Reader reads through its ReadInto (and waits as cilium's does, on an
-// epoll instance of its own), RawReader is it in explicit release
-// mode, a Lease's Commit its Release. The package's test suite runs every
-// Reader test against cilium/ebpf v0.22.0 and this package, on kernel rings
-// written by BPF programs, and asserts the same outcome; the RawReader tests
-// follow main's source (built against it with -tags ciliummain):
+// Both readers read through ringo's Reader (ringo.OpenMap's KernelRing):
+// its cursor, with every check against corrupt memory, one record per call
+// (internal/look: without the Reader's lock, this package holding its own),
+// and wait for the kernel's wake-ups on an epoll instance of their own, as
+// cilium's do. The package's test suite runs every Reader test against
+// cilium/ebpf v0.22.0 and this package, on kernel rings written by BPF
+// programs, and asserts the same outcome; the RawReader tests follow main's
+// source (built against it with -tags ciliummain):
 //
 //   - NewReader and NewRawReader take maps of type ebpf.RingBuf (and
 //     ebpf.WindowsRingBuf) with a power-of-two size, and refuse others with
@@ -34,26 +35,27 @@
 //   - Remaining and ReadSample's remain are the producer position loaded by
 //     the read less the end of the record: headers, padding and discarded
 //     records count.
-//   - Reader skips discarded records.
+//   - Reader skips discarded records; a Lease's ReadSample returns them as
+//     nil data, with their remain, and Commit frees their space.
 //   - Reader stores the kernel's consumer position after every record, so a
 //     read frees its record's space for producers before it returns;
-//     RawReader stores it at Commit only.
+//     RawReader stores it at Commit only: samples read and not committed
+//     are not read again by the next lease, and stay in the ring, for the
+//     next reader, after Close.
 //
-// # Where it differs (the suite skips this case for this package, naming it)
-//
-//   - A Lease's ReadSample never returns discarded records: ringo's Reader
-//     skips them, where cilium/ebpf main's ReadSample returns them as nil
-//     data (TestRawDiscarded). Their space is freed all the same.
+// No case of the suite is skipped for either package.
 //
 // # Speed
 //
-// ReadInto pays what ringo's Reader pays per call (its lock, a look at the
-// ring with every check against corrupt memory, the copy, a release store
-// of the consumer position) and this package's lock: on a 2-vCPU AMD EPYC
-// VM it drains 13-21 M records/s at 16 B where cilium/ebpf's ReadInto
-// drains 26-44 M (BenchmarkDrain, three runs). For speed, use ringo's own
-// Reader (ringo.OpenMap, Consume or ConsumeBatch: 79-105 M records/s
-// there), which the drop-in is for switching to without a rewrite.
+// On a 2-vCPU AMD EPYC VM (BenchmarkDrain, BenchmarkStream; three runs,
+// ranges in the README): draining a pre-filled ring, ReadInto takes 38-42 M
+// records/s at 16 B where cilium/ebpf's takes 49-53 M, and a lease of 256
+// samples 63-67 M; reading a BPF program's stream on the other CPU, ReadInto
+// gets 14-19 M records/s at 45-59 CPU ns a record where cilium's gets
+// 9.8-11 M at 74-82 ns, and the lease 16-27 M at 24-31 ns. The rest of
+// ReadInto's cost is what a call per record pays (the lock, the checks, the
+// copy), which ringo's own Reader pays once per batch: Consume drains
+// 96-114 M records/s there, ConsumeBatch more.
 //
 // # Behaviours kept from cilium/ebpf that look like bugs
 //
@@ -73,15 +75,22 @@
 //     fault. Copy it instead.
 //   - A WithLease callback that calls Close never returns (Close waits for
 //     the lease).
+//   - A read that finds the record at the consumer position still being
+//     written spins (yielding the processor) until it is committed: a BPF
+//     program commits or discards every record it reserves before it
+//     returns, so it is a moment. The spin ends at Close, but not at the
+//     deadline or Flush, as cilium's does not.
 //   - Once a Reader read has found the ring empty (and before its first),
 //     it waits for the kernel's next wake-up of the ring before it looks
 //     again, so records written with BPF_RB_NO_WAKEUP sit in the ring while
 //     it sleeps, until a later wake-up, the deadline, Flush or Close
 //     (TestReadWaitsForWakeup). ringo's own Reader looks before it sleeps.
 //     (The drop-in's wait is an epoll instance of its own, as cilium's is:
-//     wakeup.go. Its look at the ring, ringo's, stores the consumer
-//     position with a barrier and looks again before it reports the ring
-//     empty, where cilium's stores it with a barrier after every record.)
+//     wakeup.go. Its look stores the consumer position after each record
+//     with a release store, and with a full barrier before it reports the
+//     ring empty, where cilium's stores it with a barrier after every
+//     record: either way a record committed as the read finds the ring
+//     empty wakes the wait.)
 //
 // One difference is deliberate: after Close, RawReader.AvailableBytes panics,
 // where cilium/ebpf's reads the memory it has unmapped, a fatal fault.

@@ -10,18 +10,22 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/look"
 	"golang.org/x/sys/unix"
 )
 
 // base is what Reader and RawReader are built on: the ring buffer map mapped
-// by ringo (OpenMap), the ringo Reader that consumes it, and the waiter
-// that turns deadlines and flushes into the contexts ringo's Reader waits
-// with.
+// by ringo (OpenMap), the ringo Reader that consumes it and the look at the
+// ring the reads go through (one record per call, with the Reader's checks,
+// without its lock: internal/look), the wait for the kernel's wake-ups, and
+// the waiter that turns deadlines and flushes into the contexts the wait
+// ends with.
 type base struct {
 	ring *ringo.KernelRing
 	rd   *ringo.Reader
+	look look.Ring
 	w    *waiter
-	wake *wakeups // the Reader's (nil for a RawReader): see wakeups
+	wake *wakeups
 	size int
 
 	closed atomic.Bool
@@ -31,8 +35,8 @@ type base struct {
 }
 
 // open checks m as cilium/ebpf does, with its errors, and opens it with
-// ringo.
-func open(m *ebpf.Map) (*base, error) {
+// ringo; raw says for a RawReader (see look.Open).
+func open(m *ebpf.Map, raw bool) (*base, error) {
 	if m.Type() != ebpf.RingBuf && m.Type() != ebpf.WindowsRingBuf {
 		return nil, fmt.Errorf("invalid Map type: %s", m.Type())
 	}
@@ -54,7 +58,15 @@ func open(m *ebpf.Map) (*base, error) {
 		ring.Close()
 		return nil, err
 	}
-	return &base{ring: ring, rd: rd, w: newWaiter(), size: ring.Size()}, nil
+	b := &base{ring: ring, rd: rd, w: newWaiter(), size: ring.Size()}
+	if b.look, err = look.Open(rd, raw); err == nil {
+		b.wake, err = newWakeups(m.FD())
+	}
+	if err != nil {
+		b.free()
+		return nil, err
+	}
+	return b, nil
 }
 
 // freeOnCollect closes b's ring and reader once owner, which holds b, is
@@ -64,15 +76,15 @@ func freeOnCollect[T any](owner *T, b *base) runtime.Cleanup {
 	return runtime.AddCleanup(owner, func(b *base) { b.free() }, b)
 }
 
-// free closes the waiter, the reader and the ring; the reader first, which
-// interrupts a blocked read. wait, run between the two, waits for the read
-// (or lease) to end, so that the ring is unmapped after its last use.
+// free closes the waiter, which interrupts a blocked read, then (once
+// wait has waited for the read or lease to end: the look is used by reads
+// only) the reader, the wait and the ring, unmapped after its last use.
 func (b *base) free(wait ...func()) error {
 	b.w.close()
-	b.rd.Close()
 	for _, w := range wait {
 		w()
 	}
+	b.rd.Close()
 	if b.wake != nil {
 		b.wake.close()
 	}
@@ -95,21 +107,10 @@ func (b *base) available(what string) int {
 	return int(n)
 }
 
-// remaining is the bytes the producers have published past rec: cilium's
-// Record.Remaining and ReadSample's remain.
-func (b *base) remaining(rec *ringo.Record) int {
-	prod, _ := b.ring.Query(ringo.ProducerPos)
-	return int(prod - rec.Pos - uint64(ringo.HeaderSize+(len(rec.Data)+7)&^7))
-}
-
-// fail turns an error of ringo's Reader into cilium/ebpf's: a closed
-// reader's wait error, and a corrupt ring's, which matches
-// io.ErrUnexpectedEOF as cilium's does (and ringo.ErrCorrupt).
+// fail turns an error of the look into cilium/ebpf's: a corrupt ring's
+// matches io.ErrUnexpectedEOF as cilium's does (and ringo.ErrCorrupt).
 func fail(err error) error {
-	switch {
-	case errors.Is(err, ringo.ErrClosed):
-		return errWaitClosed
-	case errors.Is(err, ringo.ErrCorrupt):
+	if errors.Is(err, ringo.ErrCorrupt) {
 		return fmt.Errorf("read record: %w: %w", io.ErrUnexpectedEOF, err)
 	}
 	return err

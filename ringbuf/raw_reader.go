@@ -7,16 +7,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/look"
 )
 
 // RawReader reads the samples of a BPF ring buffer map without copying
-// them, as the RawReader of cilium/ebpf's main branch (after v0.22.0) does,
-// with ringo's Reader in explicit release mode underneath: samples are
-// slices of the ring's shared memory, handed out inside a Lease
+// them, as the RawReader of cilium/ebpf's main branch (after v0.22.0) does:
+// samples are slices of the ring's shared memory, handed out inside a Lease
 // (WithLease), that stay in the ring, valid, until Lease.Commit releases
 // them. The consumer position the kernel sees moves only at Commit, so a
 // lease can read a batch of samples and free their space at once.
@@ -28,12 +26,6 @@ type RawReader struct {
 	*base
 
 	drainErr error // a wait's deadline or flush, returned once the ring is empty
-
-	// last is the last sample handed out, which Commit releases (with
-	// every one before it); held says it has not been released.
-	last   ringo.Record
-	held   bool
-	takeFn func(ringo.Record) error
 
 	inflight atomic.Bool
 	// lease is held by a running lease: Close waits for it.
@@ -48,16 +40,11 @@ var errConcurrent = errors.New("concurrent use of RawReader")
 // NewRawReader returns a RawReader of the ring buffer map m. m stays the
 // caller's: the RawReader holds a descriptor of its own.
 func NewRawReader(m *ebpf.Map) (*RawReader, error) {
-	b, err := open(m)
+	b, err := open(m, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.rd.SetExplicitRelease(true); err != nil {
-		b.free()
-		return nil, err
-	}
 	rr := &RawReader{base: b}
-	rr.takeFn = rr.take
 	rr.cleanup = freeOnCollect(rr, b)
 	return rr, nil
 }
@@ -110,12 +97,6 @@ func (rr *RawReader) Flush() error { return rr.w.flush() }
 // count as available. It panics after Close.
 func (rr *RawReader) AvailableBytes() int { return rr.available("RawReader") }
 
-// take is ConsumeN's callback: the sample stays held in the ring.
-func (rr *RawReader) take(rec ringo.Record) error {
-	rr.last, rr.held = rec, true
-	return nil
-}
-
 // Lease is a RawReader's exclusive access for the length of a
 // RawReader.WithLease callback, and must not be used after it returns.
 type Lease struct {
@@ -125,66 +106,54 @@ type Lease struct {
 // ReadSample returns the next sample, waiting for one when the ring is
 // empty. data is a slice of the ring's shared, read-only memory, valid
 // until the next Commit; its capacity runs on to the end of the ring's
-// mapping, as cilium/ebpf's does (do not append to it). remain is the
-// number of bytes after this sample, up to the producer position loaded
-// by this call. Samples the producer discarded are skipped (cilium/ebpf's
-// hands them out as nil data: see the package documentation).
+// mapping, as cilium/ebpf's does (do not append to it). A sample the
+// producer discarded is returned as nil data, as cilium/ebpf's main
+// returns it: Commit frees its space with the others. remain is the number
+// of bytes after this sample, up to the producer position loaded by this
+// call.
 //
 // Once the ring is empty it returns an error matching
 // os.ErrDeadlineExceeded when the deadline passed, ErrFlushed after Flush,
-// and one matching ErrClosed after Close.
+// and one matching ErrClosed after Close. As cilium's, it looks at the ring
+// before it waits, and waits for the kernel's wake-up of the ring, which
+// producers make only once the committed consumer position has caught up
+// with their record: read with a deadline while samples are not committed.
 func (s Lease) ReadSample() (data []byte, remain int, err error) {
 	rr := s.rr
 	for {
-		n, err := rr.rd.ConsumeN(1, rr.takeFn)
-		if err != nil {
+		data, remain, err := rr.look.Next()
+		switch err {
+		case nil:
+			return data, remain, nil
+		case look.ErrEmpty:
+		case look.ErrBusy:
+			// See Reader.ReadInto.
+			if err := waitBusy(&rr.closed); err != nil {
+				return nil, 0, err
+			}
+			continue
+		default:
 			return nil, 0, fail(err)
-		}
-		if n == 1 {
-			return rr.sample()
 		}
 		if err := rr.drainErr; err != nil {
 			rr.drainErr = nil
 			return nil, 0, err
 		}
-		// Wait for one: the wait looks at the ring first, then sleeps.
-		for got, err := range rr.rd.Records(rr.w.context()) {
-			if err != nil {
-				if !waitEnded(err) {
-					return nil, 0, fail(err)
-				}
-				break
+		if err := rr.wake.wait(rr.w.context()); err != nil {
+			if rr.closed.Load() {
+				return nil, 0, errWaitClosed
 			}
-			rr.take(got)
-			return rr.sample()
+			if !waitEnded(err) {
+				return nil, 0, err
+			}
+			// A deadline or a flush: the samples written meanwhile
+			// without a wake-up come first.
+			rr.drainErr = rr.w.take()
 		}
-		if rr.closed.Load() {
-			return nil, 0, errWaitClosed
-		}
-		// A deadline or a flush: the samples written meanwhile without a
-		// wake-up come first.
-		rr.drainErr = rr.w.take()
 	}
-}
-
-// sample returns the sample just taken as ReadSample does.
-func (rr *RawReader) sample() ([]byte, int, error) {
-	d := rr.last.Data
-	// The view's capacity, as cilium's: to the end of the two mappings of
-	// the data area, after the header at the record's offset.
-	off := int(rr.last.Pos&uint64(rr.size-1)) + ringo.HeaderSize
-	d = unsafe.Slice(unsafe.SliceData(d), 2*rr.size-off)[:len(d)]
-	return d, rr.remaining(&rr.last), nil
 }
 
 // Commit releases the samples ReadSample returned so far: the kernel's
-// consumer position moves past them (and past samples the producer
-// discarded after them), their space is free for producers again, and
-// their data must not be used any more.
-func (s Lease) Commit() {
-	rr := s.rr
-	if rr.held {
-		rr.held = false
-		rr.rd.Release(rr.last)
-	}
-}
+// consumer position moves past them, their space is free for producers
+// again, and their data must not be used any more.
+func (s Lease) Commit() { s.rr.look.Store() }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/ringo-bpf/ringo"
+	"github.com/ringo-bpf/ringo/internal/look"
 )
 
 // ErrClosed is returned by reads of a closed Reader or RawReader, and by a
@@ -38,11 +38,9 @@ type Record struct {
 type Reader struct {
 	*base
 
-	mu       sync.Mutex   // held by reads and SetDeadline, as cilium's
-	pending  error        // a wait's deadline or flush, returned once the ring is empty
-	haveData bool         // the last look found a record, or the kernel woke the ring since: look
-	got      ringo.Record // what ringo's ReadInto fills
-	buf      []byte       // where a record goes that rec.RawSample cannot hold
+	mu       sync.Mutex // held by reads and SetDeadline, as cilium's
+	pending  error      // a wait's deadline or flush, returned once the ring is empty
+	haveData bool       // the last look found a record, or the kernel woke the ring since: look
 
 	cleanup runtime.Cleanup
 }
@@ -51,12 +49,8 @@ type Reader struct {
 // ebpf.RingBuf (or ebpf.WindowsRingBuf) with a power-of-two size. m stays
 // the caller's: the Reader holds a descriptor of its own.
 func NewReader(m *ebpf.Map) (*Reader, error) {
-	b, err := open(m)
+	b, err := open(m, false)
 	if err != nil {
-		return nil, err
-	}
-	if b.wake, err = newWakeups(m.FD()); err != nil {
-		b.free()
 		return nil, err
 	}
 	r := &Reader{base: b}
@@ -130,41 +124,24 @@ func (r *Reader) ReadInto(rec *Record) error {
 			}
 			r.haveData = true
 		}
-		// ringo's ReadInto, looking only (the wait is ours). It copies
-		// the record into rec.RawSample when it fits, else into buf,
-		// from where it goes into a slice of exactly its size, as
-		// cilium's ReadInto allocates.
-		dst := rec.RawSample
-		if cap(dst) == 0 {
-			dst = r.buf
-		}
-		r.got.Data = dst[:0]
-		//
-		// Before it finds the ring empty, ringo's look stores the
-		// consumer position with a full barrier and looks again (as
-		// before it sleeps itself), so a record committed while it
-		// looked, by a producer that saw the position before the store
-		// and woke no one, is found, not left asleep. (cilium stores the
-		// position with a barrier per record instead.)
-		err := r.rd.ReadInto(ended, &r.got)
-		if err == nil {
-			if data := r.got.Data; len(data) <= cap(rec.RawSample) {
-				rec.RawSample = rec.RawSample[:len(data)] // data is its memory
-			} else {
-				r.buf = data[:0]
-				rec.RawSample = make([]byte, len(data))
-				copy(rec.RawSample, data)
-			}
-			rec.Remaining = r.remaining(&r.got)
+		data, remain, err := r.look.Take(rec.RawSample)
+		switch err {
+		case nil:
+			rec.RawSample, rec.Remaining = data, remain
 			return nil
-		}
-		if !waitEnded(err) {
+		case look.ErrEmpty:
+			// (The look made its last store a full barrier and looked
+			// again first: a record committed meanwhile wakes the wait.)
+			r.haveData = false
+		case look.ErrBusy:
+			// Being written by a BPF program, which cannot stop before it
+			// commits: cilium's spins, as this does, yielding.
+			if err := waitBusy(&r.closed); err != nil {
+				return err
+			}
+		default:
 			return fail(err)
 		}
-		if r.closed.Load() {
-			return errWaitClosed
-		}
-		r.haveData = false
 	}
 }
 

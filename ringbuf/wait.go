@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,10 +26,9 @@ var (
 )
 
 // A waiter turns cilium's SetDeadline and Flush into the context.Context
-// waits end with (ringo's Reader's for a RawReader, wakeups' for a
-// Reader): the current generation, a waitCtx that ends
-// when the deadline passes or Flush is called. Reads pass the same
-// generation again and again, so ringo's Reader registers it once (it
+// the readers' waits (wakeups) end with: the current generation, a waitCtx
+// that ends when the deadline passes or Flush is called. Reads pass the
+// same generation again and again, so the wait registers it once (it
 // keeps the registration of a context passed again), and SetDeadline moves
 // the deadline of a generation that has not ended instead of making a new
 // one: a program that sets a deadline before every read allocates nothing.
@@ -57,14 +57,6 @@ func newWaiter() *waiter {
 // context returns the context for the next wait: an atomic load, not the
 // lock, which a read per record cannot afford.
 func (w *waiter) context() context.Context { return w.gen.Load() }
-
-// ended is a context that has ended: ringo's Reader looks at the ring with
-// it and returns its error without waiting.
-var ended = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // ends is the moment a generation waiting for deadline t ends.
 func ends(t time.Time) time.Time {
@@ -206,9 +198,9 @@ func run(fns []func()) {
 
 // waitCtx is one generation of a waiter: a context.Context whose Done
 // closes when the deadline passes or Flush is called. Its deadline may
-// move (setDeadline) while it has not ended: ringo's Reader asks for it at
-// every wait. It implements AfterFunc, so that context.AfterFunc (which
-// ringo's Reader registers its interruption with) starts no goroutine.
+// move (setDeadline) while it has not ended. It implements AfterFunc, so
+// that context.AfterFunc (which the wait registers its interruption with)
+// starts no goroutine.
 type waitCtx struct {
 	w        *waiter
 	done     chan struct{}
@@ -269,8 +261,21 @@ func (c *waitCtx) end(err error) []func() {
 	return fns
 }
 
+// waitBusy is a read's wait while the record at the consumer position is
+// being written: a BPF program commits or discards every record it
+// reserves before it returns (the verifier sees to it), so cilium/ebpf's
+// readers spin; this yields the processor, then fails once the reader is
+// closed.
+func waitBusy(closed *atomic.Bool) error {
+	runtime.Gosched()
+	if closed.Load() {
+		return errWaitClosed
+	}
+	return nil
+}
+
 // waitEnded reports whether err is the end of a waiter's generation, as
-// ringo's Reader returns it (ctx.Err(), unwrapped).
+// the wait returns it (ctx.Err(), unwrapped).
 func waitEnded(err error) bool {
 	return err == context.Canceled || err == context.DeadlineExceeded
 }

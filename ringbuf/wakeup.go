@@ -8,14 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// wakeups is how the Reader waits as cilium/ebpf v0.22.0's does once a read
-// found the ring empty: for the kernel's next wake-up of the ring, without
-// looking at it first (see doc.go). It is a poller of its own holding a
-// descriptor of the map, level-triggered as cilium's epoll instance is: the
-// kernel puts the map on its ready list only when it wakes the ring's
-// waiters, so records committed without a wake-up (BPF_RB_NO_WAKEUP) leave
-// a wait asleep, as in cilium/ebpf. The end of a waiter's generation (a
-// deadline, Flush, Close) interrupts it.
+// wakeups is how the readers wait as cilium/ebpf's do once a read found the
+// ring empty: for the kernel's next wake-up of the ring (a Reader without
+// looking at the ring first, as v0.22.0's: see doc.go). It is a poller of
+// its own holding a descriptor of the map, level-triggered as cilium's
+// epoll instance is: the kernel puts the map on its ready list only when it
+// wakes the ring's waiters, so records committed without a wake-up
+// (BPF_RB_NO_WAKEUP) leave a wait asleep, as in cilium/ebpf. The end of a
+// waiter's generation (a deadline, Flush, Close) interrupts it.
 type wakeups struct {
 	p     *sys.Poller
 	mapfd int

@@ -157,7 +157,7 @@ func (r *Reader) Read(add func([]byte)) error {
 		r.add = add
 		err = r.raw.WithLease(r.fn)
 	}
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, cilium.ErrFlushed) || errors.Is(err, dropin.ErrFlushed) {
+	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, cilium.ErrFlushed) || errors.Is(err, dropin.ErrFlushed)) {
 		return ErrNoRecords
 	}
 	return err

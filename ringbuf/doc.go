@@ -92,6 +92,17 @@
 //     record: either way a record committed as the read finds the ring
 //     empty wakes the wait.)
 //
-// One difference is deliberate: after Close, RawReader.AvailableBytes panics,
-// where cilium/ebpf's reads the memory it has unmapped, a fatal fault.
+// Two differences are deliberate, where cilium/ebpf's behaviour is a fault
+// or a hang rather than a quirk a program could depend on:
+//
+//   - After Close, RawReader.AvailableBytes panics, where cilium/ebpf's reads
+//     the memory it has unmapped, a fatal fault.
+//   - A Lease's ReadSample of an empty ring while samples it returned are not
+//     committed looks at the ring every millisecond until a sample comes or
+//     the deadline, Flush or Close ends the wait (TestRawHeldNaps). The
+//     kernel reports the map ready for as long as bytes lie past the
+//     committed consumer position, so cilium/ebpf main's epoll wait returns
+//     at once, again and again: its ReadSample spins on a processor and
+//     never sees its deadline (checked against main's source, -tags
+//     ciliummain: the read does not return).
 package ringbuf

@@ -26,6 +26,7 @@ type RawReader struct {
 	*base
 
 	drainErr error // a wait's deadline or flush, returned once the ring is empty
+	held     bool  // ReadSample returned samples that Commit has not freed
 
 	inflight atomic.Bool
 	// lease is held by a running lease: Close waits for it.
@@ -115,15 +116,17 @@ type Lease struct {
 // Once the ring is empty it returns an error matching
 // os.ErrDeadlineExceeded when the deadline passed, ErrFlushed after Flush,
 // and one matching ErrClosed after Close. As cilium's, it looks at the ring
-// before it waits, and waits for the kernel's wake-up of the ring, which
-// producers make only once the committed consumer position has caught up
-// with their record: read with a deadline while samples are not committed.
+// before it waits, and waits for the kernel's wake-up of the ring; while
+// samples it returned are not committed, it looks again every millisecond
+// instead (the kernel then reports the ring ready all the time, and
+// cilium's spins: see the package documentation).
 func (s Lease) ReadSample() (data []byte, remain int, err error) {
 	rr := s.rr
 	for {
 		data, remain, err := rr.look.Next()
 		switch err {
 		case nil:
+			rr.held = true
 			return data, remain, nil
 		case look.ErrEmpty:
 		case look.ErrBusy:
@@ -139,7 +142,7 @@ func (s Lease) ReadSample() (data []byte, remain int, err error) {
 			rr.drainErr = nil
 			return nil, 0, err
 		}
-		if err := rr.wake.wait(rr.w.context()); err != nil {
+		if err := rr.wait(); err != nil {
 			if rr.closed.Load() {
 				return nil, 0, errWaitClosed
 			}
@@ -153,7 +156,19 @@ func (s Lease) ReadSample() (data []byte, remain int, err error) {
 	}
 }
 
+// wait waits for the kernel's wake-up of the ring, or while samples are
+// held naps, until the current generation of rr.w ends.
+func (rr *RawReader) wait() error {
+	if rr.held {
+		return rr.wake.nap(rr.w.context())
+	}
+	return rr.wake.wait(rr.w.context())
+}
+
 // Commit releases the samples ReadSample returned so far: the kernel's
 // consumer position moves past them, their space is free for producers
 // again, and their data must not be used any more.
-func (s Lease) Commit() { s.rr.look.Store() }
+func (s Lease) Commit() {
+	s.rr.look.Store()
+	s.rr.held = false
+}

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -308,6 +309,64 @@ func TestRawUncommitted(t *testing.T) {
 			t.Errorf("AvailableBytes after the next reader's Commit: %d", n)
 		}
 	})
+}
+
+// TestRawHeldNaps: while samples it returned are not committed, the
+// kernel reports the map ready for ever (bytes lie past the committed
+// consumer position), so a ReadSample of an empty ring that waited on the
+// poller would spin; the drop-in naps a millisecond between looks instead,
+// returns at its deadline, and still gets a record written meanwhile. This
+// package only: cilium/ebpf main's ReadSample spins there and never sees
+// its deadline (doc.go, "One difference is deliberate").
+func TestRawHeldNaps(t *testing.T) {
+	requireKernel(t)
+	im := rawImpls[0]
+	m := newRing(t, 0)
+	r := openRaw(t, im, m)
+	mustEmit(t, m, 0, producer.Message{Size: 8}, producer.Message{Size: 8})
+	readSamples(t, r, 2, false)
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const wait = 200 * time.Millisecond
+	r.SetDeadline(time.Now().Add(wait))
+	cpu0, start := threadCPU(), time.Now()
+	err := r.WithLease(func(l rawLease) error { _, _, err := l.ReadSample(); return err })
+	cpu, took := threadCPU()-cpu0, time.Since(start)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadSample of an empty ring, samples held: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if cpu > took/2 {
+		t.Errorf("waiting %v with samples held took %v of CPU: it spins", took, cpu)
+	}
+
+	r.SetDeadline(time.Now().Add(waitLimit))
+	got := make(chan sample, 1)
+	go func() {
+		var s sample
+		s.err = r.WithLease(func(l rawLease) error {
+			data, _, err := l.ReadSample()
+			s.data = bytes.Clone(data)
+			l.Commit()
+			return err
+		})
+		got <- s
+	}()
+	waitGoroutine(t, "napping in ReadSample", func(g string) bool {
+		return strings.Contains(g, "wakeups).nap(") && strings.Contains(g, "ReadSample(")
+	})
+	mustEmit(t, m, 2, producer.Message{Size: 16})
+	select {
+	case s := <-got:
+		if s.err != nil || !bytes.Equal(s.data, producer.Payload(2, 16)) {
+			t.Errorf("sample written during the nap: %x, %v", s.data, s.err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("a sample written during the nap was not read")
+	}
+	if n := r.AvailableBytes(); n != 0 {
+		t.Errorf("AvailableBytes after Commit: %d", n)
+	}
 }
 
 // TestRawWrap: a sample that wraps past the end of the data area is one

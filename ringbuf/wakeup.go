@@ -3,6 +3,7 @@ package ringbuf
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ringo-bpf/ringo/internal/sys"
 	"golang.org/x/sys/unix"
@@ -20,6 +21,7 @@ type wakeups struct {
 	p     *sys.Poller
 	mapfd int
 	keys  []int
+	timer *time.Timer // nap's, made at the first
 
 	// The generation whose end interrupts the poller, registered once per
 	// generation (reads pass the same one again and again), and its stop.
@@ -68,6 +70,31 @@ func (w *wakeups) wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 		// EINTR: wait again.
+	}
+}
+
+// heldNap is how long a RawReader holding samples it has not committed
+// sleeps between two looks at the ring (see nap).
+const heldNap = time.Millisecond
+
+// nap sleeps for heldNap or until ctx ends, and returns ctx.Err() if it
+// has ended, else nil. It is a RawReader's wait while it holds samples it
+// has not committed: the kernel reports the map ready for as long as
+// bytes lie past the committed consumer position, so the poller would
+// return at once, again and again (cilium/ebpf main's ReadSample spins so,
+// and never sees its deadline: see doc.go).
+func (w *wakeups) nap(ctx context.Context) error {
+	if w.timer == nil {
+		w.timer = time.NewTimer(heldNap)
+	} else {
+		w.timer.Reset(heldNap)
+	}
+	select {
+	case <-ctx.Done():
+		w.timer.Stop()
+		return ctx.Err()
+	case <-w.timer.C:
+		return nil
 	}
 }
 

@@ -71,9 +71,10 @@ const (
 	stepDiscarded             // a discarded record, with showDiscarded only
 )
 
-// next returns the record at the cursor, skipping discarded records, without
-// moving past it: advance does that once the record has been handled. It
-// loads producer_pos again only when the records it saw last are used up.
+// next returns the record at the cursor, skipping discarded records (unless
+// showDiscarded), without moving past it: advance does that once the record
+// has been handled. It loads producer_pos again only when the records it saw
+// last are used up.
 func (c *cursor) next() ([]byte, uint64, step, error) {
 	m := c.mem
 	if m.overwritePos != nil {

@@ -50,6 +50,9 @@ func openLook(v any, raw bool) (look.Ring, error) {
 }
 
 func (l *aLook) Next() ([]byte, int, error) {
+	if !l.raw {
+		panic("ringo: Next of a Reader's look: use Take")
+	}
 	c := l.c
 	data, total, st, err := l.look()
 	if err != nil {
@@ -59,12 +62,10 @@ func (l *aLook) Next() ([]byte, int, error) {
 	case stepDiscarded:
 		c.pos += total
 	case stepRecord:
-		if l.raw {
-			// cilium/ebpf's RawReader's view: its capacity runs on to
-			// the end of the doubled data area.
-			p := c.pos&c.mem.mask + HeaderSize
-			data = c.mem.data[p : p+uint64(len(data))]
-		}
+		// cilium/ebpf's RawReader's view: its capacity runs on to the
+		// end of the doubled data area.
+		p := c.pos&c.mem.mask + HeaderSize
+		data = c.mem.data[p : p+uint64(len(data))]
 		c.pass(total)
 	default:
 		return nil, 0, noRecord(st)
@@ -73,6 +74,9 @@ func (l *aLook) Next() ([]byte, int, error) {
 }
 
 func (l *aLook) Take(dst []byte) ([]byte, int, error) {
+	if l.raw {
+		panic("ringo: Take of a RawReader's look: use Next and Store")
+	}
 	data, total, st, err := l.look()
 	if err != nil || st != stepRecord {
 		return dst, 0, cmp.Or(err, noRecord(st))
@@ -87,26 +91,25 @@ func (l *aLook) Take(dst []byte) ([]byte, int, error) {
 	c.pass(total)
 	// storeAs(false, true) for a kernel ring in the default mode, its
 	// counters for Stats left to the next full store (storePos: when
-	// look finds the ring empty, or at Close): a release store, whose
-	// fence look pays before it reports the ring empty.
-	rr := l.rr
-	rr.stored = c.pos
-	storeRelease(c.mem.consumerPos, c.pos)
-	rr.fenceOwed = true
+	// look finds the ring empty, or at Close).
+	l.rr.releaseTo(c.pos)
 	return dst, int(c.prod - c.pos), nil
 }
 
 // look is the cursor's next. cilium/ebpf loads producer_pos at every read,
 // so that remain counts what is published now: so does this. A Reader's
-// look that finds no record while it owes the fence of its release
-// stores makes a full store and looks again (see look.Ring.Next).
+// look that finds no record stores consumer_pos with a full barrier if it
+// owes the fence of its release stores or has skipped discarded records
+// since the last store (which cilium's stores past, and which the kernel
+// counts as data: left unstored they keep the map ready and their space
+// taken), then looks again (see look.Ring.Take).
 func (l *aLook) look() ([]byte, uint64, step, error) {
 	c := l.c
 	c.prod = c.mem.producerPos.Load()
 	data, total, st, err := c.next()
 	if st == stepEmpty || st == stepBusy {
-		if err == nil && !l.raw && l.rr.fenceOwed {
-			l.rr.storePos()
+		if rr := l.rr; err == nil && !l.raw && (rr.fenceOwed || rr.stored != c.pos) {
+			rr.storePos()
 			return c.next()
 		}
 	}
@@ -122,12 +125,11 @@ func noRecord(st step) error {
 }
 
 func (l *aLook) Store() {
-	if l.raw {
-		own := l.own
-		own.showDiscarded = false
-		l.rr.cur = own
-		l.rr.storePos()
-		return
+	if !l.raw {
+		panic("ringo: Store of a Reader's look: Take stores")
 	}
-	l.rr.storeAs(false, true)
+	own := l.own
+	own.showDiscarded = false
+	l.rr.cur = own
+	l.rr.storePos()
 }

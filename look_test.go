@@ -67,6 +67,17 @@ func TestLookTake(t *testing.T) {
 	if rr.fenceOwed || k.mem.consumerPos.Load() != 3*HeaderSize+8+16+24 {
 		t.Errorf("after the empty look: fence owed %v, consumer_pos %d", rr.fenceOwed, k.mem.consumerPos.Load())
 	}
+	// Discarded records after the fence was paid: the empty look stores
+	// past them, as cilium's stores past each; left unstored, the kernel
+	// would count them as data (keeping the map ready) and their space
+	// taken.
+	loadProg(t, reserveProgram(k.FD(), 16, true, 0)).run()
+	if _, _, err := l.Take(buf); err != look.ErrEmpty {
+		t.Fatalf("Take of a ring of one discarded record: %v, want look.ErrEmpty", err)
+	}
+	if c, p := k.mem.consumerPos.Load(), k.mem.producerPos.Load(); c != p {
+		t.Errorf("after a look past a discarded record: consumer_pos %d, producer_pos %d", c, p)
+	}
 }
 
 // TestLookRaw: a RawReader's look hands out discarded records as nil

@@ -443,6 +443,17 @@ func (rr *readerRing) storeAwake() {
 // them whatever it freed.
 func (rr *readerRing) store(midBatch bool) { rr.storeAs(midBatch, midBatch) }
 
+// releaseTo stores pos as a kernel ring's consumer_pos with a release
+// store: a consumer going on at once needs no StoreLoad fence after its
+// store (the one before it sleeps has it: storePos, ready), so a release
+// store, as libbpf's, frees the space without the locked instruction's
+// wait, cheap enough to make often. The fence is then owed.
+func (rr *readerRing) releaseTo(pos uint64) {
+	rr.stored = pos
+	storeRelease(rr.cur.mem.consumerPos, pos)
+	rr.fenceOwed = true
+}
+
 // storeAs is store; release says a kernel ring's consumer_pos may be stored
 // with a release store (the consumer does not sleep next): the fence is
 // then owed, and paid by the next store that is not a release store, ready
@@ -461,13 +472,7 @@ func (rr *readerRing) storeAs(midBatch, release bool) {
 			c.mem.consCount.Store(c.count)
 		}
 		if release && c.mem.space == nil {
-			// A kernel ring's consumer going on at once needs no
-			// StoreLoad fence after its store (the one before it
-			// sleeps has it: storePos, ready): a release store, as
-			// libbpf's, frees the space without the locked
-			// instruction's wait, cheap enough to make often.
-			storeRelease(c.mem.consumerPos, rr.stored)
-			rr.fenceOwed = true
+			rr.releaseTo(rr.stored)
 		} else {
 			// Pairs with the kernel's smp_load_acquire of
 			// consumer_pos in bpf_ringbuf_commit (kernel/bpf/

@@ -68,19 +68,12 @@
 //     Flush can.
 //   - Deadlines are counted in whole milliseconds, rounded down: a deadline
 //     less than a millisecond away counts as passed.
-//   - Reader.AvailableBytes panics after Close, and loads the producer
-//     position before the consumer position without a lock, so beside a
-//     concurrent read it can be briefly negative.
+//   - Reader.AvailableBytes panics after Close.
 //   - The data ReadSample returns has a capacity that runs on to the end of
 //     the ring's mapping: appending to it writes into read-only memory, a
 //     fault. Copy it instead.
 //   - A WithLease callback that calls Close never returns (Close waits for
 //     the lease).
-//   - A read that finds the record at the consumer position still being
-//     written spins (yielding the processor) until it is committed: a BPF
-//     program commits or discards every record it reserves before it
-//     returns, so it is a moment. The spin ends at Close, but not at the
-//     deadline or Flush, as cilium's does not.
 //   - Once a Reader read has found the ring empty (and before its first),
 //     it waits for the kernel's next wake-up of the ring before it looks
 //     again, so records written with BPF_RB_NO_WAKEUP sit in the ring while
@@ -93,11 +86,22 @@
 //     record: either way a record committed as the read finds the ring
 //     empty wakes the wait.)
 //
-// Two differences are deliberate, where cilium/ebpf's behaviour is a fault
-// or a hang rather than a quirk a program could depend on:
+// Where cilium/ebpf's behaviour is a fault, a hang or a race rather than a
+// quirk a program could depend on, the drop-in differs on purpose:
 //
 //   - After Close, RawReader.AvailableBytes panics, where cilium/ebpf's reads
 //     the memory it has unmapped, a fatal fault.
+//   - AvailableBytes loads the consumer position before the producer
+//     position, as the kernel's bpf_ringbuf_query does, so it is never
+//     negative; cilium's loads them the other way round, and beside a
+//     concurrent read can be briefly negative.
+//   - A read that finds the record at the consumer position still being
+//     written waits for its commit by spinning, yielding the processor,
+//     and stops at Close. cilium/ebpf's spin (v0.22.0's Reader without
+//     yielding, holding the lock Close waits for; main's RawReader for
+//     ever). A BPF program commits or discards every record it reserves
+//     before it returns (the verifier sees to it), so the wait is a moment,
+//     and no test makes a record stay busy.
 //   - A Lease's ReadSample of an empty ring while samples it returned are not
 //     committed looks at the ring every millisecond until a sample comes or
 //     the deadline, Flush or Close ends the wait (TestRawHeldNaps). The

@@ -107,6 +107,23 @@ func (b *base) available(what string) int {
 	return int(n)
 }
 
+// waited returns what a read does after its wait returned err (nil: look
+// again): fail with the error the read returns (Close, or the wait
+// failed), or look again, returning pending once the ring is empty (a
+// deadline or a flush ended the wait: the records written meanwhile without
+// a wake-up come first).
+func (b *base) waited(err error) (pending, fail error) {
+	switch {
+	case err == nil:
+		return nil, nil
+	case b.closed.Load():
+		return nil, errWaitClosed
+	case !waitEnded(err):
+		return nil, err
+	}
+	return b.w.take(), nil
+}
+
 // fail turns an error of the look into cilium/ebpf's: a corrupt ring's
 // matches io.ErrUnexpectedEOF as cilium's does (and ringo.ErrCorrupt).
 func fail(err error) error {

@@ -142,17 +142,11 @@ func (s Lease) ReadSample() (data []byte, remain int, err error) {
 			rr.drainErr = nil
 			return nil, 0, err
 		}
-		if err := rr.wait(); err != nil {
-			if rr.closed.Load() {
-				return nil, 0, errWaitClosed
-			}
-			if !waitEnded(err) {
-				return nil, 0, err
-			}
-			// A deadline or a flush: the samples written meanwhile
-			// without a wake-up come first.
-			rr.drainErr = rr.w.take()
+		pending, err := rr.waited(rr.wait())
+		if err != nil {
+			return nil, 0, err
 		}
+		rr.drainErr = pending
 	}
 }
 

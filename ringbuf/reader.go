@@ -111,18 +111,11 @@ func (r *Reader) ReadInto(rec *Record) error {
 				r.pending = nil
 				return err
 			}
-			if err := r.wake.wait(r.w.context()); err != nil {
-				if r.closed.Load() {
-					return errWaitClosed
-				}
-				if !waitEnded(err) {
-					return err
-				}
-				// A deadline or a flush: the records written meanwhile
-				// without a wake-up come first.
-				r.pending = r.w.take()
+			pending, err := r.waited(r.wake.wait(r.w.context()))
+			if err != nil {
+				return err
 			}
-			r.haveData = true
+			r.pending, r.haveData = pending, true
 		}
 		data, remain, err := r.look.Take(rec.RawSample)
 		switch err {

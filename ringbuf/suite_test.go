@@ -310,6 +310,7 @@ func TestRecords(t *testing.T) {
 		"second discarded":        {{Size: 5}, {Size: 10, Discard: true}, {Size: 15}},
 		"every other discarded":   {{Size: 5}, {Size: 10, Discard: true}, {Size: 15}, {Size: 20, Discard: true}, {Size: 25}},
 		"discarded at the end":    {{Size: 8}, {Size: 16, Discard: true}, {Size: 1, Discard: true}},
+		"only discarded":          {{Size: 16, Discard: true}, {Size: 24, Discard: true}},
 		"output, flags and sizes": {{Size: 1, Output: true}, {Size: 7, Flags: producer.ForceWakeup}, {Size: 64, Flags: producer.NoWakeup}, {Size: 256, Output: true}, {Size: 1000}},
 	}
 	both(t, func(t *testing.T, im impl) {

@@ -173,9 +173,10 @@ func (w *waiter) take() error {
 	return ErrFlushed
 }
 
-// close stops the timer and ends the current generation: a read waiting
-// for it at a deadline ringo's clock saw pass a moment before the timer's
-// does not wait for a timer that no longer fires. Later Flushes fail.
+// close stops the timer and ends the current generation, which interrupts
+// a blocked read (the wait has no timeout of its own: it ends with the
+// generation, which the stopped timer would no longer end). Later Flushes
+// fail.
 func (w *waiter) close() {
 	w.mu.Lock()
 	w.closed = true

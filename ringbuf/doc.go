@@ -48,15 +48,15 @@
 // # Speed
 //
 // On a 2-vCPU AMD EPYC VM (BenchmarkDrain, BenchmarkStream; three runs,
-// ranges in the README): draining a pre-filled ring, ReadInto takes 23-32 M
-// records/s at 16 B where cilium/ebpf's takes 45-51 M (0.5-1.1x over the
-// sizes and runs), and a lease of 256 samples 43-60 M; reading a BPF
-// program's stream on the other CPU, ReadInto gets 7.8-16 M records/s at
-// 50-101 CPU ns a record where cilium's gets 7.2-12 M at 86-119 ns, and the
-// lease 16-22 M at 29-44 ns. A call per record costs about what cilium's
-// does (the lock, the checks, the copy, the store that frees the record);
-// ringo's own Reader pays the call without the rest: Consume drains 89-105 M
-// records/s there, ConsumeBatch more.
+// ranges in the README): draining a pre-filled ring, ReadInto takes 33-40 M
+// records/s at 16 B where cilium/ebpf's takes 50-54 M (0.6-1.2x over the
+// sizes and runs), and a lease of 256 samples 67 M; reading a BPF program's
+// stream on the other CPU, ReadInto gets 6.7-19 M records/s at 45-131 CPU ns
+// a record where cilium's gets 6-11 M at 77-158 ns, and the lease 10-22 M
+// at 27-44 ns. A call per record costs about what cilium's does (the lock,
+// the checks, the copy, the store that frees the record); ringo's own Reader
+// pays the call without the rest: Consume drains 116-126 M records/s there,
+// ConsumeBatch more.
 //
 // # Behaviours kept from cilium/ebpf that look like bugs
 //

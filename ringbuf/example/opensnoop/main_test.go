@@ -177,7 +177,6 @@ func TestSwitchedByImport(t *testing.T) {
 		if matched != n && (matched > n || matched+dropped < n) {
 			t.Fatalf("%s: %s: want %d matched, or the missing ones dropped by the full ring", name, summary, n)
 		}
-		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		t.Logf("%s: %s; %v of CPU, %.0f ns an event", name, summary, cpu, float64(cpu.Nanoseconds())/float64(max(events, 1)))
+		t.Logf("%s: %s", name, summary)
 	}
 }

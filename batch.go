@@ -19,7 +19,8 @@ type Batch struct {
 	r  *Reader
 	rr *readerRing
 
-	// The walk, as All keeps it in registers: positions are relative to
+	// The walk, as All keeps it in registers (and run in these fields,
+	// see there): positions are relative to
 	// base (a multiple of the ring size, so that rel&mask is a record's
 	// offset): the record at rel has the length word w and takes t bytes,
 	// and All takes records alike up to lim. k counts the records yielded.
@@ -369,9 +370,10 @@ func (rr *readerRing) run(r *Reader, fn func(Record) error, max int) (n int, err
 				}
 				rec.Pos, rec.Data, rec.size = pos, b.ring.payload(off+HeaderSize, b.w), t
 				if err = fn(rec); err != nil {
-					// It stays in the ring. (Rewind, which fn may
-					// call, moves no cursor outside explicit
-					// release mode.)
+					// It stays in the ring. (Nothing fn may call
+					// touches rr.batch, which holds the walk: Rewind
+					// moves no cursor outside explicit release mode,
+					// Release there fails, Held and Stats only read.)
 					b.rel, b.k = b.rel-t, b.k-1
 					stop = true
 					break

@@ -22,6 +22,8 @@ type aLook struct {
 	c   *cursor
 	raw bool
 	own cursor
+
+	stored func() // tests: called after an empty look's store
 }
 
 func openLook(v any, raw bool) (look.Ring, error) {
@@ -103,17 +105,29 @@ func (l *aLook) Take(dst []byte) ([]byte, int, error) {
 // since the last store (which cilium's stores past, and which the kernel
 // counts as data: left unstored they keep the map ready and their space
 // taken), then looks again (see look.Ring.Take).
+//
+// It looks until it finds a record or finds none at a position it has
+// stored with the barrier: a look after the store may skip records
+// discarded meanwhile, whose position must be stored too, or no later
+// commit would find consumer_pos at its record and wake the ring's
+// waiters. (Each round moves past records discarded since the last.)
 func (l *aLook) look() ([]byte, uint64, step, error) {
 	c := l.c
 	c.prod = c.mem.producerPos.Load()
-	data, total, st, err := c.next()
-	if st == stepEmpty || st == stepBusy {
-		if rr := l.rr; err == nil && !l.raw && (rr.fenceOwed || rr.stored != c.pos) {
-			rr.storePos()
-			return c.next()
+	for {
+		data, total, st, err := c.next()
+		if err != nil || l.raw || st != stepEmpty && st != stepBusy {
+			return data, total, st, err
+		}
+		rr := l.rr
+		if !rr.fenceOwed && rr.stored == c.pos {
+			return data, total, st, err
+		}
+		rr.storePos()
+		if l.stored != nil {
+			l.stored()
 		}
 	}
-	return data, total, st, err
 }
 
 // noRecord is the error of a step that found no record.

@@ -78,6 +78,27 @@ func TestLookTake(t *testing.T) {
 	if c, p := k.mem.consumerPos.Load(), k.mem.producerPos.Load(); c != p {
 		t.Errorf("after a look past a discarded record: consumer_pos %d, producer_pos %d", c, p)
 	}
+	// A record discarded between the empty look's store and its look
+	// again: the look stores past it too, or no later commit would find
+	// consumer_pos at its own record and wake the ring's waiters.
+	discard := loadProg(t, reserveProgram(k.FD(), 16, true, 0))
+	once := true
+	l.(*aLook).stored = func() {
+		if once {
+			once = false
+			discard.run()
+		}
+	}
+	loadProg(t, reserveProgram(k.FD(), 8, false, 0)).run()
+	if _, _, err := l.Take(buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Take(buf); err != look.ErrEmpty || once {
+		t.Fatalf("Take of an empty ring: %v (the discard ran: %v)", err, !once)
+	}
+	if c, p := k.mem.consumerPos.Load(), k.mem.producerPos.Load(); c != p {
+		t.Errorf("after a record discarded between the store and the look again: consumer_pos %d, producer_pos %d", c, p)
+	}
 }
 
 // TestLookRaw: a RawReader's look hands out discarded records as nil

@@ -11,12 +11,13 @@ package look
 
 import "errors"
 
-// ErrEmpty is Next's error when no committed record lies past the look.
+// ErrEmpty is the error of Take and Next when no committed record lies past
+// the look.
 var ErrEmpty = errors.New("ringo: no record in the ring")
 
-// ErrBusy is Next's error when the record at the look is still being
-// written: a BPF program commits or discards every record it reserves
-// (the verifier sees to it), so it is there in a moment.
+// ErrBusy is the error of Take and Next when the record at the look is
+// still being written: a BPF program commits or discards every record it
+// reserves (the verifier sees to it), so it is there in a moment.
 var ErrBusy = errors.New("ringo: the record at the consumer position is being written")
 
 // A Ring is a look at one kernel ring: a Reader's look is used with Take,

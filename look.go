@@ -100,9 +100,10 @@ func (l *aLook) Take(dst []byte) ([]byte, int, error) {
 
 // look is the cursor's next. cilium/ebpf loads producer_pos at every read,
 // so that remain counts what is published now: so does this. A Reader's
-// look that finds no record stores consumer_pos with a full barrier if it
-// owes the fence of its release stores or has skipped discarded records
-// since the last store (which cilium's stores past, and which the kernel
+// look that finds no record stores consumer_pos with a full barrier unless
+// it is settled (as the Reader's ready before it sleeps): if it owes the
+// fence of its release stores or has skipped discarded records since the
+// last store (which cilium's stores past, and which the kernel
 // counts as data: left unstored they keep the map ready and their space
 // taken), then looks again (see look.Ring.Take).
 //
@@ -120,7 +121,7 @@ func (l *aLook) look() ([]byte, uint64, step, error) {
 			return data, total, st, err
 		}
 		rr := l.rr
-		if !rr.fenceOwed && rr.stored == c.pos {
+		if rr.settled() {
 			return data, total, st, err
 		}
 		rr.storePos()

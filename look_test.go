@@ -33,20 +33,28 @@ func TestLookOpen(t *testing.T) {
 	}
 }
 
-// TestLookTake: a Reader's look copies each record into the buffer given
-// when it is large enough and into one of exactly its size otherwise,
-// skips discarded records, stores consumer_pos after each record, and
-// pays its fence (a full store) before it reports the ring empty.
-func TestLookTake(t *testing.T) {
+// lookAtThree opens a look (a RawReader's with raw) at a 4 KiB kernel ring
+// holding an 8-byte record, a discarded 16-byte one and a 24-byte one, each
+// holding the producer position after its reservation.
+func lookAtThree(t *testing.T, raw bool) (*KernelRing, *Reader, look.Ring) {
 	k := newKernelRing(t, 4096)
 	rd := newReader(t, k)
-	l, err := look.Open(rd, false)
+	l, err := look.Open(rd, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	loadProg(t, reserveProgram(k.FD(), 8, false, 0)).run()
 	loadProg(t, reserveProgram(k.FD(), 16, true, 0)).run()
 	loadProg(t, reserveProgram(k.FD(), 24, false, 0)).run()
+	return k, rd, l
+}
+
+// TestLookTake: a Reader's look copies each record into the buffer given
+// when it is large enough and into one of exactly its size otherwise,
+// skips discarded records, stores consumer_pos after each record, and
+// pays its fence (a full store) before it reports the ring empty.
+func TestLookTake(t *testing.T) {
+	k, rd, l := lookAtThree(t, false)
 
 	buf := make([]byte, 0, 8)
 	got, remain, err := l.Take(buf)
@@ -106,15 +114,7 @@ func TestLookTake(t *testing.T) {
 // moves consumer_pos only at Store, and leaves the Reader's cursor where
 // the last Store left it, so that the Reader's Close stores nothing more.
 func TestLookRaw(t *testing.T) {
-	k := newKernelRing(t, 4096)
-	rd := newReader(t, k)
-	l, err := look.Open(rd, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loadProg(t, reserveProgram(k.FD(), 8, false, 0)).run()
-	loadProg(t, reserveProgram(k.FD(), 16, true, 0)).run()
-	loadProg(t, reserveProgram(k.FD(), 24, false, 0)).run()
+	k, rd, l := lookAtThree(t, true)
 	data, _, err := l.Next()
 	if err != nil || len(data) != 8 || cap(data) != 2*4096-HeaderSize {
 		t.Fatalf("first sample: %d bytes, cap %d, %v", len(data), cap(data), err)

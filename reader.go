@@ -443,6 +443,11 @@ func (rr *readerRing) storeAwake() {
 // them whatever it freed.
 func (rr *readerRing) store(midBatch bool) { rr.storeAs(midBatch, midBatch) }
 
+// settled reports whether the consumer position to store has been stored
+// with the fence the wake-up protocol needs before the consumer sleeps: no
+// store is owed.
+func (rr *readerRing) settled() bool { return rr.stored == rr.target() && !rr.fenceOwed }
+
 // releaseTo stores pos as a kernel ring's consumer_pos with a release
 // store: a consumer going on at once needs no StoreLoad fence after its
 // store (the one before it sleeps has it: storePos, ready), so a release
@@ -965,7 +970,7 @@ func (r *Reader) ready(final bool) bool {
 				rr.storeAwake() // not sleeping yet: see storeAwake
 				break
 			}
-			if rr.stored == rr.target() && !rr.fenceOwed {
+			if rr.settled() {
 				break
 			}
 			rr.storePos() // then look again: store (fenced) before load

@@ -43,13 +43,14 @@ type plan struct {
 	streamRecords                   uint64
 	userRecords                     int
 	sampleEvery                     uint64
+	pacedSeconds                    float64 // how long each paced run lasts
 }
 
 func (c Config) plan() plan {
 	if c.Quick {
-		return plan{drainRing: 32 << 20, streamRing: 4 << 20, userRing: 4 << 20, streamRecords: 1 << 20, userRecords: 1 << 20, sampleEvery: 256}
+		return plan{drainRing: 32 << 20, streamRing: 4 << 20, userRing: 4 << 20, streamRecords: 1 << 20, userRecords: 1 << 20, sampleEvery: 256, pacedSeconds: 0.2}
 	}
-	return plan{drainRing: 256 << 20, streamRing: 4 << 20, userRing: 4 << 20, streamRecords: 4 << 20, userRecords: 4 << 20, sampleEvery: 256}
+	return plan{drainRing: 256 << 20, streamRing: 4 << 20, userRing: 4 << 20, streamRecords: 4 << 20, userRecords: 4 << 20, sampleEvery: 256, pacedSeconds: 0.5}
 }
 
 // Run runs the suite. Measurements that fail (an implementation that
@@ -67,7 +68,7 @@ func Run(cfg Config) (Report, error) {
 		}
 	}
 	if len(cfg.Scenarios) == 0 {
-		cfg.Scenarios = []string{Drain, Stream, StreamSampled, PerfBuf, UserSPSC, UserMPSC, UserRing}
+		cfg.Scenarios = Scenarios()
 	}
 	if cfg.PinDir == "" {
 		cfg.PinDir = "/sys/fs/bpf"
@@ -127,7 +128,7 @@ func progress(cfg Config) io.Writer {
 func wantsLibbpf(scenarios []string) bool {
 	for _, s := range scenarios {
 		switch s {
-		case Drain, Stream, StreamSampled, UserRing:
+		case Drain, Stream, StreamSampled, StreamPaced, UserRing:
 			return true
 		}
 	}
@@ -151,6 +152,27 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 		jobs = append(jobs, job{scenario, impl, size, run})
 	}
 	for _, sc := range cfg.Scenarios {
+		switch sc {
+		case StreamPaced:
+			for _, rate := range pacedRates {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto} {
+					add(sc, impl, pacedSize, func() (Result, error) {
+						return stream(sc, impl, pacedSize, p.streamRing, feed{count: pacedCount(rate, p.pacedSeconds), rate: rate}, lib)
+					})
+				}
+			}
+			continue
+		case UserPaced:
+			for _, rate := range pacedRates {
+				add(sc, Ringo, pacedSize, func() (Result, error) {
+					return userRingo(sc, 1, pacedSize, p.userRing, int(pacedCount(rate, p.pacedSeconds)), rate)
+				})
+				add(sc, Chan, pacedSize, func() (Result, error) {
+					return userChan(sc, 1, pacedSize, p.userRing, int(pacedCount(rate, p.pacedSeconds)), rate)
+				})
+			}
+			continue
+		}
 		for _, size := range cfg.Sizes {
 			switch sc {
 			case Drain:
@@ -164,17 +186,17 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 				}
 				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto} {
 					add(sc, impl, size, func() (Result, error) {
-						return stream(sc, impl, size, p.streamRing, p.streamRecords, every, howReserve, lib)
+						return stream(sc, impl, size, p.streamRing, feed{count: p.streamRecords, every: every}, lib)
 					})
 				}
 			case PerfBuf:
 				add(sc, Ringo, size, func() (Result, error) {
-					r, err := stream(sc, Ringo, size, p.streamRing, p.streamRecords, 0, howOutput, lib)
+					r, err := stream(sc, Ringo, size, p.streamRing, feed{count: p.streamRecords, how: howOutput}, lib)
 					r.Note = "ring buffer, bpf_ringbuf_output"
 					return r, err
 				})
 				add(sc, CiliumPerf, size, func() (Result, error) {
-					r, err := stream(sc, CiliumPerf, size, p.streamRing, p.streamRecords, 0, howPerf, lib)
+					r, err := stream(sc, CiliumPerf, size, p.streamRing, feed{count: p.streamRecords, how: howPerf}, lib)
 					r.Note = "perf buffer of the same size per CPU, bpf_perf_event_output, ReadInto"
 					return r, err
 				})
@@ -184,8 +206,8 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 					producers = 2
 				}
 				per := p.userRecords / producers
-				add(sc, Ringo, size, func() (Result, error) { return userRingo(sc, producers, size, p.userRing, per) })
-				add(sc, Chan, size, func() (Result, error) { return userChan(sc, producers, size, p.userRing, per) })
+				add(sc, Ringo, size, func() (Result, error) { return userRingo(sc, producers, size, p.userRing, per, 0) })
+				add(sc, Chan, size, func() (Result, error) { return userChan(sc, producers, size, p.userRing, per, 0) })
 			case UserRing:
 				for _, impl := range []string{Ringo, Libbpf} {
 					add(sc, impl, size, func() (Result, error) { return userRing(impl, size, p.userRing, uint64(p.userRecords), lib) })

@@ -64,13 +64,13 @@ func BenchmarkDrain(b *testing.B) {
 
 func BenchmarkStream(b *testing.B) {
 	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto}, func(impl string, size int, lib *driver) (Result, error) {
-		return stream(Stream, impl, size, 4<<20, 1<<20, 0, howReserve, lib)
+		return stream(Stream, impl, size, 4<<20, feed{count: 1 << 20}, lib)
 	})
 }
 
 func BenchmarkStreamSampled(b *testing.B) {
 	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto}, func(impl string, size int, lib *driver) (Result, error) {
-		return stream(StreamSampled, impl, size, 4<<20, 1<<20, 256, howReserve, lib)
+		return stream(StreamSampled, impl, size, 4<<20, feed{count: 1 << 20, every: 256}, lib)
 	})
 }
 
@@ -80,7 +80,7 @@ func BenchmarkPerfBuf(b *testing.B) {
 		if impl == CiliumPerf {
 			how = howPerf
 		}
-		return stream(PerfBuf, impl, size, 4<<20, 1<<20, 0, how, lib)
+		return stream(PerfBuf, impl, size, 4<<20, feed{count: 1 << 20, how: how}, lib)
 	})
 }
 
@@ -89,9 +89,9 @@ func BenchmarkUser(b *testing.B) {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
 			benchImpls(b, []string{Ringo, Chan}, func(impl string, size int, _ *driver) (Result, error) {
 				if impl == Chan {
-					return userChan(UserSPSC, producers, size, 4<<20, 1<<20/producers)
+					return userChan(UserSPSC, producers, size, 4<<20, 1<<20/producers, 0)
 				}
-				return userRingo(UserSPSC, producers, size, 4<<20, 1<<20/producers)
+				return userRingo(UserSPSC, producers, size, 4<<20, 1<<20/producers, 0)
 			})
 		})
 	}
@@ -101,4 +101,49 @@ func BenchmarkUserRing(b *testing.B) {
 	benchImpls(b, []string{Ringo, Libbpf}, func(impl string, size int, lib *driver) (Result, error) {
 		return userRing(impl, size, 4<<20, 1<<20, lib)
 	})
+}
+
+func BenchmarkStreamPaced(b *testing.B) {
+	requireBPF(b)
+	lib, noLib := testDriver(b)
+	for _, rate := range pacedRates {
+		for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto} {
+			b.Run(fmt.Sprintf("%s/rate=%s", impl, formatRate(rate)), func(b *testing.B) {
+				if impl == Libbpf && lib == nil {
+					skipUnlessRequired(b, noLib)
+				}
+				var results []Result
+				for b.Loop() {
+					r, err := stream(StreamPaced, impl, 64, 4<<20, feed{count: pacedCount(rate, 0.4), rate: rate}, lib)
+					if err != nil {
+						b.Fatal(err)
+					}
+					results = append(results, r)
+				}
+				report(b, results)
+			})
+		}
+	}
+}
+
+func BenchmarkUserPaced(b *testing.B) {
+	for _, rate := range pacedRates {
+		for _, impl := range []string{Ringo, Chan} {
+			b.Run(fmt.Sprintf("%s/rate=%s", impl, formatRate(rate)), func(b *testing.B) {
+				var results []Result
+				for b.Loop() {
+					run := userRingo
+					if impl == Chan {
+						run = userChan
+					}
+					r, err := run(UserPaced, 1, 64, 4<<20, int(pacedCount(rate, 0.4)), rate)
+					if err != nil {
+						b.Fatal(err)
+					}
+					results = append(results, r)
+				}
+				report(b, results)
+			})
+		}
+	}
 }

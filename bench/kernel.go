@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -70,6 +71,76 @@ func (k *kernel) produce(cpu int, count, size, every uint64, how int) error {
 		count -= n
 	}
 	return nil
+}
+
+// A feed is what the producer writes in a streaming run: count attempts,
+// with every as the wake-up sampling (0: adaptive; k: FORCE_WAKEUP every
+// k-th record, NO_WAKEUP otherwise) and how as the helper. rate, if not 0,
+// paces it to that many records a second (see feed); 0 is as fast as it
+// goes.
+type feed struct {
+	count, every uint64
+	how          int
+	rate         float64
+}
+
+// pacedRates are the stream_paced scenario's producer rates, records a
+// second: from a quiet tracer's to a busy one's.
+var pacedRates = []float64{1e3, 1e4, 1e5, 1e6}
+
+// pacedSize is the paced scenarios' record size.
+const pacedSize = 64
+
+// pacedCount is how many records a paced run of seconds writes at rate.
+func pacedCount(rate, seconds float64) uint64 { return uint64(rate * seconds) }
+
+// pacedBurst is how many runs (system calls) a second a paced producer
+// makes at most: faster rates write more than a record per run.
+const pacedBurst = 100e3
+
+// feed runs the producer on cpu as f says. A paced feed writes bursts
+// of rate/100k records (at least one), spaced by a pacer.
+func (k *kernel) feed(cpu int, size uint64, f feed) error {
+	if f.rate <= 0 {
+		return k.produce(cpu, f.count, size, f.every, f.how)
+	}
+	burst := max(1, uint64(f.rate/pacedBurst))
+	p := newPacer(f.rate / float64(burst))
+	for left := f.count; left > 0; {
+		p.wait()
+		n := min(left, burst)
+		if err := k.produce(cpu, n, size, f.every, f.how); err != nil {
+			return err
+		}
+		left -= n
+	}
+	return nil
+}
+
+// A pacer spaces a producer's steps to a rate, spinning on the clock in
+// between: the producer's CPU is not what the suite measures, and a sleep
+// would blur the rate.
+type pacer struct {
+	next     time.Time
+	interval time.Duration
+}
+
+// newPacer paces to rate steps a second; 0 is no pacing.
+func newPacer(rate float64) pacer {
+	if rate <= 0 {
+		return pacer{}
+	}
+	return pacer{next: time.Now(), interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// wait returns when the next step is due.
+func (p *pacer) wait() {
+	if p.interval == 0 {
+		return
+	}
+	for time.Now().Before(p.next) {
+	}
+	p.next = p.next.Add(p.interval)
 }
 
 // end writes the sentinel that ends a streaming run, retrying while the

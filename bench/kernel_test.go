@@ -80,7 +80,7 @@ func TestScenarios(t *testing.T) {
 		})
 		t.Run("stream/"+impl, func(t *testing.T) {
 			needLib(t, impl)
-			r, err := stream(Stream, impl, 64, 1<<16, 100000, 0, howReserve, lib)
+			r, err := stream(Stream, impl, 64, 1<<16, feed{count: 100000}, lib)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,8 +90,21 @@ func TestScenarios(t *testing.T) {
 			t.Logf("%d drops, %.1f wake-ups per 1000", r.Drops, r.WakeupsPer1000)
 		})
 	}
+	// Paced: every record arrives, at about the rate asked for.
+	for _, impl := range []string{Ringo, Libbpf, DropinReadInto} {
+		t.Run("stream_paced/"+impl, func(t *testing.T) {
+			needLib(t, impl)
+			r, err := stream(StreamPaced, impl, 64, 1<<16, feed{count: 2000, rate: 1e5}, lib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Records != 2000 || r.Drops != 0 || r.Rate != 1e5 || r.RecordsPerSec > 1.1e5 {
+				t.Fatalf("paced to 100 k/s: %d records, %d drops, %.0f records/s, rate %v; want 2000, 0, at most 110 k/s", r.Records, r.Drops, r.RecordsPerSec, r.Rate)
+			}
+		})
+	}
 	t.Run("perfbuf", func(t *testing.T) {
-		r, err := stream(PerfBuf, CiliumPerf, 64, 1<<16, 100000, 0, howPerf, lib)
+		r, err := stream(PerfBuf, CiliumPerf, 64, 1<<16, feed{count: 100000, how: howPerf}, lib)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,15 +127,24 @@ func TestScenarios(t *testing.T) {
 func TestUserScenarios(t *testing.T) {
 	for _, producers := range []int{1, 2} {
 		t.Run("user/ringo", func(t *testing.T) {
-			if _, err := userRingo(UserSPSC, producers, 64, 1<<16, 50000); err != nil {
+			if _, err := userRingo(UserSPSC, producers, 64, 1<<16, 50000, 0); err != nil {
 				t.Fatal(err)
 			}
 		})
 		t.Run("user/chan", func(t *testing.T) {
-			if _, err := userChan(UserSPSC, producers, 64, 1<<16, 50000); err != nil {
+			if _, err := userChan(UserSPSC, producers, 64, 1<<16, 50000, 0); err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+	for _, run := range []func(string, int, int, int, int, float64) (Result, error){userRingo, userChan} {
+		r, err := run(UserPaced, 1, 64, 1<<16, 2000, 1e5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Records != 2000 || r.Rate != 1e5 || r.RecordsPerSec > 1.1e5 {
+			t.Fatalf("%s paced to 100 k/s: %d records, %.0f records/s, rate %v; want 2000, at most 110 k/s", r.Impl, r.Records, r.RecordsPerSec, r.Rate)
+		}
 	}
 }
 

@@ -90,22 +90,40 @@ func WritePlots(dir string, rep Report) error {
 	return nil
 }
 
-// table is one scenario's results arranged as implementations × sizes.
+// table is one scenario's results arranged as implementations × columns:
+// record sizes, or for a paced scenario the producer's rates.
 type table struct {
 	scenario string
 	impls    []string // ringo first, then constant order, then by name
-	sizes    []int    // ascending
+	cols     []int    // ascending
+	paced    bool     // cols are rates (records/s), not sizes
 	cells    map[cellKey]Result
 }
 
 type cellKey struct {
 	impl string
-	size int
+	col  int
 }
 
-func (t *table) cell(impl string, size int) (Result, bool) {
-	r, ok := t.cells[cellKey{impl, size}]
+func (t *table) cell(impl string, col int) (Result, bool) {
+	r, ok := t.cells[cellKey{impl, col}]
 	return r, ok
+}
+
+// column is where r goes in its table: its rate if paced, else its size.
+func column(r Result) int {
+	if r.Rate > 0 {
+		return int(math.Round(r.Rate))
+	}
+	return r.RecordSize
+}
+
+// label is a column's heading.
+func (t *table) label(col int) string {
+	if t.paced {
+		return formatRate(float64(col))
+	}
+	return fmt.Sprintf("%d B", col)
 }
 
 // tabulate groups results by scenario, ordered as the scenario constants
@@ -121,15 +139,18 @@ func tabulate(results []Result) []*table {
 		if !slices.Contains(t.impls, r.Impl) {
 			t.impls = append(t.impls, r.Impl)
 		}
-		if !slices.Contains(t.sizes, r.RecordSize) {
-			t.sizes = append(t.sizes, r.RecordSize)
+		if r.Rate > 0 {
+			t.paced = true
 		}
-		t.cells[cellKey{r.Impl, r.RecordSize}] = r
+		if col := column(r); !slices.Contains(t.cols, col) {
+			t.cols = append(t.cols, col)
+		}
+		t.cells[cellKey{r.Impl, column(r)}] = r
 	}
 	tabs := make([]*table, 0, len(byScenario))
 	for _, t := range byScenario {
 		sortByKnownOrder(t.impls, implOrder())
-		slices.Sort(t.sizes)
+		slices.Sort(t.cols)
 		tabs = append(tabs, t)
 	}
 	slices.SortFunc(tabs, func(a, b *table) int {
@@ -138,9 +159,7 @@ func tabulate(results []Result) []*table {
 	return tabs
 }
 
-func scenarioOrder() []string {
-	return []string{Drain, Stream, StreamSampled, PerfBuf, UserSPSC, UserMPSC, UserRing}
-}
+func scenarioOrder() []string { return Scenarios() }
 
 func implOrder() []string {
 	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, CiliumPerf, Chan}
@@ -170,7 +189,7 @@ func compareKnown(a, b string, known []string) int {
 // once, so drops and wake-ups mean something.
 func isStreaming(scenario string) bool {
 	switch scenario {
-	case Stream, StreamSampled, PerfBuf:
+	case Stream, StreamSampled, StreamPaced, PerfBuf:
 		return true
 	}
 	return false
@@ -200,19 +219,19 @@ func writeSection(b *strings.Builder, t *table) {
 	fmt.Fprintf(b, "## %s\n\n", t.scenario)
 
 	b.WriteString("| impl |")
-	for _, s := range t.sizes {
-		fmt.Fprintf(b, " %d B |", s)
+	for _, c := range t.cols {
+		fmt.Fprintf(b, " %s |", t.label(c))
 	}
 	b.WriteString("\n| --- |")
-	for range t.sizes {
+	for range t.cols {
 		b.WriteString(" ---: |")
 	}
 	b.WriteString("\n")
 	for _, impl := range t.impls {
 		fmt.Fprintf(b, "| %s |", impl)
-		for _, s := range t.sizes {
+		for _, c := range t.cols {
 			text := missing
-			if r, ok := t.cell(impl, s); ok {
+			if r, ok := t.cell(impl, c); ok {
 				text = formatCell(r)
 			}
 			fmt.Fprintf(b, " %s |", text)
@@ -235,9 +254,13 @@ func writeSection(b *strings.Builder, t *table) {
 }
 
 // formatCell renders one result: records/s, plus ns and CPU ns per record
-// for drain, plus drops and wake-ups for the streaming scenarios.
+// for drain, CPU ns per record for a paced run, plus drops and wake-ups for
+// the streaming scenarios.
 func formatCell(r Result) string {
 	parts := []string{formatRate(r.RecordsPerSec)}
+	if r.Rate > 0 {
+		parts = append(parts, formatNs(r.CPUNsPerRecord)+" cpu ns")
+	}
 	if r.Scenario == Drain {
 		parts = append(parts,
 			formatNs(r.NsPerRecord)+" ns",
@@ -298,18 +321,20 @@ func formatNs(v float64) string {
 }
 
 // ratioLines gives, for ringo and ringo_batch, their records/s divided by
-// every other implementation's at each size of the table; the drop-in's
-// divided by the cilium/ebpf reader's it replaces; and in drain,
-// where the targets are in CPU time, their CPU ns per record divided by
-// libbpf's (below 1: less CPU than libbpf).
+// every other implementation's at each column of the table (for a paced
+// table, where every reader gets the producer's rate, their CPU ns per
+// record instead: below 1 is less CPU); the drop-in's divided by the
+// cilium/ebpf reader's it replaces; and in drain, where the targets are in
+// CPU time, their CPU ns per record divided by libbpf's (below 1: less CPU
+// than libbpf).
 func ratioLines(t *table) []string {
 	var lines []string
 	line := func(name string, ratio func(a, o Result) float64, base, impl string) {
-		vals := make([]string, len(t.sizes))
-		for i, s := range t.sizes {
+		vals := make([]string, len(t.cols))
+		for i, c := range t.cols {
 			vals[i] = missing
-			a, okA := t.cell(base, s)
-			o, okO := t.cell(impl, s)
+			a, okA := t.cell(base, c)
+			o, okO := t.cell(impl, c)
 			if okA && okO {
 				if q := ratio(a, o); !math.IsNaN(q) && !math.IsInf(q, 0) && q > 0 {
 					vals[i] = strconv.FormatFloat(q, 'f', 2, 64)
@@ -320,20 +345,24 @@ func ratioLines(t *table) []string {
 	}
 	rate := func(a, o Result) float64 { return a.RecordsPerSec / o.RecordsPerSec }
 	cpu := func(a, o Result) float64 { return a.CPUNsPerRecord / o.CPUNsPerRecord }
+	by, what := rate, ""
+	if t.paced {
+		by, what = cpu, " cpu ns"
+	}
 	for _, base := range []string{Ringo, RingoBatch} {
 		if !slices.Contains(t.impls, base) {
 			continue
 		}
 		for _, impl := range t.impls {
 			if impl != Ringo && impl != RingoBatch {
-				line(fmt.Sprintf("%s ÷ %s", base, impl), rate, base, impl)
+				line(fmt.Sprintf("%s%s ÷ %s%s", base, what, impl, what), by, base, impl)
 			}
 		}
 	}
 	// The drop-in against the cilium/ebpf reader it replaces.
 	for _, p := range [][2]string{{DropinRead, CiliumRead}, {DropinReadInto, CiliumReadInto}} {
 		if slices.Contains(t.impls, p[0]) && slices.Contains(t.impls, p[1]) {
-			line(fmt.Sprintf("%s ÷ %s", p[0], p[1]), rate, p[0], p[1])
+			line(fmt.Sprintf("%s%s ÷ %s%s", p[0], what, p[1], what), by, p[0], p[1])
 		}
 	}
 	if t.scenario == Drain && slices.Contains(t.impls, Libbpf) {
@@ -347,55 +376,68 @@ func ratioLines(t *table) []string {
 }
 
 // noteLines lists the results' notes, one line per implementation and
-// note with the sizes it applies to.
+// note with the columns it applies to.
 func noteLines(t *table) []string {
 	var lines []string
 	for _, impl := range t.impls {
 		var notes []string
-		sizes := map[string][]string{}
-		for _, s := range t.sizes {
-			r, ok := t.cell(impl, s)
+		cols := map[string][]string{}
+		for _, c := range t.cols {
+			r, ok := t.cell(impl, c)
 			note := strings.Join(strings.Fields(r.Note), " ")
 			if !ok || note == "" {
 				continue
 			}
-			if _, seen := sizes[note]; !seen {
+			if _, seen := cols[note]; !seen {
 				notes = append(notes, note)
 			}
-			sizes[note] = append(sizes[note], strconv.Itoa(s))
+			cols[note] = append(cols[note], t.label(c))
 		}
 		for _, n := range notes {
-			lines = append(lines, fmt.Sprintf("%s (%s B): %s", impl, strings.Join(sizes[n], ", "), n))
+			lines = append(lines, fmt.Sprintf("%s (%s): %s", impl, strings.Join(cols[n], ", "), n))
 		}
 	}
 	return lines
 }
 
 // plotScenario draws one scenario's records/s against record size into a
-// PNG at path. Sizes sit at evenly spaced categorical positions (the
-// suite's sizes grow geometrically), labelled with their byte counts.
+// PNG at path (a paced scenario's CPU µs per record against the producer's
+// rate). Columns sit at evenly spaced categorical positions (the suite's
+// sizes and rates grow geometrically), labelled with their values.
 func plotScenario(path string, t *table) error {
 	p := plot.New()
 	p.Title.Text = t.scenario + ": records/s by record size"
 	p.X.Label.Text = "record size (bytes)"
 	p.Y.Label.Text = "records/s (millions)"
+	if t.paced {
+		p.Title.Text = t.scenario + ": consumer CPU per record by producer rate"
+		p.X.Label.Text = "records/s the producer writes"
+		p.Y.Label.Text = "CPU µs per record"
+	}
 	// Top right: records/s usually fall as records grow, so the corner
 	// above the largest size is the emptiest.
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 
-	ticks := make(plot.ConstantTicks, len(t.sizes))
-	for i, s := range t.sizes {
-		ticks[i] = plot.Tick{Value: float64(i), Label: strconv.Itoa(s)}
+	ticks := make(plot.ConstantTicks, len(t.cols))
+	for i, c := range t.cols {
+		label := strconv.Itoa(c)
+		if t.paced {
+			label = formatRate(float64(c))
+		}
+		ticks[i] = plot.Tick{Value: float64(i), Label: label}
 	}
 	p.X.Tick.Marker = ticks
 
-	maxY := 0.0
+	maxY, minY := 0.0, math.Inf(1)
 	for n, impl := range t.impls {
 		segs := segments(t, impl)
 		for i, seg := range segs {
 			for _, pt := range seg {
 				maxY = math.Max(maxY, pt.Y)
+				if pt.Y > 0 {
+					minY = math.Min(minY, pt.Y)
+				}
 			}
 			line, points, err := plotter.NewLinePoints(seg)
 			if err != nil {
@@ -413,33 +455,43 @@ func plotScenario(path string, t *table) error {
 		}
 	}
 
-	p.X.Min, p.X.Max = -0.5, float64(len(t.sizes))-0.5
+	p.X.Min, p.X.Max = -0.5, float64(len(t.cols))-0.5
 	p.Y.Min = 0
 	if maxY <= 0 {
 		maxY = 1
 	}
 	// Head room for the legend.
 	p.Y.Max = maxY * 1.25
+	if t.paced {
+		// CPU per record spans decades from the slowest rate to the
+		// fastest.
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		p.Y.Min, p.Y.Max = minY/2, maxY*4
+	}
 
 	return p.Save(6*vg.Inch, 4*vg.Inch, path)
 }
 
 // segments splits one implementation's points into runs of consecutive
-// sizes, so a missing size breaks the line instead of being bridged.
-// Results with a records/s that cannot be drawn count as missing.
+// columns, so a missing one breaks the line instead of being bridged.
+// Results with a value that cannot be drawn count as missing.
 func segments(t *table, impl string) []plotter.XYs {
 	var segs []plotter.XYs
 	var cur plotter.XYs
-	for i, s := range t.sizes {
-		r, ok := t.cell(impl, s)
-		if !ok || math.IsNaN(r.RecordsPerSec) || math.IsInf(r.RecordsPerSec, 0) {
+	for i, c := range t.cols {
+		r, ok := t.cell(impl, c)
+		y := r.RecordsPerSec / 1e6
+		if t.paced {
+			y = r.CPUNsPerRecord / 1e3
+		}
+		if !ok || math.IsNaN(y) || math.IsInf(y, 0) {
 			if len(cur) > 0 {
 				segs = append(segs, cur)
 				cur = nil
 			}
 			continue
 		}
-		cur = append(cur, plotter.XY{X: float64(i), Y: r.RecordsPerSec / 1e6})
+		cur = append(cur, plotter.XY{X: float64(i), Y: y})
 	}
 	if len(cur) > 0 {
 		segs = append(segs, cur)

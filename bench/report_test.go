@@ -280,3 +280,34 @@ func checkPNG(t *testing.T, path string) {
 		t.Errorf("%s: image is only %dx%d", path, b.Dx(), b.Dy())
 	}
 }
+
+// TestWritePaced: a paced scenario's columns are the producer's rates and
+// its ratios compare CPU per record (every reader gets the same records/s);
+// its plot draws CPU per record on a log scale.
+func TestWritePaced(t *testing.T) {
+	rep := Report{Machine: testMachine()}
+	for _, rate := range []float64{1e3, 1e5} {
+		rep.Results = append(rep.Results,
+			Result{Scenario: StreamPaced, Impl: Libbpf, RecordSize: 64, Rate: rate, RecordsPerSec: rate, CPUNsPerRecord: 20e6 / rate * 10, WakeupsPer1000: 990},
+			Result{Scenario: StreamPaced, Impl: Ringo, RecordSize: 64, Rate: rate, RecordsPerSec: rate, CPUNsPerRecord: 20e6 / rate * 8, WakeupsPer1000: 990})
+	}
+	var b strings.Builder
+	if err := WriteMarkdown(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"## stream_paced\n",
+		"| impl | 1.00 k/s | 100 k/s |\n",
+		"| ringo | 1.00 k/s · 160000 cpu ns · 0 drops · 990 wake-ups/1000 | 100 k/s · 1600 cpu ns · 0 drops · 990 wake-ups/1000 |\n",
+		"- ringo cpu ns ÷ libbpf cpu ns: 0.80, 0.80\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q\n%s", want, b.String())
+		}
+	}
+	dir := t.TempDir()
+	if err := WritePlots(dir, rep); err != nil {
+		t.Fatal(err)
+	}
+	checkPNG(t, filepath.Join(dir, StreamPaced+".png"))
+}

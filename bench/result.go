@@ -27,7 +27,14 @@ const (
 	UserSPSC      = "user_spsc"      // user-space ring, one producer goroutine, one consumer
 	UserMPSC      = "user_mpsc"      // user-space ring, two producer goroutines, one consumer
 	UserRing      = "user_ring"      // user space to kernel: records/s a BPF program drains
+	StreamPaced   = "stream_paced"   // stream with the producer paced to fixed rates: CPU per record at each
+	UserPaced     = "user_paced"     // user_spsc with the producer paced to fixed rates
 )
+
+// Scenarios lists every scenario, in the order runs and reports take them.
+func Scenarios() []string {
+	return []string{Drain, Stream, StreamSampled, StreamPaced, PerfBuf, UserSPSC, UserMPSC, UserPaced, UserRing}
+}
 
 // Implementation names, as the JSON carries them.
 const (
@@ -60,6 +67,9 @@ type Result struct {
 	// per 1000 records (streaming scenarios); -1 where the implementation
 	// does not expose it.
 	WakeupsPer1000 float64 `json:"wakeups_per_1000"`
+	// Rate is the records a second the producer was paced to (the
+	// stream_paced scenario), 0 for as fast as it goes.
+	Rate float64 `json:"rate,omitempty"`
 	// Note says what the number means where it differs from the above
 	// (for example the wake-up sampling period).
 	Note string `json:"note,omitempty"`

@@ -114,12 +114,11 @@ func drain(impl string, size, ringBytes int, libbpf *driver) (Result, error) {
 
 // stream measures impl consuming while the BPF producer writes records of
 // size bytes into a ring of ringBytes (or per-CPU perf buffers of that
-// size) on another CPU: count attempts, then the end record. every is the
-// wake-up sampling (0: adaptive), how the producer's helper.
-func stream(scenario, impl string, size, ringBytes int, count, every uint64, how int, libbpf *driver) (Result, error) {
-	res := Result{Scenario: scenario, Impl: impl, RecordSize: size, WakeupsPer1000: -1}
-	if every != 0 {
-		res.Note = fmt.Sprintf("BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP every %dth record", every)
+// size) on another CPU, as f says, then the end record.
+func stream(scenario, impl string, size, ringBytes int, f feed, libbpf *driver) (Result, error) {
+	res := Result{Scenario: scenario, Impl: impl, RecordSize: size, WakeupsPer1000: -1, Rate: f.rate}
+	if f.every != 0 {
+		res.Note = fmt.Sprintf("BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP every %dth record", f.every)
 	}
 	k, err := loadKernel(ringBytes, 4096)
 	if err != nil {
@@ -128,10 +127,10 @@ func stream(scenario, impl string, size, ringBytes int, count, every uint64, how
 	defer k.Close()
 	produce := func() error {
 		return onCPU(producerCPU, func() error {
-			if err := k.produce(producerCPU, count, uint64(size), every, how); err != nil {
+			if err := k.feed(producerCPU, uint64(size), f); err != nil {
 				return err
 			}
-			return k.end(producerCPU, how)
+			return k.end(producerCPU, f.how)
 		})
 	}
 	var perr error

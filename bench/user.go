@@ -30,8 +30,8 @@ func expectedSum(producers, perProducer, size int) uint64 {
 // consumer through an in-process ringo ring of ringBytes: Reserve, fill,
 // Commit on the producer side (waiting while the ring is full), the
 // Records iterator on the consumer side.
-func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Result, error) {
-	res := Result{Scenario: scenario, Impl: Ringo, RecordSize: size}
+func userRingo(scenario string, producers, size, ringBytes, perProducer int, rate float64) (Result, error) {
+	res := Result{Scenario: scenario, Impl: Ringo, RecordSize: size, Rate: rate}
 	r, err := ringo.New(ringBytes)
 	if err != nil {
 		return res, err
@@ -46,7 +46,9 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int) (Re
 	ready := make(chan struct{})
 	ctx := context.Background()
 	wait := startProducers(producers, ready, func(p int) error {
+		pc := newPacer(rate / float64(producers))
 		for i := range perProducer {
+			pc.wait()
 			v, err := r.ReserveWait(ctx, size)
 			if err != nil {
 				return err
@@ -120,28 +122,30 @@ func consumeUser(producers int, ready chan struct{}, fn func(*sink) error) consu
 // userChan is userRingo through a buffered channel of [size]byte arrays
 // holding as many records as the ring, the fastest way a channel carries
 // records of a size known at compile time.
-func userChan(scenario string, producers, size, ringBytes, perProducer int) (Result, error) {
+func userChan(scenario string, producers, size, ringBytes, perProducer int, rate float64) (Result, error) {
 	switch size {
 	case 16:
-		return chanRun(scenario, producers, size, ringBytes, perProducer, func(a *[16]byte) []byte { return a[:] })
+		return chanRun(scenario, producers, size, ringBytes, perProducer, rate, func(a *[16]byte) []byte { return a[:] })
 	case 64:
-		return chanRun(scenario, producers, size, ringBytes, perProducer, func(a *[64]byte) []byte { return a[:] })
+		return chanRun(scenario, producers, size, ringBytes, perProducer, rate, func(a *[64]byte) []byte { return a[:] })
 	case 256:
-		return chanRun(scenario, producers, size, ringBytes, perProducer, func(a *[256]byte) []byte { return a[:] })
+		return chanRun(scenario, producers, size, ringBytes, perProducer, rate, func(a *[256]byte) []byte { return a[:] })
 	case 1024:
-		return chanRun(scenario, producers, size, ringBytes, perProducer, func(a *[1024]byte) []byte { return a[:] })
+		return chanRun(scenario, producers, size, ringBytes, perProducer, rate, func(a *[1024]byte) []byte { return a[:] })
 	}
 	return Result{}, fmt.Errorf("bench: no channel of %d-byte records", size)
 }
 
-func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int, bytes func(*A) []byte) (Result, error) {
-	res := Result{Scenario: scenario, Impl: Chan, RecordSize: size, WakeupsPer1000: -1, Note: "chan [N]byte"}
+func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int, rate float64, bytes func(*A) []byte) (Result, error) {
+	res := Result{Scenario: scenario, Impl: Chan, RecordSize: size, WakeupsPer1000: -1, Note: "chan [N]byte", Rate: rate}
 	ch := make(chan A, ringBytes/recordSize(size))
 	total := uint64(producers * perProducer)
 	ready := make(chan struct{})
 	wait := startProducers(producers, ready, func(p int) error {
 		var a A
+		pc := newPacer(rate / float64(producers))
 		for i := range perProducer {
+			pc.wait()
 			fillRecord(bytes(&a), userSeq(p, i))
 			ch <- a
 		}

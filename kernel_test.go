@@ -523,3 +523,53 @@ func TestKernelRingFenceBeforeSleep(t *testing.T) {
 		t.Fatalf("ready before sleeping: sleep %v, fence still owed %v", sleep, rr.fenceOwed)
 	}
 }
+
+// TestKernelReaderSleepsWithoutSpinning: a Reader of kernel rings goes to
+// sleep as soon as its last look finds every ring empty, without the spin
+// a Reader of user-space rings makes first: only BPF programs produce, a
+// spin helps none of them, and at every rate below the spin's each record
+// paid for the whole spin (BenchmarkStreamPaced). The record written while
+// it sleeps still wakes it.
+func TestKernelReaderSleepsWithoutSpinning(t *testing.T) {
+	k := newKernelRing(t, 4096)
+	out := loadProg(t, outputProgram(k.FD(), 0))
+	rd := newReader(t, k)
+	slept := watchSleep(rd)
+	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		var rec Record
+		got <- rd.ReadInto(ctx, &rec)
+	}()
+	slept.wait(t, "on an empty kernel ring")
+	if ret := out.run(); ret != 0 {
+		t.Fatalf("bpf_ringbuf_output returned %d", ret)
+	}
+	if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
+		t.Fatal(err)
+	}
+	if rd.spins != 0 {
+		t.Fatalf("the Reader spun %d looks before sleeping on a kernel ring; want none", rd.spins)
+	}
+
+	// A Reader of a user-space ring spins a moment before it sleeps (its
+	// producers may be goroutines of this process), and still sleeps.
+	r := newRing(t, 4096)
+	urd := newReader(t, r)
+	slept = watchSleep(urd)
+	go func() {
+		var rec Record
+		got <- urd.ReadInto(ctx, &rec)
+	}()
+	slept.wait(t, "on an empty ring")
+	if err := r.Output([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
+		t.Fatal(err)
+	}
+	if urd.spins == 0 {
+		t.Fatal("the Reader of a user-space ring slept without spinning first")
+	}
+}

@@ -118,6 +118,9 @@ type Reader struct {
 	// it instead of sleeping and hoping the Reader is asleep by then.
 	// Only the sleeping path looks at it.
 	sleeping func()
+	// spins counts the looks the Reader took while it spun before
+	// sleeping (wait): a Reader of kernel rings takes none.
+	spins int
 }
 
 type readerRing struct {
@@ -157,9 +160,9 @@ type readerRing struct {
 	batch Batch
 }
 
-// spinRounds is how many times a Reader looks at its rings again, yielding
-// in between, before it sleeps.
-const spinRounds = 50
+// spinFor is how long a Reader of user-space rings looks at its rings
+// again, yielding in between, before it sleeps.
+const spinFor = 5 * time.Microsecond
 
 // batchRecords is how many records a Reader takes from one ring before it
 // turns to the next, so that a flooding ring cannot starve the others.
@@ -857,20 +860,24 @@ func (r *Reader) wait(ctx context.Context) error {
 		r.waitCtx, r.stopWait = ctx, context.AfterFunc(ctx, r.poller.Interrupt)
 	}
 	// Waking a sleeping Reader costs two system calls and a trip through
-	// the scheduler, far more than a record: first look again for a few
-	// microseconds, yielding to other goroutines (a producer may be one).
-	// Not when only BPF programs produce: a yield helps none of them, and
-	// from a goroutine locked to its thread (a pinned consumer's) it is a
-	// hand-off of the thread through the scheduler, tens of microseconds
-	// in which a fast BPF producer fills a ring of large records
-	// (BenchmarkStream, 1 KiB records, 4 MiB ring: 4,000 records, 200 µs).
-	for range spinRounds {
-		if !r.kernelOnly {
+	// the scheduler, far more than a record: with producers in this
+	// process, first look again for a few microseconds, yielding to other
+	// goroutines (a producer may be one). Not when only BPF programs
+	// produce: a yield helps none of them (from a goroutine locked to its
+	// thread, a pinned consumer's, it is a hand-off of the thread through
+	// the scheduler), and a spin without one costs the CPU it was to
+	// save: at every rate below the spin's, each record paid the whole
+	// spin (BenchmarkStreamPaced, 64 B records at 10 k/s: 82 µs of CPU a
+	// record with 80 µs of spin, 9 without; libbpf 7-10), and at full
+	// speed it gained nothing the cursor's gatherBatch does not.
+	if !r.kernelOnly {
+		for start := time.Now(); time.Since(start) < spinFor; {
 			runtime.Gosched()
-		}
-		pause()
-		if r.ready(false) {
-			return nil
+			cpuPause(gatherStep)
+			r.spins++
+			if r.ready(false) {
+				return nil
+			}
 		}
 	}
 	// Announce the wait to the producers of user-space rings, then look
@@ -992,17 +999,6 @@ func (r *Reader) fenced() bool {
 	}
 	return false
 }
-
-// pause waits about a microsecond without a system call. Polling a ring the
-// moment its consumer has caught up would chase the producer record by
-// record, moving every header's cache line between the two cores twice;
-// letting records gather for a moment turns that into one pass over a
-// batch.
-func pause() { cpuPause(pauseSteps) }
-
-// pauseSteps is how many PAUSE instructions make that moment (each takes
-// tens of cycles on current x86 cores).
-const pauseSteps = 64
 
 // recovers reports whether the ring can recover the records of producers
 // that died (a shared ring).

@@ -1,0 +1,41 @@
+package ringo
+
+import "testing"
+
+// TestGatherBatch: a cursor that finds only a record or two waits for more
+// only while the producer moves on: one wait when producer_pos stays put
+// (a producer that writes now and then is left at once), one more each
+// time it moved, and never more than gatherSteps.
+func TestGatherBatch(t *testing.T) {
+	r := newRing(t, 4096)
+	m := r.mem
+	t.Cleanup(func() { gatherStepped = nil })
+	for _, tc := range []struct {
+		name       string
+		moves      int // the producer moves 8 bytes in each of the first moves waits
+		wantSteps  int
+		wantPassed uint64
+	}{
+		{"still", 0, 1, 0},
+		{"moves three times", 3, 4, 24},
+		{"never stops", 1 << 20, gatherSteps, gatherSteps * 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := m.producerPos.Load()
+			steps := 0
+			gatherStepped = func(gm *memory) {
+				if gm != m {
+					return // another test's reader, still winding down
+				}
+				steps++
+				if steps <= tc.moves {
+					m.producerPos.Add(8)
+				}
+			}
+			got := gatherBatch(m, start)
+			if steps != tc.wantSteps || got != start+tc.wantPassed {
+				t.Fatalf("gatherBatch waited %d times and returned producer_pos %d; want %d waits and %d", steps, got, tc.wantSteps, start+tc.wantPassed)
+			}
+		})
+	}
+}

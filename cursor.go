@@ -145,8 +145,8 @@ func (c *cursor) next() ([]byte, uint64, step, error) {
 func gatherBatch(m *memory, prod uint64) uint64 {
 	for range gatherSteps {
 		cpuPause(gatherStep)
-		if gatherStepped != nil {
-			gatherStepped(m)
+		if m.gatherStepped != nil {
+			m.gatherStepped()
 		}
 		// Pairs with the producer's store-release: see next.
 		p := m.producerPos.Load()
@@ -157,10 +157,6 @@ func gatherBatch(m *memory, prod uint64) uint64 {
 	}
 	return prod
 }
-
-// gatherStepped, set only by tests, is called after each of gatherBatch's
-// waits.
-var gatherStepped func(*memory)
 
 // gatherStep is how many PAUSE instructions gatherBatch waits at a time
 // (each takes tens of cycles on current x86 cores: 8 are 0.2 µs on an AMD

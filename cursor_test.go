@@ -9,7 +9,6 @@ import "testing"
 func TestGatherBatch(t *testing.T) {
 	r := newRing(t, 4096)
 	m := r.mem
-	t.Cleanup(func() { gatherStepped = nil })
 	for _, tc := range []struct {
 		name       string
 		moves      int // the producer moves 8 bytes in each of the first moves waits
@@ -23,10 +22,7 @@ func TestGatherBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			start := m.producerPos.Load()
 			steps := 0
-			gatherStepped = func(gm *memory) {
-				if gm != m {
-					return // another test's reader, still winding down
-				}
+			m.gatherStepped = func() {
 				steps++
 				if steps <= tc.moves {
 					m.producerPos.Add(8)

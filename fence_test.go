@@ -84,9 +84,15 @@ func TestOutputWakesReaderGoingToSleep(t *testing.T) {
 					return
 				}
 			} else {
-				// Up to ~150 µs: past the Reader's spinning, sometimes.
-				end := time.Now().Add(time.Duration(rng.IntN(150_000)))
-				for time.Now().Before(end) {
+				// Mostly within twice the Reader's spin (spinFor), so
+				// that records land while it spins, announces its wait
+				// and takes its last look; now and then up to 150 µs,
+				// past its spinning.
+				d := time.Duration(rng.IntN(int(2 * spinFor)))
+				if i%8 == 7 {
+					d = time.Duration(rng.IntN(150_000))
+				}
+				for end := time.Now().Add(d); time.Now().Before(end); {
 				}
 			}
 			binary.NativeEndian.PutUint64(buf[:], uint64(i))

@@ -89,6 +89,10 @@ type memory struct {
 	mask uint64 // size - 1
 
 	pageShift uint
+
+	// gatherStepped, set only by tests before the ring is read, is
+	// called after each of gatherBatch's waits on this ring.
+	gatherStepped func()
 }
 
 // newMemory describes a mapping with a data area of size bytes.

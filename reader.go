@@ -92,8 +92,8 @@ type Reader struct {
 	// (faults.go): the methods that touch the rings then guard against it.
 	shared bool
 	// kernelOnly is set while every ring is a kernel ring, whose
-	// producers are BPF programs: a Reader about to sleep then spins
-	// without yielding (see wait).
+	// producers are BPF programs: a Reader about to sleep then does not
+	// spin first (see wait).
 	kernelOnly bool
 
 	// statRings is a copy of rings for Stats and Losses, which must not
@@ -871,12 +871,15 @@ func (r *Reader) wait(ctx context.Context) error {
 	// record with 80 µs of spin, 9 without; libbpf 7-10), and at full
 	// speed it gained nothing the cursor's gatherBatch does not.
 	if !r.kernelOnly {
-		for start := time.Now(); time.Since(start) < spinFor; {
+		for start := time.Now(); ; {
 			runtime.Gosched()
 			cpuPause(gatherStep)
 			r.spins++
 			if r.ready(false) {
 				return nil
+			}
+			if time.Since(start) >= spinFor {
+				break
 			}
 		}
 	}

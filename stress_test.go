@@ -145,9 +145,9 @@ func (p *stressProducer) full() bool {
 
 // hold now and then sleeps for up to 2ms while the producer holds a
 // reservation. The consumer then catches up with the busy record, spins for
-// a while and goes to sleep in epoll, and the commit must wake it: without
-// these holds a spinning consumer would hardly ever sleep, and lost wake-ups
-// would go unnoticed.
+// a moment and goes to sleep in epoll, and the commit must wake it: without
+// these holds a consumer would hardly ever sleep, and lost wake-ups would go
+// unnoticed.
 func (p *stressProducer) hold() {
 	if p.rng.IntN(128) == 0 {
 		time.Sleep(time.Duration(p.rng.IntN(2000)) * time.Microsecond)

@@ -932,7 +932,7 @@ func unclosedFreed(t *testing.T, im impl) {
 // TestStreamSampledWakeups: a producer that wakes the reader only every
 // 64th record (BPF_RB_NO_WAKEUP for the rest, BPF_RB_FORCE_WAKEUP for
 // that one), as tracers that batch wake-ups do: every record still comes,
-// in order, with the zero deadline. (The drop-in's spin before a wait is
+// in order, with the zero deadline. (The drop-in's look before a wait is
 // exercised here against epoll's ready-list state.)
 func TestStreamSampledWakeups(t *testing.T) {
 	both(t, func(t *testing.T, im impl) {

@@ -311,3 +311,31 @@ func TestWritePaced(t *testing.T) {
 	}
 	checkPNG(t, filepath.Join(dir, StreamPaced+".png"))
 }
+
+// TestWriteFloors: the drain's floors are compared by CPU per record, each
+// with what sits on it, and never as an implementation to beat.
+func TestWriteFloors(t *testing.T) {
+	rep := Report{Machine: testMachine()}
+	for impl, cpu := range map[string]float64{Ringo: 6, RingoBatch: 3, Libbpf: 4, FloorCall: 5, FloorSink: 2.5} {
+		rep.Results = append(rep.Results, Result{Scenario: Drain, Impl: impl, RecordSize: 16, RecordsPerSec: 1e9 / cpu, CPUNsPerRecord: cpu, NsPerRecord: cpu})
+	}
+	var b strings.Builder
+	if err := WriteMarkdown(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"- ringo cpu ns ÷ libbpf cpu ns: 1.50\n",
+		"- ringo cpu ns ÷ floor_call cpu ns: 1.20\n",
+		"- ringo_batch cpu ns ÷ floor_sink cpu ns: 1.20\n",
+		"- floor_sink cpu ns ÷ libbpf cpu ns: 0.62\n",
+		"| floor_call | 200 M/s · 5.0 ns · 5.0 cpu ns |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "ringo ÷ floor") {
+		t.Errorf("a floor compared as an implementation:\n%s", md)
+	}
+}

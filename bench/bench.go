@@ -176,7 +176,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 		for _, size := range cfg.Sizes {
 			switch sc {
 			case Drain:
-				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, FloorCall, FloorSink} {
+				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, FloorCall} {
 					add(sc, impl, size, func() (Result, error) { return drain(impl, size, p.drainRing, lib) })
 				}
 			case Stream, StreamSampled:

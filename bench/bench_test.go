@@ -57,7 +57,7 @@ func benchImpls(b *testing.B, impls []string, fn func(impl string, size int, lib
 }
 
 func BenchmarkDrain(b *testing.B) {
-	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, FloorCall, FloorSink}, func(impl string, size int, lib *driver) (Result, error) {
+	benchImpls(b, []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, FloorCall}, func(impl string, size int, lib *driver) (Result, error) {
 		return drain(impl, size, 32<<20, lib)
 	})
 }

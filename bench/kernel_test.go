@@ -90,18 +90,16 @@ func TestScenarios(t *testing.T) {
 			t.Logf("%d drops, %.1f wake-ups per 1000", r.Drops, r.WakeupsPer1000)
 		})
 	}
-	// The floors read every record of a drain too (floor.go).
-	for _, impl := range []string{FloorCall, FloorSink} {
-		t.Run("drain/"+impl, func(t *testing.T) {
-			r, err := drain(impl, 64, 1<<20, lib)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Records != (1<<20-1)/72 {
-				t.Fatalf("%+v", r)
-			}
-		})
-	}
+	// The floor reads every record of a drain too (floor.go).
+	t.Run("drain/"+FloorCall, func(t *testing.T) {
+		r, err := drain(FloorCall, 64, 1<<20, lib)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Records != (1<<20-1)/72 {
+			t.Fatalf("%+v", r)
+		}
+	})
 	// Paced: every record arrives, at about the rate asked for.
 	for _, impl := range []string{Ringo, Libbpf, DropinReadInto} {
 		t.Run("stream_paced/"+impl, func(t *testing.T) {

@@ -162,7 +162,7 @@ func tabulate(results []Result) []*table {
 func scenarioOrder() []string { return Scenarios() }
 
 func implOrder() []string {
-	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, CiliumPerf, Chan, FloorCall, FloorSink}
+	return []string{Ringo, RingoBatch, Libbpf, CiliumRead, CiliumReadInto, DropinRead, DropinReadInto, CiliumPerf, Chan, FloorCall}
 }
 
 // sortByKnownOrder sorts names by their position in known, unknown names
@@ -354,7 +354,7 @@ func ratioLines(t *table) []string {
 			continue
 		}
 		for _, impl := range t.impls {
-			if impl != Ringo && impl != RingoBatch && impl != FloorCall && impl != FloorSink {
+			if impl != Ringo && impl != RingoBatch && impl != FloorCall {
 				line(fmt.Sprintf("%s%s ÷ %s%s", base, what, impl, what), by, base, impl)
 			}
 		}
@@ -366,11 +366,9 @@ func ratioLines(t *table) []string {
 		}
 	}
 	if t.scenario == Drain {
-		// Each against libbpf, and against the floor it sits on (see
-		// floor.go): Consume's call per record, the batch's harness
-		// work; and the harness's work against libbpf, the least any
-		// reader's ratio can be.
-		for _, p := range [][2]string{{Ringo, Libbpf}, {RingoBatch, Libbpf}, {Ringo, FloorCall}, {RingoBatch, FloorSink}, {FloorSink, Libbpf}} {
+		// Each against libbpf; Consume against its floor (floor.go),
+		// and the floor against libbpf.
+		for _, p := range [][2]string{{Ringo, Libbpf}, {RingoBatch, Libbpf}, {Ringo, FloorCall}, {FloorCall, Libbpf}} {
 			if slices.Contains(t.impls, p[0]) && slices.Contains(t.impls, p[1]) {
 				line(fmt.Sprintf("%s cpu ns ÷ %s cpu ns", p[0], p[1]), cpu, p[0], p[1])
 			}

@@ -50,11 +50,9 @@ const (
 	DropinReadInto = "dropin_readinto"
 	CiliumPerf     = "cilium_perf"
 	Chan           = "chan"
-	// FloorCall and FloorSink are the drain's floors (floor.go): the
-	// least a reader handing each record to a Go function costs, and the
-	// harness's own work per record with no reader at all.
+	// FloorCall is the drain's floor (floor.go): the least a reader
+	// handing each record to a Go function costs.
 	FloorCall = "floor_call"
-	FloorSink = "floor_sink"
 )
 
 // Result is one implementation in one scenario at one record size.

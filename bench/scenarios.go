@@ -26,8 +26,8 @@ func openReader(k *kernel, impl string, size int, perfBytes int) (reader, error)
 		return newRingbufReader(k.objs.Rb, impl)
 	case CiliumPerf:
 		return newPerfReader(k.objs.Perf, perfBytes, size)
-	case FloorCall, FloorSink:
-		return newFloorReader(k.objs.Rb.FD(), int(k.objs.Rb.MaxEntries()), impl)
+	case FloorCall:
+		return newFloorReader(k.objs.Rb.FD(), int(k.objs.Rb.MaxEntries()))
 	}
 	return nil, fmt.Errorf("bench: no Go reader %q", impl)
 }

@@ -48,15 +48,15 @@
 // # Speed
 //
 // On a 2-vCPU AMD EPYC VM (BenchmarkDrain, BenchmarkStream; three runs,
-// ranges in the README): draining a pre-filled ring, ReadInto takes 33-40 M
-// records/s at 16 B where cilium/ebpf's takes 50-54 M (0.6-1.2x over the
-// sizes and runs), and a lease of 256 samples 67 M; reading a BPF program's
-// stream on the other CPU, ReadInto gets 6.7-19 M records/s at 45-131 CPU ns
-// a record where cilium's gets 6-11 M at 77-158 ns, and the lease 10-22 M
-// at 27-44 ns. A call per record costs about what cilium's does (the lock,
-// the checks, the copy, the store that frees the record); ringo's own Reader
-// pays the call without the rest: Consume drains 116-126 M records/s there,
-// ConsumeBatch more.
+// ranges in the README): draining a pre-filled ring, ReadInto takes 24-40 M
+// records/s at 16 B where cilium/ebpf's takes 31-52 M (0.7-1.3x over the
+// sizes and runs), and a lease of 256 samples 42-66 M; reading a BPF
+// program's stream on the other CPU, ReadInto gets 6.5-18 M records/s at
+// 44-134 CPU ns a record where cilium's gets 3.4-12 M at 81-260 ns, and the
+// lease 14-23 M at 32-40 ns. A call per record costs about what cilium's
+// does (the lock, the checks, the copy, the store that frees the record);
+// ringo's own Reader pays the call without the rest: Consume drains 81-126 M
+// records/s there, ConsumeBatch more.
 //
 // # Behaviours kept from cilium/ebpf that look like bugs
 //

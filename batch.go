@@ -20,10 +20,10 @@ type Batch struct {
 	rr *readerRing
 
 	// The walk, as All keeps it in registers (and run in these fields,
-	// see there): positions are relative to
-	// base (a multiple of the ring size, so that rel&mask is a record's
-	// offset): the record at rel has the length word w and takes t bytes,
-	// and All takes records alike up to lim. k counts the records yielded.
+	// see there): positions are relative to base (a multiple of the ring
+	// size, so that rel&mask is a record's offset): the record at rel has
+	// the length word w and takes t bytes, and All takes records alike up
+	// to lim. k counts the records yielded.
 	ring     area
 	mask     uint64
 	base     uint64

@@ -160,7 +160,7 @@ func gatherBatch(m *memory, prod uint64) uint64 {
 
 // gatherStep is how many PAUSE instructions gatherBatch waits at a time
 // (each takes tens of cycles on current x86 cores: 8 are 0.2 µs on an AMD
-// EPYC), gatherSteps how many times at most.
+// EPYC, BenchmarkPause), gatherSteps how many times at most.
 const (
 	gatherStep  = 8
 	gatherSteps = 8

@@ -871,15 +871,13 @@ func (r *Reader) wait(ctx context.Context) error {
 	// record with 80 µs of spin, 9 without; libbpf 7-10), and at full
 	// speed it gained nothing the cursor's gatherBatch does not.
 	if !r.kernelOnly {
-		for start := time.Now(); ; {
+		start := time.Now()
+		for done := false; !done; done = time.Since(start) >= spinFor {
 			runtime.Gosched()
 			cpuPause(gatherStep)
 			r.spins++
 			if r.ready(false) {
 				return nil
-			}
-			if time.Since(start) >= spinFor {
-				break
 			}
 		}
 	}

@@ -155,7 +155,7 @@ func (cfg Config) jobs(p plan, lib *driver) []job {
 		switch sc {
 		case StreamPaced:
 			for _, rate := range pacedRates {
-				for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto} {
+				for _, impl := range pacedImpls {
 					add(sc, impl, pacedSize, func() (Result, error) {
 						return stream(sc, impl, pacedSize, p.streamRing, feed{count: pacedCount(rate, p.pacedSeconds), rate: rate}, lib)
 					})

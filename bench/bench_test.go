@@ -107,14 +107,14 @@ func BenchmarkStreamPaced(b *testing.B) {
 	requireBPF(b)
 	lib, noLib := testDriver(b)
 	for _, rate := range pacedRates {
-		for _, impl := range []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto} {
+		for _, impl := range pacedImpls {
 			b.Run(fmt.Sprintf("%s/rate=%s", impl, formatRate(rate)), func(b *testing.B) {
 				if impl == Libbpf && lib == nil {
 					skipUnlessRequired(b, noLib)
 				}
 				var results []Result
 				for b.Loop() {
-					r, err := stream(StreamPaced, impl, 64, 4<<20, feed{count: pacedCount(rate, 0.4), rate: rate}, lib)
+					r, err := stream(StreamPaced, impl, pacedSize, 4<<20, feed{count: pacedCount(rate, 0.4), rate: rate}, lib)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -136,7 +136,7 @@ func BenchmarkUserPaced(b *testing.B) {
 					if impl == Chan {
 						run = userChan
 					}
-					r, err := run(UserPaced, 1, 64, 4<<20, int(pacedCount(rate, 0.4)), rate)
+					r, err := run(UserPaced, 1, pacedSize, 4<<20, int(pacedCount(rate, 0.4)), rate)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -88,8 +88,11 @@ type feed struct {
 // second: from a quiet tracer's to a busy one's.
 var pacedRates = []float64{1e3, 1e4, 1e5, 1e6}
 
-// pacedSize is the paced scenarios' record size.
+// pacedSize is the paced scenarios' record size, and pacedImpls the
+// readers stream_paced runs (user_paced runs Ringo and Chan).
 const pacedSize = 64
+
+var pacedImpls = []string{Ringo, RingoBatch, Libbpf, CiliumReadInto, DropinReadInto}
 
 // pacedCount is how many records a paced run of seconds writes at rate.
 func pacedCount(rate, seconds float64) uint64 { return uint64(rate * seconds) }

@@ -142,10 +142,11 @@ func tabulate(results []Result) []*table {
 		if r.Rate > 0 {
 			t.paced = true
 		}
-		if col := column(r); !slices.Contains(t.cols, col) {
+		col := column(r)
+		if !slices.Contains(t.cols, col) {
 			t.cols = append(t.cols, col)
 		}
-		t.cells[cellKey{r.Impl, column(r)}] = r
+		t.cells[cellKey{r.Impl, col}] = r
 	}
 	tabs := make([]*table, 0, len(byScenario))
 	for _, t := range byScenario {

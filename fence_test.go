@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,28 +54,105 @@ func TestFencedCommitBytesAreTheSame(t *testing.T) {
 	}
 }
 
-// TestOutputWakesReaderGoingToSleep hands records over one at a time, each
-// Output landing at a random moment of the Reader's way to sleep: while it
-// spins, as it announces its wait, at its last look, or once it sleeps. A
-// commit that neither the Reader's last look sees nor wakes the Reader
-// would leave Read waiting for the deadline.
-func TestOutputWakesReaderGoingToSleep(t *testing.T) {
+// TestReaderFencesAfterManyRecords: a Reader fences for Output before it
+// sleeps only when it took fenceWorth records or more since it last slept
+// (a barrier a sleep is then cheaper than a locked instruction a record);
+// a Reader that sleeps after a few has Output fence itself.
+func TestReaderFencesAfterManyRecords(t *testing.T) {
 	r := newRing(t, 1<<16)
+	if !r.mem.fencedByReader {
+		skipUnlessRequired(t, "no process-wide memory barrier (membarrier(2)) here: Output commits with a locked exchange")
+	}
 	rd := newReader(t, r)
+	asleep := watchSleep(rd)
+	if !r.mem.readerFences.Load() {
+		t.Fatal("a new ring's Output fences itself: a Reader that never sleeps would make every record pay")
+	}
+	// Each sleep but the first is ended by a record, which the Reader
+	// takes before the next: it counts.
+	woke := 0
+	for _, c := range []struct {
+		taken  int // records between the sleeps
+		fences bool
+	}{{1, false}, {fenceWorth, true}, {fenceWorth - 1, false}, {fenceWorth + 1, true}, {2, false}} {
+		for range c.taken - woke {
+			if err := r.Output([]byte("x"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := rd.Consume(func(Record) error { return nil })
+		if err != nil || n != c.taken-woke {
+			t.Fatalf("consumed %d records, %v; want %d", n, err, c.taken-woke)
+		}
+		done := readAsync(t.Context(), rd)
+		asleep.wait(t, "on the empty ring")
+		if f := r.mem.readerFences.Load(); f != c.fences {
+			t.Errorf("after %d records the Reader fences %v, want %v", c.taken, f, c.fences)
+		}
+		woke = 1
+		if err := r.Output([]byte("y"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if res := waitfor.Recv(t, done, waitfor.Short, "the record to wake the Reader"); res.err != nil {
+			t.Fatal(res.err)
+		}
+		asleep.drain()
+	}
+}
+
+// TestOutputWakesReaderGoingToSleep hands records over one at a time, each
+// Output landing at a random moment of the Reader's way to sleep: as it
+// decides who fences, announces its wait, takes its last look, or once it
+// sleeps. A commit that neither the Reader's last look sees nor wakes the
+// Reader would leave Read waiting for the deadline. Three ways: the Reader
+// fencing for Output before each sleep, Output fencing itself (what a
+// Reader that sleeps after each record chooses), and the two changing
+// places at random sleeps (chooseFence's barrier as it stops).
+func TestOutputWakesReaderGoingToSleep(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		from func(*rand.Rand) uint64 // fenceFrom before each Read
+	}{
+		{"reader fences", func(*rand.Rand) uint64 { return 0 }},
+		{"output fences", func(*rand.Rand) uint64 { return math.MaxUint64 }},
+		{"switching", func(rng *rand.Rand) uint64 { return uint64(rng.IntN(2)) * math.MaxUint64 }},
+	} {
+		t.Run(c.name, func(t *testing.T) { testOutputWakesReaderGoingToSleep(t, c.from) })
+	}
+}
+
+func testOutputWakesReaderGoingToSleep(t *testing.T, from func(*rand.Rand) uint64) {
+	r := newRing(t, 1<<16)
+	if !r.mem.fencedByReader {
+		skipUnlessRequired(t, "no process-wide memory barrier (membarrier(2)) here: Output commits with a locked exchange")
+	}
+	rd := newReader(t, r)
+	pick := rand.New(rand.NewPCG(3, 4))
 	rounds := 3000
 	if testing.Short() {
 		rounds = 300
 	}
 	asleep := watchSleep(rd)
-	ack := make(chan struct{}, 1)
+	// turn is the round the consumer is in: the producer spins on it
+	// rather than sleeping on a channel, so that it starts its round
+	// within a moment of the Read, not a scheduler's wake-up later (when
+	// the Reader is long asleep). over ends it.
+	var turn atomic.Int64
+	var over atomic.Bool
 	produced := make(chan error, 1)
 	go func() {
 		defer close(produced)
 		rng := rand.New(rand.NewPCG(1, 2))
 		var buf [8]byte
 		for i := range rounds {
-			if _, ok := <-ack; !ok {
-				return // the test failed
+			for start := time.Now(); turn.Load() <= int64(i); runtime.Gosched() {
+				if over.Load() {
+					return // the test failed
+				}
+				if time.Since(start) > waitfor.Long {
+					produced <- fmt.Errorf("record %d: the consumer did not start its round within %v", i, waitfor.Long)
+					return
+				}
 			}
 			if i%64 == 63 {
 				// Once the Reader is about to sleep, surely, now and
@@ -84,11 +164,11 @@ func TestOutputWakesReaderGoingToSleep(t *testing.T) {
 					return
 				}
 			} else {
-				// Mostly within twice the Reader's spin (spinFor), so
-				// that records land while it spins, announces its wait
-				// and takes its last look; now and then up to 150 µs,
-				// past its spinning.
-				d := time.Duration(rng.IntN(int(2 * spinFor)))
+				// Mostly within 1.5 µs (half of them 0.4), so that
+				// records land while the Reader decides who fences,
+				// announces its wait and takes its last look; now and
+				// then up to 150 µs, once it sleeps.
+				d := time.Duration(rng.IntN(1500 >> (i % 2 * 2)))
 				if i%8 == 7 {
 					d = time.Duration(rng.IntN(150_000))
 				}
@@ -103,16 +183,17 @@ func TestOutputWakesReaderGoingToSleep(t *testing.T) {
 		}
 	}()
 	defer func() {
-		close(ack)
+		over.Store(true)
 		waitfor.Recv(t, produced, waitfor.Short, "the producer to stop")
 	}()
 	for i := range rounds {
-		asleep.drain()    // earlier sleeps: Read has returned from them
-		ack <- struct{}{} // room for one: the producer takes it before the next
+		asleep.drain() // earlier sleeps: Read has returned from them
+		rd.fenceFrom = from(pick)
 		// Cancelled, not timed out: a Reader woken by its deadline would
 		// find the record and hide the lost wake-up.
 		ctx, cancel := context.WithCancel(context.Background())
 		stop := time.AfterFunc(waitfor.Short, cancel)
+		turn.Store(int64(i + 1)) // the producer's round i
 		rec, err := rd.Read(ctx)
 		stop.Stop()
 		cancel()

@@ -148,6 +148,7 @@ func (k *KernelRing) Close() error {
 
 func (k *KernelRing) pollFD() int                 { return k.fd }
 func (k *KernelRing) notified()                   {}
+func (k *KernelRing) parkOn(*chan struct{}) bool  { return false }
 func (k *KernelRing) recoverHead(pos uint64) bool { return false }
 func (k *KernelRing) attach() error {
 	if k.closed.Load() {

@@ -524,52 +524,67 @@ func TestKernelRingFenceBeforeSleep(t *testing.T) {
 	}
 }
 
-// TestKernelReaderSleepsWithoutSpinning: a Reader of kernel rings goes to
-// sleep as soon as its last look finds every ring empty, without the spin
-// a Reader of user-space rings makes first: only BPF programs produce, a
-// spin helps none of them, and at every rate below the spin's each record
-// paid for the whole spin (BenchmarkStreamPaced). The record written while
-// it sleeps still wakes it.
-func TestKernelReaderSleepsWithoutSpinning(t *testing.T) {
+// TestReaderSpinsOnlyWhereWakingIsDear: a Reader about to sleep spins first
+// only where its wake-up costs system calls and its producers may be
+// goroutines: a Reader of a shared ring. A Reader of a kernel ring (only BPF
+// programs produce: a spin helps none of them) and one of an in-process ring
+// (parked: a producer wakes it with a channel send) sleep as soon as their
+// last look finds nothing, which at every rate below the spin's saved its
+// whole cost a record (BenchmarkStreamPaced, BenchmarkUserPaced). After a
+// spin that found nothing, the next spinRetry-1 sleeps come without one.
+// The record written while the Reader sleeps still wakes it, every time.
+func TestReaderSpinsOnlyWhereWakingIsDear(t *testing.T) {
 	k := newKernelRing(t, 4096)
 	out := loadProg(t, outputProgram(k.FD(), 0))
-	rd := newReader(t, k)
-	slept := watchSleep(rd)
+	in := newRing(t, 4096)
+	sh, err := Create("spin", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
 	defer cancel()
-	got := make(chan error, 1)
-	go func() {
-		var rec Record
-		got <- rd.ReadInto(ctx, &rec)
-	}()
-	slept.wait(t, "on an empty kernel ring")
-	if ret := out.run(); ret != 0 {
-		t.Fatalf("bpf_ringbuf_output returned %d", ret)
-	}
-	if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
-		t.Fatal(err)
-	}
-	if rd.spins != 0 {
-		t.Fatalf("the Reader spun %d looks before sleeping on a kernel ring; want none", rd.spins)
-	}
-
-	// A Reader of a user-space ring spins a moment before it sleeps (its
-	// producers may be goroutines of this process), and still sleeps.
-	r := newRing(t, 4096)
-	urd := newReader(t, r)
-	slept = watchSleep(urd)
-	go func() {
-		var rec Record
-		got <- urd.ReadInto(ctx, &rec)
-	}()
-	slept.wait(t, "on an empty ring")
-	if err := r.Output([]byte("x"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
-		t.Fatal(err)
-	}
-	if urd.spins == 0 {
-		t.Fatal("the Reader of a user-space ring slept without spinning first")
+	for _, c := range []struct {
+		name   string
+		src    Source
+		write  func() error
+		parked bool
+		spins  bool
+	}{
+		{"kernel ring", k, func() error {
+			if ret := out.run(); ret != 0 {
+				return fmt.Errorf("bpf_ringbuf_output returned %d", ret)
+			}
+			return nil
+		}, false, false},
+		{"in-process ring", in, func() error { return in.Output([]byte("x"), 0) }, true, false},
+		{"shared ring", sh, func() error { return sh.Output([]byte("x"), 0) }, false, true},
+	} {
+		rd := newReader(t, c.src)
+		if rd.parked != c.parked {
+			t.Fatalf("%s: parked %v, want %v", c.name, rd.parked, c.parked)
+		}
+		slept := watchSleep(rd)
+		spins := 0
+		for i := range spinRetry + 1 {
+			got := make(chan error, 1)
+			go func() {
+				var rec Record
+				got <- rd.ReadInto(ctx, &rec)
+			}()
+			slept.wait(t, "on an empty "+c.name)
+			if err := c.write(); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
+				t.Fatalf("%s, sleep %d: %v", c.name, i, err)
+			}
+			want := c.spins && i%spinRetry == 0
+			if spun := rd.spins > spins; spun != want {
+				t.Fatalf("%s, sleep %d: spun %v before sleeping, want %v", c.name, i, spun, want)
+			}
+			spins = rd.spins
+		}
+		rd.Close()
 	}
 }

@@ -38,6 +38,13 @@ type memory struct {
 	// Ring.finish and Reader.wait. Only a consumer in this process can do
 	// that, so shared rings, whose consumer may be elsewhere, never set it.
 	fencedByReader bool
+	// readerFences, for such a ring, says that its Reader fences for
+	// Output now. A Reader that sleeps after a few records only, where a
+	// barrier a sleep costs more than a locked instruction a record,
+	// clears it, and Output locks an instruction of its own after the
+	// store; the Reader sets it again when it sleeps after many (see
+	// Reader.chooseFence). Only the Reader writes it.
+	readerFences atomic.Bool
 
 	// lockWord, in the producer page, is ringo's own reservation lock for
 	// user-space rings (the kernel's spin lock lives in its private page):

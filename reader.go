@@ -29,6 +29,11 @@ type Source interface {
 	pollFD() int
 	// notified is called after the poll descriptor reported a wake-up.
 	notified()
+	// parkOn has the ring's producers wake its Reader by a send on *ch
+	// instead of through the poll descriptor (nil: through it again). It
+	// reports false, and does nothing, for a ring whose producers may be
+	// outside this process.
+	parkOn(ch *chan struct{}) bool
 	// recoverHead is called when the record at pos, the head, has been
 	// busy for a while; it reports whether the ring recovered it (its
 	// producer died) so the head should be looked at again.
@@ -91,10 +96,19 @@ type Reader struct {
 	// shared is set while a ring is a shared one, whose memory may fault
 	// (faults.go): the methods that touch the rings then guard against it.
 	shared bool
-	// kernelOnly is set while every ring is a kernel ring, whose
-	// producers are BPF programs: a Reader about to sleep then does not
-	// spin first (see wait).
-	kernelOnly bool
+	// spinFirst is set while a ring has producers in user space and the
+	// Reader sleeps in epoll_wait (a shared ring, or an in-process one
+	// beside kernel rings): about to sleep, the Reader spins first (see
+	// wait).
+	spinFirst bool
+	// parked is set while every ring is an in-process one and no set
+	// that changes is followed: producers then wake the Reader by a send
+	// on park, and it sleeps there instead of in epoll_wait (two system
+	// calls and a thread woken through the kernel spared a sleep). timer
+	// bounds such a sleep.
+	parked bool
+	park   chan struct{}
+	timer  *time.Timer
 
 	// statRings is a copy of rings for Stats and Losses, which must not
 	// wait for the consumer's lock (a blocked Read holds it).
@@ -119,8 +133,12 @@ type Reader struct {
 	// Only the sleeping path looks at it.
 	sleeping func()
 	// spins counts the looks the Reader took while it spun before
-	// sleeping (wait): a Reader of kernel rings takes none.
-	spins int
+	// sleeping (wait): a Reader of kernel rings takes none. spinSkips is
+	// how many waits are still to sleep without a spin.
+	spins     int
+	spinSkips int
+	// fenceFrom is fenceWorth; tests change it to choose who fences.
+	fenceFrom uint64
 }
 
 type readerRing struct {
@@ -137,6 +155,9 @@ type readerRing struct {
 	// the wake-up protocol needs before the Reader sleeps (ready).
 	stored    uint64
 	fenceOwed bool
+	// sleptAt is the cursor's passed count when the Reader last went to
+	// sleep (chooseFence).
+	sleptAt uint64
 	// consumed and consumedBytes publish the cursor's passed counts for
 	// Stats, at every commit.
 	consumed, consumedBytes atomic.Uint64
@@ -164,6 +185,9 @@ type readerRing struct {
 // again, yielding in between, before it sleeps.
 const spinFor = 5 * time.Microsecond
 
+// spinRetry: after a spin that found nothing, one wait in spinRetry spins.
+const spinRetry = 8
+
 // batchRecords is how many records a Reader takes from one ring before it
 // turns to the next, so that a flooding ring cannot starve the others.
 const batchRecords = 256
@@ -174,7 +198,7 @@ func NewReader(rings ...Source) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringo: new reader: %w", err)
 	}
-	r := &Reader{poller: p}
+	r := &Reader{poller: p, park: make(chan struct{}, 1), fenceFrom: fenceWorth}
 	for _, s := range rings {
 		if err := r.Add(s); err != nil {
 			r.Close()
@@ -191,7 +215,26 @@ func (r *Reader) ringsChanged() {
 	r.statRings = slices.Clone(r.rings)
 	r.ringsMu.Unlock()
 	r.shared = slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.recovers() })
-	r.kernelOnly = !slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.cur.mem.space != nil })
+	r.chooseSleep()
+	r.spinFirst = !r.parked && slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.cur.mem.space != nil })
+}
+
+// chooseSleep decides where the Reader sleeps (parked), after each change of
+// its rings and sets; r.mu held, so the Reader is awake: it announces and
+// looks again before its next sleep, and a producer that woke the other
+// way meanwhile had its record seen by that look.
+func (r *Reader) chooseSleep() {
+	r.parked = len(r.rings) > 0 && !slices.ContainsFunc(r.sets, func(rs *readerSet) bool { return rs.changes })
+	for _, rr := range r.rings {
+		if r.parked && !rr.src.parkOn(&r.park) {
+			r.parked = false
+		}
+	}
+	if !r.parked {
+		for _, rr := range r.rings {
+			rr.src.parkOn(nil)
+		}
+	}
 }
 
 // lock takes the consumer's lock for the method named what, failing if the
@@ -374,6 +417,10 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.poller.Interrupt()
+	select {
+	case r.park <- struct{}{}: // a parked Reader wakes to see closed
+	default:
+	}
 	if r.mu.TryLock() {
 		r.free()
 		r.mu.Unlock()
@@ -859,35 +906,47 @@ func (r *Reader) wait(ctx context.Context) error {
 		}
 		r.waitCtx, r.stopWait = ctx, context.AfterFunc(ctx, r.poller.Interrupt)
 	}
-	// Waking a sleeping Reader costs two system calls and a trip through
-	// the scheduler, far more than a record: with producers in this
-	// process, first look again for a few microseconds, yielding to other
-	// goroutines (a producer may be one). Not when only BPF programs
-	// produce: a yield helps none of them (from a goroutine locked to its
-	// thread, a pinned consumer's, it is a hand-off of the thread through
-	// the scheduler), and a spin without one costs the CPU it was to
-	// save: at every rate below the spin's, each record paid the whole
-	// spin (BenchmarkStreamPaced, 64 B records at 10 k/s: 82 µs of CPU a
-	// record with 80 µs of spin, 9 without; libbpf 7-10), and at full
-	// speed it gained nothing the cursor's gatherBatch does not.
-	if !r.kernelOnly {
-		start := time.Now()
-		for done := false; !done; done = time.Since(start) >= spinFor {
-			runtime.Gosched()
-			cpuPause(gatherStep)
-			r.spins++
-			if r.ready(false) {
-				return nil
-			}
+	// Waking a Reader asleep in epoll_wait costs two system calls and a
+	// trip through the scheduler, far more than a record: with producers
+	// in user space, first look again for a few microseconds, yielding to
+	// other goroutines (a producer may be one). Not when only BPF
+	// programs produce: a yield helps none of them, and a spin without
+	// one costs the CPU it was to save (BenchmarkStreamPaced, 64 B at
+	// 10 k/s: 82 µs of CPU a record with an 80 µs spin, 9 without; libbpf
+	// 7-10). Nor for a parked Reader, woken as a channel's receiver is
+	// (BenchmarkUserPaced at 1 M/s: 410-460 ns of CPU a record with the
+	// spin, 104-109 without; from a goroutine locked to its thread, a
+	// yield hands the thread off through the scheduler). A spin that
+	// found nothing says the producers write less often than it lasts:
+	// the next spinRetry-1 waits sleep at once.
+	if r.spinFirst {
+		if r.spinSkips > 0 {
+			r.spinSkips--
+		} else if r.spin() {
+			return nil
+		} else {
+			r.spinSkips = spinRetry - 1
+		}
+	}
+	r.chooseFence()
+	if r.parked {
+		// A wake-up left from an earlier sleep (its record was read
+		// since) would end this one at once.
+		select {
+		case <-r.park:
+		default:
 		}
 	}
 	// Announce the wait to the producers of user-space rings, then look
 	// once more: a commit that this look misses sees the announcement
-	// (both sequentially consistent, or fenced by ready) and makes the
-	// wake-up system call.
+	// (both sequentially consistent, or fenced by ready) and wakes us.
 	r.announce(true)
-	if r.ready(true) {
+	if r.ready(true) || r.closed.Load() {
+		// (closed: Close's wake-up may have been the one just dropped.)
 		r.announce(false)
+		if r.closed.Load() {
+			return ErrClosed
+		}
 		return nil
 	}
 	// Rings being removed, sets to look at again and busy heads of shared
@@ -905,6 +964,23 @@ func (r *Reader) wait(ctx context.Context) error {
 	if r.sleeping != nil {
 		r.sleeping()
 	}
+	if r.parked {
+		if r.nap(ctx, timeout) && !r.closed.Load() {
+			r.wakeups.Add(1)
+		}
+		r.announce(false)
+	} else if err := r.sleep(timeout); err != nil {
+		return err
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// sleep waits in epoll_wait until a ring's descriptor signals, the poller
+// is interrupted (Close, ctx) or timeout passes (negative: no limit).
+func (r *Reader) sleep(timeout time.Duration) error {
 	keys, _, err := r.poller.Wait(r.keys[:0], timeout)
 	r.announce(false)
 	r.keys = keys[:0]
@@ -921,10 +997,45 @@ func (r *Reader) wait(ctx context.Context) error {
 			}
 		}
 	}
-	if r.closed.Load() {
-		return ErrClosed
+	return nil
+}
+
+// nap is sleep for a parked Reader: it waits until a producer (or Close)
+// sends on park, ctx ends or timeout passes, and reports whether it was
+// woken by a send.
+func (r *Reader) nap(ctx context.Context, timeout time.Duration) bool {
+	var expired <-chan time.Time
+	if timeout >= 0 {
+		if r.timer == nil {
+			r.timer = time.NewTimer(timeout)
+		} else {
+			r.timer.Reset(timeout)
+		}
+		defer r.timer.Stop()
+		expired = r.timer.C
 	}
-	return ctx.Err()
+	select {
+	case <-r.park:
+		return true
+	case <-ctx.Done():
+	case <-expired:
+	}
+	return false
+}
+
+// spin looks at the rings again for spinFor (at least once), yielding in
+// between, and reports whether one has a record.
+func (r *Reader) spin() bool {
+	start := time.Now()
+	for done := false; !done; done = time.Since(start) >= spinFor {
+		runtime.Gosched()
+		cpuPause(gatherStep)
+		r.spins++
+		if r.ready(false) {
+			return true
+		}
+	}
+	return false
 }
 
 // announce sets the waiter word of every ring that has one: to what the
@@ -959,7 +1070,7 @@ func (r *Reader) announce(on bool) {
 //
 // final is set for the look after the Reader announced its wait. Then,
 // for rings whose producers commit without a fence of their own
-// (memory.fencedByReader), a process-wide barrier separates the Reader's
+// (memory.readerFences), a process-wide barrier separates the Reader's
 // stores from each look: a producer's commit either is visible to the look
 // or sees the announcement and this consumer_pos. Without the barrier,
 // both sides could read the other's old value (a store-buffer race) and
@@ -982,7 +1093,7 @@ func (r *Reader) ready(final bool) bool {
 				break
 			}
 			rr.storePos() // then look again: store (fenced) before load
-			if fence && rr.cur.mem.fencedByReader && !sys.ProcessBarrier() {
+			if fence && rr.cur.mem.readerFences.Load() && !sys.ProcessBarrier() {
 				return true
 			}
 		}
@@ -991,14 +1102,54 @@ func (r *Reader) ready(final bool) bool {
 }
 
 // fenced reports whether a ring of the Reader has producers that count on
-// its barrier (memory.fencedByReader).
+// its barrier now (memory.readerFences).
 func (r *Reader) fenced() bool {
 	for _, rr := range r.rings {
-		if rr.cur.mem.fencedByReader {
+		if rr.cur.mem.readerFences.Load() {
 			return true
 		}
 	}
 	return false
+}
+
+// fenceWorth is how many records a ring's Reader takes between two sleeps
+// at least for its barrier before each sleep (a membarrier system call, an
+// interrupt to each CPU running the process: about 10 us in a VM) to pay
+// for the locked instruction it spares each Output (about 10 ns).
+const fenceWorth = 1024
+
+// chooseFence decides, as the Reader is about to sleep, who fences for
+// Output in each ring with fencedByReader: the Reader, before it sleeps,
+// if it took fenceWorth records or more from the ring since it last slept;
+// else Output itself. Stopping costs one barrier: a producer that loaded
+// readerFences set and skipped its fence has its commit visible once the
+// barrier returns, and one that loads it after sees it cleared (Ring.finish
+// loads it after its store). Starting costs nothing: a producer that still
+// fences is only slower.
+func (r *Reader) chooseFence() {
+	stopped := false
+	for _, rr := range r.rings {
+		m := rr.cur.mem
+		if !m.fencedByReader {
+			continue
+		}
+		many := rr.cur.passed-rr.sleptAt >= r.fenceFrom
+		rr.sleptAt = rr.cur.passed
+		if many != m.readerFences.Load() {
+			m.readerFences.Store(many)
+			stopped = stopped || !many
+		}
+	}
+	if stopped && !sys.ProcessBarrier() {
+		// (Never happens.) Go on fencing for them: ready's barrier
+		// fails the same way and has the Reader look again instead
+		// of sleeping.
+		for _, rr := range r.rings {
+			if rr.cur.mem.fencedByReader {
+				rr.cur.mem.readerFences.Store(true)
+			}
+		}
+	}
 }
 
 // recovers reports whether the ring can recover the records of producers

@@ -150,6 +150,74 @@ func TestCloseInterruptsRead(t *testing.T) {
 	}
 }
 
+// TestReaderParksWhileEveryRingIsInProcess: a Reader of in-process rings
+// only sleeps on its channel (parked), and a commit wakes it with a send;
+// once a shared ring joins, it sleeps in epoll_wait and the in-process
+// ring's commits wake it through the ring's eventfd; once the shared ring
+// has gone it parks again. A ring the Reader let go of sends to nobody. A
+// Reader of Shards (in-process rings, a set that never changes) parks.
+func TestReaderParksWhileEveryRingIsInProcess(t *testing.T) {
+	in := newRing(t, 4096)
+	sh, err := Create("park", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	rd, err := NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asleep := watchSleep(rd)
+	sleep := func(parked bool, what string) {
+		t.Helper()
+		if rd.parked != parked || (in.park.Load() != nil) != parked {
+			t.Fatalf("%s: the Reader parks %v, the ring sends %v; want %v", what, rd.parked, in.park.Load() != nil, parked)
+		}
+		woken := rd.Wakeups()
+		done := readAsync(t.Context(), rd)
+		asleep.wait(t, what)
+		if err := in.Output([]byte(what), 0); err != nil {
+			t.Fatal(err)
+		}
+		res := waitfor.Recv(t, done, waitfor.Short, "the commit to wake the Reader sleeping "+what)
+		if res.err != nil || string(res.rec.Data) != what {
+			t.Fatalf("%s: read %q, %v", what, res.rec.Data, res.err)
+		}
+		if w := rd.Wakeups(); w != woken+1 {
+			t.Fatalf("%s: %d wake-ups for one sleep", what, w-woken)
+		}
+		asleep.drain()
+	}
+	sleep(true, "parked")
+	if err := rd.Add(sh); err != nil {
+		t.Fatal(err)
+	}
+	sleep(false, "in epoll_wait, beside a shared ring")
+	if err := rd.Remove(sh); err != nil {
+		t.Fatal(err)
+	}
+	sleep(true, "parked again, the shared ring gone")
+	rd.Close()
+	if in.park.Load() != nil {
+		t.Fatal("the ring still wakes the Reader that let it go")
+	}
+
+	// Shards never change: a Reader of them parks.
+	set, err := NewShards(2, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	srd := newReader(t)
+	if err := srd.AddSet(set); err != nil {
+		t.Fatal(err)
+	}
+	if !srd.parked || set.Ring(1).park.Load() == nil {
+		t.Fatal("a Reader of Shards sleeps in epoll_wait")
+	}
+	srd.Close()
+}
+
 func TestCloseFromCallback(t *testing.T) {
 	r := newRing(t, 4096)
 	rd, err := NewReader(r)

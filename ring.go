@@ -24,6 +24,10 @@ type Ring struct {
 	ringMem
 	file int // the memory file behind the mapping
 	bell doorbell
+	// park is set while the ring's Reader sleeps on a channel rather
+	// than in epoll_wait (Reader.parked): a producer that wakes it sends
+	// there, not to bell.
+	park atomic.Pointer[chan struct{}]
 	name string
 	path string // the file of a shared ring; empty for an in-process one
 
@@ -84,6 +88,7 @@ func New(size int, opts ...Option) (*Ring, error) {
 	// the memory file is never opened elsewhere), so it can fence for
 	// the producers.
 	r.mem.fencedByReader = sys.ProcessBarrierAvailable()
+	r.mem.readerFences.Store(r.mem.fencedByReader)
 	r.single = o.single && sys.ProcessBarrierAvailable()
 	return r, nil
 }
@@ -414,6 +419,15 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 		// locked instruction's wait for the payload's cache lines. The
 		// bytes in the ring are the same.
 		storeRelease32(m.lenWord(off), nw)
+		if !m.readerFences.Load() {
+			// The Reader does not fence for us now (it sleeps
+			// often): a locked instruction orders the store before
+			// the wake-up test's loads. Loaded after the store: a
+			// Reader that stops fencing runs the barrier once, after
+			// which this load sees that it stopped, or this store is
+			// visible to it (Reader.chooseFence).
+			m.lenWord(off).CompareAndSwap(nw, nw)
+		}
 	} else if !m.lenWord(off).CompareAndSwap(w, nw) {
 		// The kernel's xchg; a compare-and-swap so that two goroutines
 		// committing the same slice cannot both succeed. Pairs with the
@@ -441,10 +455,24 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 	// after it are then the only sign that something waits behind it.
 	if wake || (m.slots != nil && flags&NoWakeup == 0) {
 		if w := m.waiter.Load(); w != 0 && (wake || w == waitAnyCommit) && m.waiter.Swap(0) != 0 {
-			r.bell.Signal()
+			r.ring()
 		}
 	}
 	return true
+}
+
+// ring wakes the ring's Reader: on its channel if it parks on one (no
+// system call, and the Go scheduler hands the Reader's goroutine a thread
+// the way a channel send does), else through the doorbell.
+func (r *Ring) ring() {
+	if ch := r.park.Load(); ch != nil {
+		select {
+		case *ch <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+		return
+	}
+	r.bell.Signal()
 }
 
 // closeReservations waits until no reservation that saw the ring open is
@@ -536,6 +564,13 @@ func (r *Ring) openReservations() int {
 // The Source methods.
 func (r *Ring) pollFD() int { return r.bell.FD() }
 func (r *Ring) notified()   { r.bell.Drain() }
+func (r *Ring) parkOn(ch *chan struct{}) bool {
+	if r.mem.slots != nil {
+		return false // a shared ring: its producers may be elsewhere
+	}
+	r.park.Store(ch)
+	return true
+}
 func (r *Ring) attach() error {
 	if !r.attached.CompareAndSwap(false, true) {
 		return fmt.Errorf("ringo: ring %q already has a Reader: a ring has one consumer", r.name)
@@ -553,6 +588,7 @@ func (r *Ring) attach() error {
 	return nil
 }
 func (r *Ring) detach() {
+	r.park.Store(nil)
 	r.releaseConsumer()
 	r.attached.Store(false)
 }

@@ -22,8 +22,9 @@ type RingSet interface {
 	members() []Source
 	// generation changes whenever members may have changed.
 	generation() uint64
-	// watch asks the set to interrupt p's wait when it changes.
-	watch(p *sys.Poller)
+	// watch asks the set to interrupt p's wait when it changes, and
+	// reports false for a set that never changes.
+	watch(p *sys.Poller) bool
 	unwatch(p *sys.Poller)
 	// released tells the set that a Reader has drained and let go of a
 	// ring that left it.
@@ -39,6 +40,7 @@ type readerSet struct {
 	set         RingSet
 	gen         uint64
 	nextRefresh time.Time
+	changes     bool // its changes interrupt the poller (watch)
 }
 
 // AddSet makes the Reader consume every ring of set, and follow the set:
@@ -62,11 +64,12 @@ func (r *Reader) AddSet(set RingSet) error {
 			return err
 		}
 	}
-	set.watch(r.poller)
+	rs.changes = set.watch(r.poller)
 	if every := set.followEvery(); every > 0 {
 		rs.nextRefresh = time.Now().Add(every)
 	}
 	r.sets = append(r.sets, rs)
+	r.chooseSleep() // a set that changes wakes the poller
 	return nil
 }
 
@@ -519,7 +522,7 @@ func (s *KernelRingSet) members() []Source {
 }
 
 func (s *KernelRingSet) generation() uint64         { return s.gen.Load() }
-func (s *KernelRingSet) watch(p *sys.Poller)        { s.w.watch(p) }
+func (s *KernelRingSet) watch(p *sys.Poller) bool   { s.w.watch(p); return true }
 func (s *KernelRingSet) unwatch(p *sys.Poller)      { s.w.unwatch(p) }
 func (s *KernelRingSet) followEvery() time.Duration { return s.every }
 

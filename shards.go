@@ -160,7 +160,7 @@ func (s *Shards) members() []Source {
 
 // A Shards set never changes: nothing to follow.
 func (s *Shards) generation() uint64         { return 0 }
-func (s *Shards) watch(*sys.Poller)          {}
+func (s *Shards) watch(*sys.Poller) bool     { return false }
 func (s *Shards) unwatch(*sys.Poller)        {}
 func (s *Shards) released(Source)            {}
 func (s *Shards) refresh() error             { return nil }

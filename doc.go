@@ -28,7 +28,8 @@
 // # Reading
 //
 // A Reader (NewReader) is the single consumer of any number of rings of
-// either readable kind, waiting on all of them with one epoll instance:
+// either readable kind, waiting on all of them at once (in one epoll
+// instance, or on a channel while every ring is an in-process one):
 // Consume and ConsumeN hand out views in batches without blocking; Read and
 // ReadInto block until a record arrives; Records is an iterator;
 // ConsumeBatch hands a ring's records over at once, walked by an iterator

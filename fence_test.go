@@ -98,6 +98,19 @@ func TestReaderFencesAfterManyRecords(t *testing.T) {
 		}
 		asleep.drain()
 	}
+	// Left to fence itself, then many records taken with no sleep: the
+	// Reader fences again.
+	for range fenceWorth {
+		if err := r.Output([]byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := rd.Consume(func(Record) error { return nil }); err != nil || n != fenceWorth {
+		t.Fatalf("consumed %d records, %v; want %d", n, err, fenceWorth)
+	}
+	if !r.mem.readerFences.Load() {
+		t.Errorf("%d records taken without a sleep, and Output still fences itself", fenceWorth+1)
+	}
 }
 
 // TestOutputWakesReaderGoingToSleep hands records over one at a time, each
@@ -188,7 +201,7 @@ func testOutputWakesReaderGoingToSleep(t *testing.T, from func(*rand.Rand) uint6
 	}()
 	for i := range rounds {
 		asleep.drain() // earlier sleeps: Read has returned from them
-		rd.fenceFrom = from(pick)
+		rd.rings[0].fenceFrom = from(pick)
 		// Cancelled, not timed out: a Reader woken by its deadline would
 		// find the record and hide the lost wake-up.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -213,4 +226,134 @@ func testOutputWakesReaderGoingToSleep(t *testing.T, from func(*rand.Rand) uint6
 	if w := rd.Wakeups(); w < uint64(rounds/64) {
 		t.Errorf("%d wake-ups, but the Reader slept for %d records at least", w, rounds/64)
 	}
+}
+
+// TestOutputFenceLitmus is the store-buffer race of the wake-up protocol,
+// run as a litmus test: on two threads started together, a producer
+// discards the record at the Reader's position without waking it, then
+// Outputs the next record; the Reader, having announced its wait, takes its
+// last look (ready), which passes the discarded record, stores consumer_pos
+// at the new record and looks at it. If the Reader's look missed the
+// record, the producer must have seen that consumer_pos and woken it. With
+// neither side's fence (Output's locked instruction after its plain store,
+// or the Reader's barrier), both can read the other's old value: with
+// Output's locked instruction taken out, this failed within 74-150 rounds
+// on an AMD EPYC VM, with the Reader's barrier taken out within 352-2247.
+// Three ways: the Reader fencing, Output fencing, and the Reader stopping
+// to fence as the producer commits (chooseFence; its barrier taken out
+// survived 9,000 rounds: that window is narrower). The race detector
+// makes Output's store a locked one: run it without -race to try the
+// plain store.
+func TestOutputFenceLitmus(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs two threads running at once")
+	}
+	for _, c := range []struct {
+		name         string
+		readerFences bool // at the start of each round
+		stop         bool // the Reader stops fencing as the round starts
+	}{{"reader fences", true, false}, {"output fences", false, false}, {"reader stops fencing", true, true}} {
+		t.Run(c.name, func(t *testing.T) { testOutputFenceLitmus(t, c.readerFences, c.stop) })
+	}
+}
+
+func testOutputFenceLitmus(t *testing.T, readerFences, stop bool) {
+	r := newRing(t, 1<<16)
+	if !r.mem.fencedByReader {
+		skipUnlessRequired(t, "no process-wide memory barrier (membarrier(2)) here: Output commits with a locked exchange")
+	}
+	rd := newReader(t, r)
+	rr := rd.rings[0]
+	rounds := 20000
+	if readerFences {
+		rounds = 5000 // a barrier a round: about 150 µs here
+	}
+	if testing.Short() {
+		rounds /= 10
+	}
+	rr.fenceFrom = math.MaxUint64 // chooseFence stops the Reader fencing
+	var start, done atomic.Int64
+	var held Reservation // the record the producer discards, reserved by the Reader's side
+	var over atomic.Bool
+	defer over.Store(true)
+	// spinUntil spins until v reaches i, or the test is over.
+	spinUntil := func(v *atomic.Int64, i int64) bool {
+		for deadline := time.Now().Add(waitfor.Long); v.Load() < i; {
+			if over.Load() || time.Now().After(deadline) {
+				return false
+			}
+		}
+		return true
+	}
+	delay := func(n int) {
+		for range n {
+			cpuPause(1)
+		}
+	}
+	produced := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		rng := rand.New(rand.NewPCG(5, 6))
+		var buf [8]byte
+		for i := range int64(rounds) {
+			if !spinUntil(&start, i+1) {
+				produced <- fmt.Errorf("round %d: the Reader's side did not start it", i)
+				return
+			}
+			delay(rng.IntN(8))
+			if err := r.Discard(held, NoWakeup); err != nil {
+				produced <- err
+				return
+			}
+			if err := r.Output(buf[:], 0); err != nil {
+				produced <- err
+				return
+			}
+			done.Store(i + 1)
+		}
+		produced <- nil
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rng := rand.New(rand.NewPCG(7, 8))
+	passes := 0
+	for i := range int64(rounds) {
+		r.mem.readerFences.Store(readerFences)
+		var err error
+		if held, err = r.Reserve(8); err != nil {
+			t.Fatal(err)
+		}
+		next := rr.cur.pos + recordSize(8)
+		start.Store(i + 1)
+		delay(rng.IntN(8))
+		if stop {
+			rd.chooseFence()
+		}
+		rd.announce(true)
+		found := rd.ready(true)
+		if !spinUntil(&done, i+1) {
+			t.Fatalf("round %d: the producer did not finish it (%v)", i, waitfor.Recv(t, produced, waitfor.Short, "the producer's error"))
+		}
+		woken := false
+		select {
+		case <-rd.park:
+			woken = true
+		default:
+		}
+		if rr.cur.pos == next { // the last look passed the discarded record
+			passes++
+			if !found && !woken {
+				t.Fatalf("round %d: the Reader's last look missed the record at %d and its commit did not wake the Reader", i, next)
+			}
+		}
+		rd.announce(false)
+		if n, err := rd.Consume(func(Record) error { return nil }); err != nil || n != 1 {
+			t.Fatalf("round %d: consumed %d records, %v; want the one", i, n, err)
+		}
+	}
+	if err := waitfor.Recv(t, produced, waitfor.Short, "the producer to stop"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the last look passed the discarded record in %d of %d rounds", passes, rounds)
 }

@@ -526,65 +526,84 @@ func TestKernelRingFenceBeforeSleep(t *testing.T) {
 
 // TestReaderSpinsOnlyWhereWakingIsDear: a Reader about to sleep spins first
 // only where its wake-up costs system calls and its producers may be
-// goroutines: a Reader of a shared ring. A Reader of a kernel ring (only BPF
-// programs produce: a spin helps none of them) and one of an in-process ring
-// (parked: a producer wakes it with a channel send) sleep as soon as their
-// last look finds nothing, which at every rate below the spin's saved its
-// whole cost a record (BenchmarkStreamPaced, BenchmarkUserPaced). After a
-// spin that found nothing, the next spinRetry-1 sleeps come without one.
-// The record written while the Reader sleeps still wakes it, every time.
+// goroutines: a Reader of a shared ring, or of an in-process ring beside a
+// kernel ring (it sleeps in epoll_wait). A Reader of a kernel ring (only
+// BPF programs produce: a spin helps none of them) and one of in-process
+// rings only (parked: a producer wakes it with a channel send) sleep as
+// soon as their last look finds nothing, which at every rate below the
+// spin's saved its whole cost a record (BenchmarkStreamPaced,
+// BenchmarkUserPaced). After a spin that found nothing, the next
+// spinRetry-1 sleeps come without one. The record written while the Reader
+// sleeps still wakes it, every time.
 func TestReaderSpinsOnlyWhereWakingIsDear(t *testing.T) {
-	k := newKernelRing(t, 4096)
-	out := loadProg(t, outputProgram(k.FD(), 0))
-	in := newRing(t, 4096)
-	sh, err := Create("spin", 4096, WithDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sh.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
-	defer cancel()
-	for _, c := range []struct {
-		name   string
-		src    Source
-		write  func() error
-		parked bool
-		spins  bool
-	}{
-		{"kernel ring", k, func() error {
+	kernel := func(t *testing.T) (*KernelRing, func() error) {
+		k := newKernelRing(t, 4096)
+		out := loadProg(t, outputProgram(k.FD(), 0))
+		return k, func() error {
 			if ret := out.run(); ret != 0 {
 				return fmt.Errorf("bpf_ringbuf_output returned %d", ret)
 			}
 			return nil
-		}, false, false},
-		{"in-process ring", in, func() error { return in.Output([]byte("x"), 0) }, true, false},
-		{"shared ring", sh, func() error { return sh.Output([]byte("x"), 0) }, false, true},
-	} {
-		rd := newReader(t, c.src)
-		if rd.parked != c.parked {
-			t.Fatalf("%s: parked %v, want %v", c.name, rd.parked, c.parked)
 		}
-		slept := watchSleep(rd)
-		spins := 0
-		for i := range spinRetry + 1 {
-			got := make(chan error, 1)
-			go func() {
-				var rec Record
-				got <- rd.ReadInto(ctx, &rec)
-			}()
-			slept.wait(t, "on an empty "+c.name)
-			if err := c.write(); err != nil {
+	}
+	output := func(r *Ring) func() error { return func() error { return r.Output([]byte("x"), 0) } }
+	for _, c := range []struct {
+		name   string
+		rings  func(t *testing.T) ([]Source, func() error)
+		parked bool
+		spins  bool
+	}{
+		{"kernel ring", func(t *testing.T) ([]Source, func() error) {
+			k, write := kernel(t)
+			return []Source{k}, write
+		}, false, false},
+		{"in-process ring", func(t *testing.T) ([]Source, func() error) {
+			r := newRing(t, 4096)
+			return []Source{r}, output(r)
+		}, true, false},
+		{"shared ring", func(t *testing.T) ([]Source, func() error) {
+			sh, err := Create("spin", 4096, WithDir(t.TempDir()))
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
-				t.Fatalf("%s, sleep %d: %v", c.name, i, err)
+			t.Cleanup(func() { sh.Close() })
+			return []Source{sh}, output(sh)
+		}, false, true},
+		{"in-process ring beside a kernel ring", func(t *testing.T) ([]Source, func() error) {
+			k, _ := kernel(t)
+			r := newRing(t, 4096)
+			return []Source{k, r}, output(r)
+		}, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rings, write := c.rings(t)
+			rd := newReader(t, rings...)
+			if rd.parked != c.parked {
+				t.Fatalf("parked %v, want %v", rd.parked, c.parked)
 			}
-			want := c.spins && i%spinRetry == 0
-			if spun := rd.spins > spins; spun != want {
-				t.Fatalf("%s, sleep %d: spun %v before sleeping, want %v", c.name, i, spun, want)
+			ctx, cancel := context.WithTimeout(context.Background(), waitfor.Long)
+			defer cancel()
+			slept := watchSleep(rd)
+			spins := 0
+			for i := range spinRetry + 1 {
+				got := make(chan error, 1)
+				go func() {
+					var rec Record
+					got <- rd.ReadInto(ctx, &rec)
+				}()
+				slept.wait(t, "on empty rings")
+				if err := write(); err != nil {
+					t.Fatal(err)
+				}
+				if err := waitfor.Recv(t, got, waitfor.Short, "ReadInto woken by the record"); err != nil {
+					t.Fatalf("sleep %d: %v", i, err)
+				}
+				want := c.spins && i%spinRetry == 0
+				if spun := rd.spins > spins; spun != want {
+					t.Fatalf("sleep %d: spun %v before sleeping, want %v", i, spun, want)
+				}
+				spins = rd.spins
 			}
-			spins = rd.spins
-		}
-		rd.Close()
+		})
 	}
 }

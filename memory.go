@@ -34,7 +34,8 @@ type memory struct {
 	// its record with a plain store instead of a locked exchange, and the
 	// Reader, before it sleeps, runs the barrier between its stores
 	// (consumer_pos, waiter) and its last look at the ring, which orders
-	// the producers' store before their wake-up test for them. See
+	// the producers' store before their wake-up test for them (while
+	// readerFences is set; else Output locks an instruction itself). See
 	// Ring.finish and Reader.wait. Only a consumer in this process can do
 	// that, so shared rings, whose consumer may be elsewhere, never set it.
 	fencedByReader bool
@@ -42,8 +43,8 @@ type memory struct {
 	// Output now. A Reader that sleeps after a few records only, where a
 	// barrier a sleep costs more than a locked instruction a record,
 	// clears it, and Output locks an instruction of its own after the
-	// store; the Reader sets it again when it sleeps after many (see
-	// Reader.chooseFence). Only the Reader writes it.
+	// store; the Reader sets it again once it takes many records between
+	// sleeps (see Reader.chooseFence). Only the Reader writes it.
 	readerFences atomic.Bool
 
 	// lockWord, in the producer page, is ringo's own reservation lock for

@@ -61,7 +61,8 @@ type Record struct {
 }
 
 // Reader is the consumer of one or more rings of any kind, waiting on all of
-// them with one epoll instance. It is the single consumer of each ring it
+// them at once: in one epoll instance, or on a channel while every ring is
+// an in-process one (see wait). It is the single consumer of each ring it
 // holds. Its methods are for one goroutine at a time, except Close, which
 // any goroutine may call to interrupt a blocked Read.
 //
@@ -69,8 +70,10 @@ type Record struct {
 // has handled, then loads producer_pos and the next header; a producer
 // commits (swaps the header's length word), then loads consumer_pos and wakes
 // the Reader if it equals the record's position. Both sides use sequentially
-// consistent atomics, so at least one sees the other: a Reader about to
-// sleep on a busy or missing record is always woken by that record's commit.
+// consistent atomics (or, for Output into an in-process ring, a plain store
+// and the Reader's process-wide barrier: see ready), so at least one sees
+// the other: a Reader about to sleep on a busy or missing record is always
+// woken by that record's commit.
 type Reader struct {
 	mu     sync.Mutex // held by the consuming goroutine
 	poller *sys.Poller
@@ -126,19 +129,17 @@ type Reader struct {
 	stopWait func() bool
 
 	// sleeping, set only by tests before the Reader is used, is called
-	// each time the Reader is about to sleep in epoll_wait: it has
+	// each time the Reader is about to sleep (in epoll_wait or parked): it has
 	// announced its wait and its last look found every ring empty or busy
 	// at its head, so a commit from then on must wake it. Tests act on
 	// it instead of sleeping and hoping the Reader is asleep by then.
 	// Only the sleeping path looks at it.
 	sleeping func()
 	// spins counts the looks the Reader took while it spun before
-	// sleeping (wait): a Reader of kernel rings takes none. spinSkips is
-	// how many waits are still to sleep without a spin.
+	// sleeping (wait, spinFirst). spinSkips is how many waits are still
+	// to sleep without a spin.
 	spins     int
 	spinSkips int
-	// fenceFrom is fenceWorth; tests change it to choose who fences.
-	fenceFrom uint64
 }
 
 type readerRing struct {
@@ -156,8 +157,8 @@ type readerRing struct {
 	stored    uint64
 	fenceOwed bool
 	// sleptAt is the cursor's passed count when the Reader last went to
-	// sleep (chooseFence).
-	sleptAt uint64
+	// sleep, fenceFrom fenceWorth (tests change it): see chooseFence.
+	sleptAt, fenceFrom uint64
 	// consumed and consumedBytes publish the cursor's passed counts for
 	// Stats, at every commit.
 	consumed, consumedBytes atomic.Uint64
@@ -198,7 +199,7 @@ func NewReader(rings ...Source) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringo: new reader: %w", err)
 	}
-	r := &Reader{poller: p, park: make(chan struct{}, 1), fenceFrom: fenceWorth}
+	r := &Reader{poller: p, park: make(chan struct{}, 1)}
 	for _, s := range rings {
 		if err := r.Add(s); err != nil {
 			r.Close()
@@ -216,13 +217,14 @@ func (r *Reader) ringsChanged() {
 	r.ringsMu.Unlock()
 	r.shared = slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.recovers() })
 	r.chooseSleep()
-	r.spinFirst = !r.parked && slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.cur.mem.space != nil })
 }
 
-// chooseSleep decides where the Reader sleeps (parked), after each change of
-// its rings and sets; r.mu held, so the Reader is awake: it announces and
-// looks again before its next sleep, and a producer that woke the other
-// way meanwhile had its record seen by that look.
+// chooseSleep decides where the Reader sleeps (parked) and whether it spins
+// first, after each change of its rings and sets; r.mu held, so the Reader
+// is awake: it announces and looks again before its next sleep, and a
+// producer that woke it the other way meanwhile had its record seen by
+// that look. (That wake-up, left in the eventfd or the channel, ends a
+// later sleep there at once: a look for nothing.)
 func (r *Reader) chooseSleep() {
 	r.parked = len(r.rings) > 0 && !slices.ContainsFunc(r.sets, func(rs *readerSet) bool { return rs.changes })
 	for _, rr := range r.rings {
@@ -235,6 +237,7 @@ func (r *Reader) chooseSleep() {
 			rr.src.parkOn(nil)
 		}
 	}
+	r.spinFirst = !r.parked && slices.ContainsFunc(r.rings, func(rr *readerRing) bool { return rr.cur.mem.space != nil })
 }
 
 // lock takes the consumer's lock for the method named what, failing if the
@@ -305,7 +308,7 @@ func (r *Reader) add(s Source, set RingSet) error {
 	}
 	m := s.ringView().mem
 	cons := m.consumerPos.Load()
-	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons, explicit: r.explicit, released: cons}
+	rr := &readerRing{src: s, key: r.nextKey, set: set, cur: cursor{mem: m, pos: cons, prod: cons}, stored: cons, explicit: r.explicit, released: cons, fenceFrom: fenceWorth}
 	if m.consCount != nil {
 		rr.cur.count = m.consCount.Load()
 	}
@@ -476,6 +479,13 @@ func (rr *readerRing) storePos() { rr.store(false) }
 // needs.
 func (rr *readerRing) storeAwake() {
 	c := &rr.cur
+	if m := c.mem; m.fencedByReader && c.passed-rr.sleptAt >= rr.fenceFrom && !m.readerFences.Load() {
+		// Many records and no sleep: fence for Output again
+		// (chooseFence), which costs nothing until the next sleep.
+		// (Never in the look before a sleep, which decides whether
+		// to fence before it begins.)
+		m.readerFences.Store(true)
+	}
 	if c.mem.space != nil || rr.holding() || int64(c.last-rr.stored) <= 0 || int64(c.pos-c.last) <= 0 {
 		rr.store(false)
 		return
@@ -900,7 +910,8 @@ func (r *Reader) wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	if ctx.Done() != nil && ctx != r.waitCtx {
+	if ctx.Done() != nil && ctx != r.waitCtx && !r.parked {
+		// (A parked Reader waits for ctx.Done itself.)
 		if r.stopWait != nil {
 			r.stopWait()
 		}
@@ -939,7 +950,8 @@ func (r *Reader) wait(ctx context.Context) error {
 	}
 	// Announce the wait to the producers of user-space rings, then look
 	// once more: a commit that this look misses sees the announcement
-	// (both sequentially consistent, or fenced by ready) and wakes us.
+	// (both sequentially consistent: the producer's locked instruction,
+	// or the barrier ready runs for it) and wakes us.
 	r.announce(true)
 	if r.ready(true) || r.closed.Load() {
 		// (closed: Close's wake-up may have been the one just dropped.)
@@ -952,25 +964,30 @@ func (r *Reader) wait(ctx context.Context) error {
 	// Rings being removed, sets to look at again and busy heads of shared
 	// rings (whose owners may have died: see stalled) have their times;
 	// held records keep producers from waking us (release.go).
-	held := time.Duration(-1)
+	held, bound := time.Duration(-1), time.Duration(-1)
 	if r.holdingAny() {
 		held = heldPoll
 	}
 	for _, d := range [...]time.Duration{r.nextDrop(), r.nextRefresh(), held, r.nextStallCheck()} {
-		if d >= 0 && (timeout < 0 || d < timeout) {
-			timeout = d
+		if d >= 0 && (bound < 0 || d < bound) {
+			bound = d
 		}
 	}
 	if r.sleeping != nil {
 		r.sleeping()
 	}
 	if r.parked {
-		if r.nap(ctx, timeout) && !r.closed.Load() {
+		if r.nap(ctx, bound) && !r.closed.Load() {
 			r.wakeups.Add(1)
 		}
 		r.announce(false)
-	} else if err := r.sleep(timeout); err != nil {
-		return err
+	} else {
+		if bound >= 0 && (timeout < 0 || bound < timeout) {
+			timeout = bound
+		}
+		if err := r.sleep(timeout); err != nil {
+			return err
+		}
 	}
 	if r.closed.Load() {
 		return ErrClosed
@@ -1121,7 +1138,7 @@ const fenceWorth = 1024
 // chooseFence decides, as the Reader is about to sleep, who fences for
 // Output in each ring with fencedByReader: the Reader, before it sleeps,
 // if it took fenceWorth records or more from the ring since it last slept;
-// else Output itself. Stopping costs one barrier: a producer that loaded
+// else Output itself (until the Reader takes as many again: storeAs). Stopping costs one barrier: a producer that loaded
 // readerFences set and skipped its fence has its commit visible once the
 // barrier returns, and one that loads it after sees it cleared (Ring.finish
 // loads it after its store). Starting costs nothing: a producer that still
@@ -1133,7 +1150,7 @@ func (r *Reader) chooseFence() {
 		if !m.fencedByReader {
 			continue
 		}
-		many := rr.cur.passed-rr.sleptAt >= r.fenceFrom
+		many := rr.cur.passed-rr.sleptAt >= rr.fenceFrom
 		rr.sleptAt = rr.cur.passed
 		if many != m.readerFences.Load() {
 			m.readerFences.Store(many)

@@ -163,10 +163,7 @@ func TestReaderParksWhileEveryRingIsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sh.Close()
-	rd, err := NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rd := newReader(t, in)
 	asleep := watchSleep(rd)
 	sleep := func(parked bool, what string) {
 		t.Helper()

@@ -413,8 +413,8 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 		nw |= discardBit
 	}
 	if owned && m.fencedByReader {
-		// Nobody else commits this record, and the Reader fences for us
-		// before it sleeps (memory.fencedByReader): a release store
+		// Nobody else commits this record, and the Reader may fence for
+		// us before it sleeps (memory.fencedByReader): a release store
 		// publishes the payload, as the exchange does, without the
 		// locked instruction's wait for the payload's cache lines. The
 		// bytes in the ring are the same.
@@ -565,7 +565,7 @@ func (r *Ring) openReservations() int {
 func (r *Ring) pollFD() int { return r.bell.FD() }
 func (r *Ring) notified()   { r.bell.Drain() }
 func (r *Ring) parkOn(ch *chan struct{}) bool {
-	if r.mem.slots != nil {
+	if r.path != "" {
 		return false // a shared ring: its producers may be elsewhere
 	}
 	r.park.Store(ch)

@@ -19,7 +19,7 @@ import (
 // record to s, or fails after waitLimit without one.
 type reader interface {
 	read(s *sink) error
-	// wakeups is how many times the reader returned from epoll, or -1
+	// wakeups is how many times the reader was woken from a sleep, or -1
 	// where the implementation does not say.
 	wakeups() float64
 	Close() error

@@ -66,7 +66,7 @@ type Result struct {
 	CPUNsPerRecord  float64 `json:"cpu_ns_per_record"` // consumer thread CPU ns per record
 	AllocsPerRecord float64 `json:"allocs_per_record"` // Go heap allocations per record (0 for C)
 	Drops           uint64  `json:"drops"`             // records the producer could not write (full)
-	// WakeupsPer1000 is how many times the consumer returned from epoll
+	// WakeupsPer1000 is how many times the consumer was woken from a sleep
 	// per 1000 records (streaming scenarios); -1 where the implementation
 	// does not expose it.
 	WakeupsPer1000 float64 `json:"wakeups_per_1000"`

@@ -11,16 +11,20 @@ import (
 // records/s, drops.
 
 func report(b *testing.B, results []Result) {
-	var ns, cpu, rps, drops float64
+	var ns, cpu, other, rps, drops float64
 	for _, r := range results {
 		ns += r.NsPerRecord
 		cpu += r.CPUNsPerRecord
+		other += r.OtherCPUNsPerRecord
 		rps += r.RecordsPerSec
 		drops += float64(r.Drops)
 	}
 	n := float64(len(results))
 	b.ReportMetric(ns/n, "ns/record")
 	b.ReportMetric(cpu/n, "cpu-ns/record")
+	if other != 0 {
+		b.ReportMetric(other/n, "other-cpu-ns/record")
+	}
 	b.ReportMetric(rps/n, "records/s")
 	b.ReportMetric(drops/n, "drops")
 	b.ReportMetric(0, "ns/op")

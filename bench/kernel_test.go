@@ -161,6 +161,12 @@ func TestUserScenarios(t *testing.T) {
 		if r.Records != 2000 || r.Rate != 1e5 || r.RecordsPerSec > 2e5 {
 			t.Fatalf("%s paced to 100 k/s: %d records, %.0f records/s, rate %v; want 2000, at most 200 k/s", r.Impl, r.Records, r.RecordsPerSec, r.Rate)
 		}
+		// The other threads' CPU leaves the producer's out: its pacer
+		// spins all along, so counting it would make about one CPU,
+		// NsPerRecord a record (they used a fifth of that here).
+		if r.OtherCPUNsPerRecord == 0 || r.OtherCPUNsPerRecord > r.NsPerRecord/2 {
+			t.Fatalf("%s paced to 100 k/s: other threads' CPU %.0f ns a record, %.0f ns a record of wall time; want some, under half", r.Impl, r.OtherCPUNsPerRecord, r.NsPerRecord)
+		}
 	}
 }
 

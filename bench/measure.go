@@ -111,6 +111,15 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// processCPU is the CPU time all the process's threads have used.
+func processCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
 // heapAllocs is the number of Go heap objects allocated so far.
 func heapAllocs() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
@@ -122,16 +131,17 @@ func heapAllocs() uint64 {
 // time and the process's heap allocations. Start and stop it on the
 // consumer's (pinned) thread.
 type span struct {
-	wall   time.Time
-	cpu    time.Duration
-	allocs uint64
+	wall      time.Time
+	cpu, proc time.Duration
+	allocs    uint64
 	// results
-	wallNs, cpuNs time.Duration
-	nallocs       uint64
+	wallNs, cpuNs, procNs time.Duration
+	nallocs               uint64
 }
 
 func (s *span) start() {
 	s.allocs = heapAllocs()
+	s.proc = processCPU()
 	s.cpu = threadCPU()
 	s.wall = time.Now()
 }
@@ -139,7 +149,24 @@ func (s *span) start() {
 func (s *span) stop() {
 	s.wallNs = time.Since(s.wall)
 	s.cpuNs = threadCPU() - s.cpu
+	s.procNs = processCPU() - s.proc
 	s.nallocs = heapAllocs() - s.allocs
+}
+
+// others fills r's OtherCPUNsPerRecord for n records, producer being the
+// CPU the producer's thread used within the span.
+func (s *span) others(r *Result, n uint64, producer time.Duration) {
+	if n > 0 {
+		r.OtherCPUNsPerRecord = float64(s.procNs-s.cpuNs-producer) / float64(n)
+	}
+}
+
+// threadCPUOf runs fn and returns the CPU time the calling thread used
+// meanwhile (fn must not leave the thread: call it on a pinned one).
+func threadCPUOf(fn func() error) (time.Duration, error) {
+	start := threadCPU()
+	err := fn()
+	return threadCPU() - start, err
 }
 
 // result fills the measured fields of r for n records.

@@ -57,15 +57,22 @@ const (
 
 // Result is one implementation in one scenario at one record size.
 type Result struct {
-	Scenario        string  `json:"scenario"`
-	Impl            string  `json:"impl"`
-	RecordSize      int     `json:"record_size"`       // payload bytes per record
-	Records         uint64  `json:"records"`           // records the consumer read (and checksummed)
-	RecordsPerSec   float64 `json:"records_per_sec"`   // Records / wall time
-	NsPerRecord     float64 `json:"ns_per_record"`     // wall ns per record
-	CPUNsPerRecord  float64 `json:"cpu_ns_per_record"` // consumer thread CPU ns per record
-	AllocsPerRecord float64 `json:"allocs_per_record"` // Go heap allocations per record (0 for C)
-	Drops           uint64  `json:"drops"`             // records the producer could not write (full)
+	Scenario       string  `json:"scenario"`
+	Impl           string  `json:"impl"`
+	RecordSize     int     `json:"record_size"`       // payload bytes per record
+	Records        uint64  `json:"records"`           // records the consumer read (and checksummed)
+	RecordsPerSec  float64 `json:"records_per_sec"`   // Records / wall time
+	NsPerRecord    float64 `json:"ns_per_record"`     // wall ns per record
+	CPUNsPerRecord float64 `json:"cpu_ns_per_record"` // consumer thread CPU ns per record
+	// OtherCPUNsPerRecord is the CPU the process's other threads used
+	// meanwhile, neither the consumer's nor the producer's, per record:
+	// the Go runtime working for a Go reader (its monitor thread, threads
+	// woken to run goroutines), which CPUNsPerRecord leaves out. Absent
+	// where not measured: libbpf (its own single-threaded process), and
+	// producers not pinned to a thread (user_mpsc).
+	OtherCPUNsPerRecord float64 `json:"other_cpu_ns_per_record,omitempty"`
+	AllocsPerRecord     float64 `json:"allocs_per_record"` // Go heap allocations per record (0 for C)
+	Drops               uint64  `json:"drops"`             // records the producer could not write (full)
 	// WakeupsPer1000 is how many times the consumer was woken from a sleep
 	// per 1000 records (streaming scenarios); -1 where the implementation
 	// does not expose it.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/ringo-bpf/ringo"
 )
@@ -127,17 +128,26 @@ func stream(scenario, impl string, size, ringBytes int, f feed, libbpf *driver) 
 		return res, err
 	}
 	defer k.Close()
+	var pcpu time.Duration // the producer thread's CPU
 	produce := func() error {
-		return onCPU(producerCPU, func() error {
-			if err := k.feed(producerCPU, uint64(size), f); err != nil {
-				return err
-			}
-			return k.end(producerCPU, f.how)
+		return onCPU(producerCPU, func() (err error) {
+			pcpu, err = threadCPUOf(func() error {
+				if err := k.feed(producerCPU, uint64(size), f); err != nil {
+					return err
+				}
+				return k.end(producerCPU, f.how)
+			})
+			return err
 		})
 	}
 	var perr error
 	if impl == Libbpf {
+		// The harness's own threads, beside the producer's, while
+		// libbpf's process consumes: what OtherCPUNsPerRecord of a Go
+		// reader holds that is not the reader's.
+		proc := processCPU()
 		out, err := libbpf.consume(k, 0, true, func() { perr = produce() })
+		proc = processCPU() - proc
 		if err != nil {
 			return res, err
 		}
@@ -149,6 +159,9 @@ func stream(scenario, impl string, size, ringBytes int, f feed, libbpf *driver) 
 			return res, err
 		}
 		out.result(&res)
+		if out.Records > 0 {
+			res.OtherCPUNsPerRecord = float64(proc-pcpu) / float64(out.Records)
+		}
 		res.Drops = st.Dropped
 		res.WakeupsPer1000 = 1000 * float64(out.Polls) / float64(max(out.Records, 1))
 		return res, out.check(st.Produced, st.Csum)
@@ -174,6 +187,7 @@ func stream(scenario, impl string, size, ringBytes int, f feed, libbpf *driver) 
 		return res, err
 	}
 	c.sp.result(&res, c.s.records)
+	c.sp.others(&res, c.s.records, pcpu)
 	res.Drops = st.Dropped
 	if c.wakeups >= 0 {
 		res.WakeupsPer1000 = 1000 * c.wakeups / float64(max(c.s.records, 1))

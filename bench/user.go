@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/ringo-bpf/ringo"
@@ -70,34 +71,45 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int, rat
 		}
 		return nil
 	})
-	if err := errors.Join(wait(), c.err); err != nil {
+	pcpu, err := wait()
+	if err := errors.Join(err, c.err); err != nil {
 		return res, err
 	}
 	c.sp.result(&res, c.s.records)
+	if pcpu >= 0 {
+		c.sp.others(&res, c.s.records, pcpu)
+	}
 	res.WakeupsPer1000 = 1000 * float64(rd.Wakeups()) / float64(max(c.s.records, 1))
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
 }
 
 // startProducers starts producers goroutines running produce(p) once
 // ready is closed, the only one pinned to producerCPU when there is one,
-// and returns what waits for them and gives their errors.
-func startProducers(producers int, ready <-chan struct{}, produce func(p int) error) (wait func() error) {
+// and returns what waits for them and gives their errors, and the CPU time
+// the pinned one's thread used (-1 for several producers).
+func startProducers(producers int, ready <-chan struct{}, produce func(p int) error) (wait func() (time.Duration, error)) {
 	errs := make(chan error, producers)
+	cpu := time.Duration(-1)
 	for p := range producers {
 		go func() {
 			if producers == 1 {
 				pinThread(producerCPU)
+				<-ready
+				var err error
+				cpu, err = threadCPUOf(func() error { return produce(p) })
+				errs <- err
+				return
 			}
 			<-ready
 			errs <- produce(p)
 		}()
 	}
-	return func() error {
+	return func() (time.Duration, error) {
 		var all []error
 		for range producers {
 			all = append(all, <-errs)
 		}
-		return errors.Join(all...)
+		return cpu, errors.Join(all...)
 	}
 }
 
@@ -158,10 +170,14 @@ func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int
 		}
 		return nil
 	})
-	if err := wait(); err != nil {
+	pcpu, err := wait()
+	if err != nil {
 		return res, err
 	}
 	c.sp.result(&res, c.s.records)
+	if pcpu >= 0 {
+		c.sp.others(&res, c.s.records, pcpu)
+	}
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
 }
 

@@ -215,6 +215,39 @@ func TestReaderParksWhileEveryRingIsInProcess(t *testing.T) {
 	srd.Close()
 }
 
+// TestReaderParksInPollerAfterALongSleep: a Reader that slept in epoll_wait
+// for parkAfter or longer sleeps next in the runtime's poller (a blocking
+// system call that long costs the runtime more than the poller's wake-up
+// path), and a commit still wakes it there. (A shared ring: its Reader
+// sleeps in epoll_wait.)
+func TestReaderParksInPollerAfterALongSleep(t *testing.T) {
+	sh, err := Create("longsleep", 4096, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	rd := newReader(t, sh)
+	asleep := watchSleep(rd)
+	for i, hold := range []time.Duration{2 * parkAfter, 0} {
+		done := readAsync(t.Context(), rd)
+		asleep.wait(t, "on the empty shared ring")
+		time.Sleep(hold) // the sleep lasts at least this long
+		if err := sh.Output([]byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if res := waitfor.Recv(t, done, waitfor.Short, "the commit to wake the Reader"); res.err != nil {
+			t.Fatal(res.err)
+		}
+		asleep.drain()
+		if i == 0 && rd.slept < parkAfter {
+			t.Fatalf("a sleep of at least %v measured %v", hold, rd.slept)
+		}
+	}
+	if rd.parks != 1 {
+		t.Fatalf("%d sleeps in the runtime's poller, want 1 (the one after the long sleep)", rd.parks)
+	}
+}
+
 func TestCloseFromCallback(t *testing.T) {
 	r := newRing(t, 4096)
 	rd, err := NewReader(r)

@@ -1,9 +1,11 @@
 package sys
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +22,13 @@ import (
 // goroutine, including concurrently with Wait and Close.
 type Poller struct {
 	epfd int
-	intr *EventFD
+	// file is epfd in the Go runtime's poller (an epoll instance polls
+	// readable while it has events), for Park; it owns epfd.
+	file     *os.File
+	conn     syscall.RawConn
+	deadline bool // a read deadline is set on file
+	parks    bool // file is in the runtime's poller: Park can park
+	intr     *EventFD
 
 	mu     sync.Mutex
 	closed bool
@@ -36,12 +44,26 @@ func NewPoller() (*Poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll: set non-blocking: %w", err)
+	}
+	// Non-blocking so that os.NewFile puts it in the runtime's poller
+	// (epoll_wait itself blocks for its timeout regardless).
+	file := os.NewFile(uintptr(epfd), "epoll")
+	conn, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
 	intr, err := NewEventFD()
 	if err != nil {
-		unix.Close(epfd)
+		file.Close()
 		return nil, err
 	}
-	p := &Poller{epfd: epfd, intr: intr, events: make([]unix.EpollEvent, 64)}
+	p := &Poller{epfd: epfd, file: file, conn: conn, intr: intr, events: make([]unix.EpollEvent, 64)}
+	// Deadlines work only for descriptors in the runtime's poller.
+	p.parks = file.SetReadDeadline(time.Time{}) == nil
 	if err := p.add(intr.FD(), interruptKey, unix.EPOLLIN); err != nil {
 		p.Close()
 		return nil, err
@@ -101,6 +123,48 @@ func (p *Poller) Wait(keys []int, timeout time.Duration) (_ []int, interrupted b
 	if err != nil {
 		return keys, false, os.NewSyscallError("epoll_wait", err)
 	}
+	return p.collect(keys, n)
+}
+
+// Park is Wait that parks the calling goroutine in the Go runtime's poller
+// instead of blocking its thread in epoll_wait. A blocking system call
+// costs the runtime more the longer it lasts (entering one wakes the
+// runtime's monitor thread, sysmon, from its deep sleep, and it then looks
+// every 20 µs for a millisecond before backing off), a parked goroutine
+// more the more often it wakes (the poller's own wake-up path): callers
+// choose by how long they expect to sleep.
+func (p *Poller) Park(keys []int, timeout time.Duration) (_ []int, interrupted bool, err error) {
+	if !p.parks {
+		return p.Wait(keys, timeout)
+	}
+	if timeout >= 0 {
+		p.file.SetReadDeadline(time.Now().Add(timeout))
+		p.deadline = true
+	} else if p.deadline {
+		p.file.SetReadDeadline(time.Time{})
+		p.deadline = false
+	}
+	n := 0
+	var werr error
+	err = p.conn.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), p.events, 0)
+		return n > 0 || (werr != nil && werr != unix.EINTR)
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return keys, false, nil
+	}
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return keys, false, os.NewSyscallError("epoll_wait", err)
+	}
+	return p.collect(keys, n)
+}
+
+// collect appends the keys of the first n events to keys, drains the
+// interrupt eventfd if it is among them, and reports whether it was.
+func (p *Poller) collect(keys []int, n int) (_ []int, interrupted bool, err error) {
 	for _, ev := range p.events[:n] {
 		if ev.Fd == interruptKey {
 			interrupted = true
@@ -131,5 +195,5 @@ func (p *Poller) Close() error {
 	}
 	p.closed = true
 	p.intr.Close()
-	return unix.Close(p.epfd)
+	return p.file.Close()
 }

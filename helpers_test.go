@@ -53,6 +53,18 @@ func drain(t testing.TB, r *Ring) [][]byte {
 	return got
 }
 
+// newSharedRing creates a shared ring of size bytes in a directory of the
+// test's, closed when the test ends (after the Readers made since).
+func newSharedRing(t testing.TB, name string, size int) *Ring {
+	t.Helper()
+	r, err := Create(name, size, WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func newReader(t testing.TB, rings ...Source) *Reader {
 	t.Helper()
 	rd, err := NewReader(rings...)

@@ -562,11 +562,7 @@ func TestReaderSpinsOnlyWhereWakingIsDear(t *testing.T) {
 			return []Source{r}, output(r)
 		}, true, false},
 		{"shared ring", func(t *testing.T) ([]Source, func() error) {
-			sh, err := Create("spin", 4096, WithDir(t.TempDir()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { sh.Close() })
+			sh := newSharedRing(t, "spin", 4096)
 			return []Source{sh}, output(sh)
 		}, false, true},
 		{"in-process ring beside a kernel ring", func(t *testing.T) ([]Source, func() error) {

@@ -158,11 +158,7 @@ func TestCloseInterruptsRead(t *testing.T) {
 // Reader of Shards (in-process rings, a set that never changes) parks.
 func TestReaderParksWhileEveryRingIsInProcess(t *testing.T) {
 	in := newRing(t, 4096)
-	sh, err := Create("park", 4096, WithDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sh.Close()
+	sh := newSharedRing(t, "park", 4096)
 	rd := newReader(t, in)
 	asleep := watchSleep(rd)
 	sleep := func(parked bool, what string) {
@@ -221,11 +217,7 @@ func TestReaderParksWhileEveryRingIsInProcess(t *testing.T) {
 // path), and a commit still wakes it there. (A shared ring: its Reader
 // sleeps in epoll_wait.)
 func TestReaderParksInPollerAfterALongSleep(t *testing.T) {
-	sh, err := Create("longsleep", 4096, WithDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sh.Close()
+	sh := newSharedRing(t, "longsleep", 4096)
 	rd := newReader(t, sh)
 	asleep := watchSleep(rd)
 	for i, hold := range []time.Duration{2 * parkAfter, 0} {

@@ -140,10 +140,10 @@ type Reader struct {
 	// to sleep without a spin.
 	spins     int
 	spinSkips int
-	// slept is how long the last sleep in the poller lasted, parks how
-	// many sleeps were in the runtime's poller (see sleep).
-	slept time.Duration
-	parks int
+	// slept is how long the last sleep in the poller lasted,
+	// runtimeWaits how many sleeps were in the runtime's poller (sleep).
+	slept        time.Duration
+	runtimeWaits int
 }
 
 type readerRing struct {
@@ -193,12 +193,13 @@ const spinFor = 5 * time.Microsecond
 // spinRetry: after a spin that found nothing, one wait in spinRetry spins.
 const spinRetry = 8
 
-// parkAfter: after a sleep in epoll_wait this long or longer, the Reader
-// sleeps in the runtime's poller (sys.Poller.Park) instead, and back after
-// a shorter one. BenchmarkStreamPaced, the CPU of the process's other
-// threads a record (AMD EPYC): at 1 k records/s 169-184 µs in epoll_wait,
-// 66-122 parked; at 100 k/s 0.9-1.0 µs against 3.2-3.5.
-const parkAfter = 500 * time.Microsecond
+// runtimeWaitAfter: after a sleep in epoll_wait this long or longer, the
+// Reader sleeps in the runtime's poller (sys.Poller.WaitInRuntime)
+// instead, and back in epoll_wait after a shorter one. BenchmarkStreamPaced,
+// the CPU of the process's other threads a record (AMD EPYC), each way
+// throughout: at 1 k records/s 169-184 µs in epoll_wait, 66-122 in the
+// runtime's poller; at 100 k/s 0.9-1.0 µs against 3.2-3.5.
+const runtimeWaitAfter = 500 * time.Microsecond
 
 // batchRecords is how many records a Reader takes from one ring before it
 // turns to the next, so that a flooding ring cannot starve the others.
@@ -1010,9 +1011,9 @@ func (r *Reader) wait(ctx context.Context) error {
 // is interrupted (Close, ctx) or timeout passes (negative: no limit).
 func (r *Reader) sleep(timeout time.Duration) error {
 	wait := r.poller.Wait
-	if r.slept >= parkAfter {
-		wait = r.poller.Park
-		r.parks++
+	if r.slept >= runtimeWaitAfter {
+		wait = r.poller.WaitInRuntime
+		r.runtimeWaits++
 	}
 	start := time.Now()
 	keys, _, err := wait(r.keys[:0], timeout)

@@ -18,17 +18,17 @@ import (
 // (a kernel ring's fd stays readable then) and still never miss the producer's
 // commit, which signals again.
 //
-// Interrupt makes a blocked Wait return early; it is safe to call from any
+// Interrupt makes a blocked Wait or WaitInRuntime return early; it is safe to call from any
 // goroutine, including concurrently with Wait and Close.
 type Poller struct {
 	epfd int
 	// file is epfd in the Go runtime's poller (an epoll instance polls
-	// readable while it has events), for Park; it owns epfd.
-	file     *os.File
-	conn     syscall.RawConn
-	deadline bool // a read deadline is set on file
-	parks    bool // file is in the runtime's poller: Park can park
-	intr     *EventFD
+	// readable while it has events), for WaitInRuntime; it owns epfd.
+	file      *os.File
+	conn      syscall.RawConn
+	deadline  bool // a read deadline is set on file
+	inRuntime bool // file is in the runtime's poller: WaitInRuntime can wait there
+	intr      *EventFD
 
 	mu     sync.Mutex
 	closed bool
@@ -63,7 +63,7 @@ func NewPoller() (*Poller, error) {
 	}
 	p := &Poller{epfd: epfd, file: file, conn: conn, intr: intr, events: make([]unix.EpollEvent, 64)}
 	// Deadlines work only for descriptors in the runtime's poller.
-	p.parks = file.SetReadDeadline(time.Time{}) == nil
+	p.inRuntime = file.SetReadDeadline(time.Time{}) == nil
 	if err := p.add(intr.FD(), interruptKey, unix.EPOLLIN); err != nil {
 		p.Close()
 		return nil, err
@@ -126,15 +126,16 @@ func (p *Poller) Wait(keys []int, timeout time.Duration) (_ []int, interrupted b
 	return p.collect(keys, n)
 }
 
-// Park is Wait that parks the calling goroutine in the Go runtime's poller
-// instead of blocking its thread in epoll_wait. A blocking system call
-// costs the runtime more the longer it lasts (entering one wakes the
-// runtime's monitor thread, sysmon, from its deep sleep, and it then looks
-// every 20 µs for a millisecond before backing off), a parked goroutine
-// more the more often it wakes (the poller's own wake-up path): callers
-// choose by how long they expect to sleep.
-func (p *Poller) Park(keys []int, timeout time.Duration) (_ []int, interrupted bool, err error) {
-	if !p.parks {
+// WaitInRuntime is Wait in the Go runtime's poller: the calling goroutine
+// is parked there instead of blocking its thread in epoll_wait. A blocking
+// system call costs the runtime more the longer it lasts (entering one
+// wakes the runtime's monitor thread, sysmon, from its deep sleep, and it
+// then looks every 20 µs for a millisecond before backing off: runtime/
+// proc.go, entersyscallWakeSysmon), a wait in the runtime's poller more
+// the more often it wakes: callers choose by how long they expect to
+// sleep.
+func (p *Poller) WaitInRuntime(keys []int, timeout time.Duration) (_ []int, interrupted bool, err error) {
+	if !p.inRuntime {
 		return p.Wait(keys, timeout)
 	}
 	if timeout >= 0 {

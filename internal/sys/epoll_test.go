@@ -5,17 +5,17 @@ import (
 	"time"
 )
 
-// TestPollerPark: Park reports a descriptor signalled before it was called
+// TestPollerWaitInRuntime: WaitInRuntime reports a descriptor signalled before it was called
 // and one signalled while it waits, returns at its timeout with nothing,
 // and Interrupt ends it, as Wait does.
-func TestPollerPark(t *testing.T) {
+func TestPollerWaitInRuntime(t *testing.T) {
 	p, err := NewPoller()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if !p.parks {
-		t.Fatal("the epoll descriptor is not in the runtime's poller: Park would block its thread")
+	if !p.inRuntime {
+		t.Fatal("the epoll descriptor is not in the runtime's poller: WaitInRuntime would block its thread")
 	}
 	ev, err := NewEventFD()
 	if err != nil {
@@ -26,18 +26,18 @@ func TestPollerPark(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev.Signal()
-	if keys, intr, err := p.Park(nil, time.Second); err != nil || intr || len(keys) != 1 || keys[0] != 7 {
-		t.Fatalf("Park after a signal: %v, interrupted %v, %v; want [7]", keys, intr, err)
+	if keys, intr, err := p.WaitInRuntime(nil, time.Second); err != nil || intr || len(keys) != 1 || keys[0] != 7 {
+		t.Fatalf("WaitInRuntime after a signal: %v, interrupted %v, %v; want [7]", keys, intr, err)
 	}
 	ev.Drain()
 
 	start := time.Now()
 	const timeout = 20 * time.Millisecond
-	if keys, intr, err := p.Park(nil, timeout); err != nil || intr || len(keys) != 0 {
-		t.Fatalf("Park with nothing signalled: %v, interrupted %v, %v; want nothing", keys, intr, err)
+	if keys, intr, err := p.WaitInRuntime(nil, timeout); err != nil || intr || len(keys) != 0 {
+		t.Fatalf("WaitInRuntime with nothing signalled: %v, interrupted %v, %v; want nothing", keys, intr, err)
 	}
 	if d := time.Since(start); d < timeout {
-		t.Fatalf("Park returned after %v, before its timeout of %v", d, timeout)
+		t.Fatalf("WaitInRuntime returned after %v, before its timeout of %v", d, timeout)
 	}
 
 	type result struct {
@@ -48,17 +48,17 @@ func TestPollerPark(t *testing.T) {
 	for _, wake := range []func(){func() { ev.Signal() }, p.Interrupt} {
 		done := make(chan result, 1)
 		go func() {
-			keys, intr, err := p.Park(nil, -1)
+			keys, intr, err := p.WaitInRuntime(nil, -1)
 			done <- result{keys, intr, err}
 		}()
-		wake() // before or after it parks: either way it must return
+		wake() // before or after it waits: either way it must return
 		select {
 		case r := <-done:
 			if r.err != nil || (len(r.keys) != 1 || r.keys[0] != 7) == !r.intr {
-				t.Fatalf("Park woken: %v, interrupted %v, %v", r.keys, r.intr, r.err)
+				t.Fatalf("WaitInRuntime woken: %v, interrupted %v, %v", r.keys, r.intr, r.err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("Park was not woken")
+			t.Fatal("WaitInRuntime was not woken")
 		}
 		ev.Drain()
 	}

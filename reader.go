@@ -432,10 +432,7 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.poller.Interrupt()
-	select {
-	case r.park <- struct{}{}: // a parked Reader wakes to see closed
-	default:
-	}
+	poke(r.park) // a parked Reader wakes to see closed
 	if r.mu.TryLock() {
 		r.free()
 		r.mu.Unlock()
@@ -1007,8 +1004,10 @@ func (r *Reader) wait(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// sleep waits in epoll_wait until a ring's descriptor signals, the poller
-// is interrupted (Close, ctx) or timeout passes (negative: no limit).
+// sleep waits in the poller until a ring's descriptor signals, the poller
+// is interrupted (Close, ctx) or timeout passes (negative: no limit): in
+// epoll_wait, or in the runtime's poller after a long sleep
+// (runtimeWaitAfter).
 func (r *Reader) sleep(timeout time.Duration) error {
 	wait := r.poller.Wait
 	if r.slept >= runtimeWaitAfter {
@@ -1034,6 +1033,14 @@ func (r *Reader) sleep(timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// poke sends on ch, a channel of one, unless a send is pending already.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // nap is sleep for a parked Reader: it waits until a producer (or Close)
@@ -1150,18 +1157,21 @@ func (r *Reader) fenced() bool {
 
 // fenceWorth is how many records a ring's Reader takes between two sleeps
 // at least for its barrier before each sleep (a membarrier system call, an
-// interrupt to each CPU running the process: about 10 us in a VM) to pay
-// for the locked instruction it spares each Output (about 10 ns).
+// interrupt to each CPU running the process: about 10 µs of the Reader's
+// CPU a sleep in BenchmarkUserPaced on a VM) to pay for the locked
+// instruction it spares each Output (tens of cycles on an uncontended
+// line; not timed apart here).
 const fenceWorth = 1024
 
 // chooseFence decides, as the Reader is about to sleep, who fences for
 // Output in each ring with fencedByReader: the Reader, before it sleeps,
 // if it took fenceWorth records or more from the ring since it last slept;
-// else Output itself (until the Reader takes as many again: storeAs). Stopping costs one barrier: a producer that loaded
-// readerFences set and skipped its fence has its commit visible once the
-// barrier returns, and one that loads it after sees it cleared (Ring.finish
-// loads it after its store). Starting costs nothing: a producer that still
-// fences is only slower.
+// else Output itself (until the Reader takes as many again: storeAwake).
+// Stopping costs one barrier: a producer that loaded readerFences set and
+// skipped its fence has its commit visible once the barrier returns, and
+// one that loads it after sees it cleared (Ring.finish loads it after its
+// store). Starting costs nothing: a producer that still fences is only
+// slower.
 func (r *Reader) chooseFence() {
 	stopped := false
 	for _, rr := range r.rings {

@@ -455,21 +455,18 @@ func (r *Ring) finish(off uint64, w uint32, flags uint64, discard bool, slot int
 	// after it are then the only sign that something waits behind it.
 	if wake || (m.slots != nil && flags&NoWakeup == 0) {
 		if w := m.waiter.Load(); w != 0 && (wake || w == waitAnyCommit) && m.waiter.Swap(0) != 0 {
-			r.ring()
+			r.wakeReader()
 		}
 	}
 	return true
 }
 
-// ring wakes the ring's Reader: on its channel if it parks on one (no
-// system call, and the Go scheduler hands the Reader's goroutine a thread
-// the way a channel send does), else through the doorbell.
-func (r *Ring) ring() {
+// wakeReader wakes the ring's Reader: on its channel if it parks on one
+// (no system call, and the Go scheduler hands the Reader's goroutine a
+// thread the way a channel send does), else through the doorbell.
+func (r *Ring) wakeReader() {
 	if ch := r.park.Load(); ch != nil {
-		select {
-		case *ch <- struct{}{}:
-		default: // a wake-up is pending already
-		}
+		poke(*ch)
 		return
 	}
 	r.bell.Signal()

@@ -154,9 +154,10 @@ func (s *span) stop() {
 }
 
 // others fills r's OtherCPUNsPerRecord for n records, producer being the
-// CPU the producer's thread used within the span.
+// CPU the producer's thread used within the span (negative: not measured,
+// and neither is the rest).
 func (s *span) others(r *Result, n uint64, producer time.Duration) {
-	if n > 0 {
+	if n > 0 && producer >= 0 {
 		r.OtherCPUNsPerRecord = float64(s.procNs-s.cpuNs-producer) / float64(n)
 	}
 }

@@ -76,9 +76,7 @@ func userRingo(scenario string, producers, size, ringBytes, perProducer int, rat
 		return res, err
 	}
 	c.sp.result(&res, c.s.records)
-	if pcpu >= 0 {
-		c.sp.others(&res, c.s.records, pcpu)
-	}
+	c.sp.others(&res, c.s.records, pcpu)
 	res.WakeupsPer1000 = 1000 * float64(rd.Wakeups()) / float64(max(c.s.records, 1))
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
 }
@@ -175,9 +173,7 @@ func chanRun[A any](scenario string, producers, size, ringBytes, perProducer int
 		return res, err
 	}
 	c.sp.result(&res, c.s.records)
-	if pcpu >= 0 {
-		c.sp.others(&res, c.s.records, pcpu)
-	}
+	c.sp.others(&res, c.s.records, pcpu)
 	return res, c.s.check(total, expectedSum(producers, perProducer, size))
 }
 
